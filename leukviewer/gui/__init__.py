@@ -1,0 +1,1 @@
+"""The PySide6 review application: a thin layer over leukviewer.core."""

@@ -1,0 +1,38 @@
+"""Shared fixtures. Data comes only from LEUKVIEWER_DATA (default: ../shared/data beside the repository)."""
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("LEUKVIEWER_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    root = data_root()
+    if not (root / "cnmc").is_dir():
+        pytest.fail(f"test data not found at {root}: set LEUKVIEWER_DATA or place shared/ beside the repository")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cnmc_root(shared_data) -> Path:
+    return shared_data / "cnmc"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Tests never touch the user's real settings, caches or runs."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("LEUKVIEWER_RUNS", str(home / "runs"))
+    monkeypatch.setenv("LEUKVIEWER_CONFIG_DIR", str(home / "config"))
+    monkeypatch.setenv("LEUKVIEWER_DATA_DIR", str(home / "userdata"))
+    monkeypatch.setenv("KERAS_HOME", str(home / "keras"))

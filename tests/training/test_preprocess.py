@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from training.augment import AugmentConfig, augment, dihedral_views
+from training.preprocess import PreprocessConfig, crop_to_cell, nonblack_bbox, preprocess_cell, read_rgb
+
+
+@pytest.fixture(scope="module")
+def cells(cnmc_root):
+    paths = sorted((cnmc_root / "training_data" / "fold_1").glob("*/*.png"))
+    return [read_rgb(p) for p in paths[::7]]
+
+
+def test_crop_keeps_the_whole_cell_and_removes_the_black_frame(cells):
+    for img in cells:
+        x, y, w, h = nonblack_bbox(img)
+        crop = crop_to_cell(img, margin=0)
+        assert crop.shape[:2] == (h, w)
+        cell_pixels = (img.max(axis=2) > 12)
+        inside = cell_pixels[y:y + h, x:x + w].sum()
+        assert inside >= 0.99 * cell_pixels.sum()      # the cell (largest region) is all kept
+        assert crop.shape[0] * crop.shape[1] < 0.6 * img.shape[0] * img.shape[1]  # the frame is gone
+
+
+def test_preprocess_gives_the_network_input(cells):
+    cfg = PreprocessConfig(size=128)
+    for img in cells:
+        out = preprocess_cell(img, cfg)
+        assert out.shape == (128, 128, 3) and out.dtype == np.uint8
+        assert out[0, 0].max() <= 12 or out.max(axis=2).min() > 12   # corners stay background
+        # contrast is stretched over the cell
+        assert out.max() >= 240
+    assert np.array_equal(preprocess_cell(cells[0], cfg), preprocess_cell(cells[0], cfg))
+
+
+def test_preprocess_parameters_round_trip():
+    cfg = PreprocessConfig(size=96, low_percentile=2.0)
+    assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_augmentation_is_seeded_and_keeps_background_black(cells):
+    x = preprocess_cell(cells[1], PreprocessConfig(size=64))
+    cfg = AugmentConfig()
+    a = augment(x, np.random.default_rng(5), cfg)
+    b = augment(x, np.random.default_rng(5), cfg)
+    c = augment(x, np.random.default_rng(6), cfg)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.shape == x.shape and a.dtype == np.uint8
+    assert a[0, 0].max() == 0 and a[-1, -1].max() == 0
+
+
+def test_dihedral_views_are_the_eight_symmetries(cells):
+    batch = np.stack([preprocess_cell(c, PreprocessConfig(size=32)) for c in cells[:2]])
+    views = dihedral_views(batch)
+    assert len(views) == 8
+    assert len({v.tobytes() for v in views}) == 8

@@ -1,0 +1,150 @@
+"""The training loop on the real C-NMC fixtures with a tiny network (seconds, not hours)."""
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from training import TrainConfig, train
+from training.augment import AugmentConfig
+from training.datasets import DatasetError
+from training.model import WeightsError
+from training.modelfolder import ModelFolderError, load_model_folder, verify
+from training.preprocess import preprocess_cell, read_rgb
+
+
+def tiny_config(cnmc_root, tmp_path, **overrides):
+    cfg = dict(data=str(cnmc_root), run_dir=str(tmp_path / "run"), output=str(tmp_path / "model"),
+               name="tiny-test", backbone="tiny", input_size=32, epochs=2, batch_size=16, patience=0,
+               augment=AugmentConfig().to_dict(), workers=2)
+    cfg.update(overrides)
+    return TrainConfig(**cfg)
+
+
+@pytest.fixture(scope="module")
+def trained(cnmc_root, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trained")
+    events = []
+    result = train(tiny_config(cnmc_root, tmp), on_progress=events.append)
+    return result, events, tmp
+
+
+def test_tiny_training_writes_a_self_describing_model_folder(trained):
+    result, events, _ = trained
+    assert not result.cancelled and result.model_folder.is_dir()
+    meta = verify(result.model_folder)
+    assert meta["class_names"] == ["HEM", "ALL"] and meta["positive_class"] == "ALL"
+    assert meta["preprocessing"]["size"] == 32 and meta["input_size"] == [32, 32]
+    assert 0 < meta["temperature"] and 0 <= meta["decision"]["threshold"] <= 1
+    lo, hi = meta["decision"]["uncertainty_band"]
+    assert lo <= meta["decision"]["threshold"] <= hi
+    assert meta["training"]["data"]["per_class"] == {"HEM": 18, "ALL": 66}
+    assert meta["metrics"]["test"]["n"] > 0 and "subject-disjoint" in meta["metrics"]["measured_on"]
+    assert len(meta["weights"]["sha256"]) == 64
+    assert (result.model_folder / "figures" / "confusion_matrix.png").is_file()
+    # progress: per batch with an ETA, per epoch, and a final event
+    batch_events = [e for e in events if e.stage == "train" and e.batch and e.eta_s is not None]
+    assert batch_events and {e.epoch for e in batch_events} == {1, 2}
+    assert events[-1].stage == "done"
+
+
+def test_reloaded_model_gives_bit_identical_predictions(trained, cnmc_root):
+    result, _, _ = trained
+    paths = sorted((cnmc_root / "training_data" / "fold_1").glob("*/*.png"))[:20]
+    a = load_model_folder(result.model_folder)
+    b = load_model_folder(result.model_folder)
+    batch = np.stack([a.preprocess(read_rgb(p)) for p in paths])
+    assert np.array_equal(batch, np.stack([preprocess_cell(read_rgb(p), b.preprocessing) for p in paths]))
+    pa, pb = a.predict_proba(batch), b.predict_proba(batch)
+    assert np.array_equal(pa, pb)
+    # and equal to what the training run itself predicted for its test cells
+    saved = np.load(result.run_dir / "test_predictions.npz")
+    test_paths = list(saved["paths"])
+    test_batch = np.stack([a.preprocess(read_rgb(p)) for p in test_paths])
+    assert np.array_equal(a.logits(test_batch, batch_size=16), saved["logits"])  # same batching as training
+
+
+def test_tampered_weight_file_is_refused(trained, tmp_path):
+    result, _, _ = trained
+    copy = tmp_path / "tampered"
+    shutil.copytree(result.model_folder, copy)
+    weights = copy / "model.keras"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match="does not match its recorded SHA-256"):
+        load_model_folder(copy)
+
+
+def test_missing_or_foreign_model_folder_is_refused(tmp_path):
+    with pytest.raises(ModelFolderError, match="not found"):
+        load_model_folder(tmp_path / "none")
+    (tmp_path / "model.json").write_text("{not json")
+    with pytest.raises(ModelFolderError, match="cannot be read"):
+        load_model_folder(tmp_path)
+
+
+def test_cancel_keeps_last_checkpoint_and_resume_finishes(cnmc_root, tmp_path):
+    cfg = tiny_config(cnmc_root, tmp_path, epochs=3)
+    epochs_seen = []
+
+    def progress(e):
+        if e.stage == "train" and e.message.startswith("epoch"):
+            epochs_seen.append(e.epoch)
+
+    r1 = train(cfg, progress, should_stop=lambda: len(epochs_seen) >= 1)
+    assert r1.cancelled and r1.model_folder is None
+    assert not (tmp_path / "model").exists()          # no half-written model folder
+    state = (tmp_path / "run" / "state.json").read_text()
+    assert '"epochs_done": 1' in state
+    with pytest.raises(FileExistsError, match="resume"):
+        train(cfg)
+    r2 = train(cfg, resume=True)
+    assert not r2.cancelled and r2.model_folder.is_dir()
+    assert len(r2.history["loss"]) == 3               # epoch 1 from the first session, 2-3 from the second
+
+
+def test_fine_tune_from_a_model_folder_and_new_head(trained, cnmc_root, shared_data, tmp_path):
+    result, _, _ = trained
+    # same classes: fine-tune; 8 PBC classes: reuse only the backbone under a new head
+    r = train(tiny_config(shared_data / "pbc", tmp_path, init="model", parent_model=str(result.model_folder),
+                          epochs=1, head_epochs=1, split="image", leaky_image_split=True, val_fraction=0.2,
+                          test_fraction=0.2))
+    meta = verify(r.model_folder)
+    assert len(meta["class_names"]) == 8 and meta["training"]["parent_model"] == str(result.model_folder)
+    assert "warning" in meta["metrics"] and "IMAGE-LEVEL" in meta["metrics"]["warning"]
+    assert meta["training"]["history"]["phase"] == ["head", "finetune"]
+
+
+def test_imagenet_without_local_file_says_where_to_put_it(cnmc_root, tmp_path):
+    cfg = tiny_config(cnmc_root, tmp_path, backbone="EfficientNetB3", init="imagenet")
+    with pytest.raises(WeightsError, match="efficientnetb3_notop.h5.*never downloads|never downloads"):
+        train(cfg)
+
+
+def test_unreadable_training_image_is_named(cnmc_root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(cnmc_root / "training_data" / "fold_1", data)
+    (data / "all" / "UID_16_500_1_all.png").write_bytes(b"this is not a picture")
+    with pytest.raises(DatasetError, match="UID_16_500_1_all.png"):
+        train(tiny_config(data, tmp_path))
+
+
+def test_cli_help_and_clear_errors(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "training", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "fit" in out.stdout and "evaluate" in out.stdout
+    assert "For Research Use Only" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "training", "fit", "--data", str(tmp_path), "--backbone", "tiny",
+                          "--run-dir", str(tmp_path / "r")], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "error: no images" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_evaluate_warns_when_subjects_were_seen(trained, cnmc_root, tmp_path):
+    result, _, _ = trained
+    out = subprocess.run([sys.executable, "-m", "training", "evaluate", "--model", str(result.model_folder),
+                          "--data", str(cnmc_root), "--out", str(tmp_path / "eval")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "weighted_f1" in out.stdout and "not an evaluation on unseen patients" in out.stdout
+    assert (tmp_path / "eval" / "metrics.json").is_file()

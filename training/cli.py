@@ -1,0 +1,209 @@
+"""``python -m training fit|cv|evaluate|export`` — the command line over the training library."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .datasets import DatasetError
+
+EPILOG = """\
+examples:
+  # train EfficientNet-B3 on C-NMC fold_1 (subject-disjoint split) and write a model folder
+  python -m training fit --data ~/leukviewer-data/cnmc --out ~/models/b3 --run-dir ~/runs/b3
+  # continue it after an interruption
+  python -m training fit --data ~/leukviewer-data/cnmc --out ~/models/b3 --run-dir ~/runs/b3 --resume
+  # 3-fold leave-subjects-out cross-validation of the same recipe
+  python -m training cv --data ~/leukviewer-data/cnmc --folds 3 --run-dir ~/runs/b3-cv
+  # metrics of a model folder on a labelled folder
+  python -m training evaluate --model assets/models/leukviewer-b3 --data ~/other-lab-cells --out /tmp/eval
+
+For Research Use Only. Not for use in diagnostic procedures.
+"""
+
+
+def _add_recipe(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="data folder: C-NMC layout (fold_N/{all,hem}/UID_*.bmp or "
+                   "{all,hem}/) or one folder per class")
+    g.add_argument("--folds", type=int, nargs="*", help="C-NMC fold numbers to read (default: all present)")
+    g.add_argument("--skip-unreadable", action="store_true", help="skip images that cannot be read (default: stop)")
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", default="EfficientNetB3", help="EfficientNetB0..B3 (default B3) or tiny (tests)")
+    g.add_argument("--input-size", type=int, default=128, help="input side in pixels (default 128)")
+    g.add_argument("--dropout", type=float, default=0.3)
+    g.add_argument("--init", choices=["scratch", "imagenet", "model"], default="scratch",
+                   help="initial weights: random, ImageNet from a local file, or a model folder (--parent)")
+    g.add_argument("--imagenet-weights", help="path of efficientnetb3_notop.h5 (never downloaded)")
+    g.add_argument("--parent", dest="parent_model", help="model folder to fine-tune or take the backbone from")
+    g = p.add_argument_group("schedule")
+    g.add_argument("--epochs", type=int, default=12, help="epochs with the backbone unfrozen (default 12)")
+    g.add_argument("--head-epochs", type=int, default=0, help="epochs with the backbone frozen first (default 0)")
+    g.add_argument("--unfreeze", default="all", help="'all' or 'top:N' EfficientNet blocks (default all)")
+    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the unfrozen phase (cosine decay)")
+    g.add_argument("--lr-head", type=float, default=1e-3)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--patience", type=int, default=4, help="early stopping on validation loss (0: off)")
+    g.add_argument("--max-steps-per-epoch", type=int, help="cap the batches per epoch (quick trials)")
+    g.add_argument("--class-weights", action="store_true", help="weight the loss by class (besides oversampling)")
+    g.add_argument("--no-oversample", action="store_true", help="do not oversample the minority class")
+    g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--tta", action="store_true", help="evaluate with the 8 flips/rotations averaged")
+    g = p.add_argument_group("split")
+    g.add_argument("--val-fraction", type=float, default=0.15)
+    g.add_argument("--test-fraction", type=float, default=0.15)
+    g.add_argument("--leaky-image-split", action="store_true",
+                   help="random IMAGE-level 70/10/20 split as in the paper; leaks patients across parts "
+                        "(reports say so)")
+    g = p.add_argument_group("run")
+    g.add_argument("--run-dir", default="", help="checkpoint folder (default: the user cache, outside the repo)")
+    g.add_argument("--name", default="leukviewer-classifier")
+    g.add_argument("--version", default="0.1.0")
+    g.add_argument("--resume", action="store_true", help="continue the unfinished run in --run-dir")
+
+
+def _config_from(args):
+    from .augment import AugmentConfig
+    from .loop import TrainConfig
+
+    split = "image" if args.leaky_image_split else "subject"
+    return TrainConfig(
+        data=str(Path(args.data).expanduser()), run_dir=args.run_dir, output=getattr(args, "out", None),
+        name=args.name, version=args.version, folds=args.folds, backbone=args.backbone,
+        input_size=args.input_size, dropout=args.dropout, init=args.init, imagenet_weights=args.imagenet_weights,
+        parent_model=args.parent_model, split=split, leaky_image_split=args.leaky_image_split,
+        val_fraction=(0.10 if args.leaky_image_split and args.val_fraction == 0.15 else args.val_fraction),
+        test_fraction=(0.20 if args.leaky_image_split and args.test_fraction == 0.15 else args.test_fraction),
+        oversample=not args.no_oversample, class_weights=args.class_weights,
+        augment=(AugmentConfig.off() if args.no_augment else AugmentConfig()).to_dict(),
+        skip_unreadable=args.skip_unreadable, batch_size=args.batch_size, head_epochs=args.head_epochs,
+        epochs=args.epochs, unfreeze=args.unfreeze, lr_head=args.lr_head, lr=args.lr, patience=args.patience,
+        max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, tta=args.tta)
+
+
+class _Bar:
+    """A terminal progress bar fed by ProgressEvents."""
+
+    def __init__(self):
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.bar = None
+        self.key = None
+
+    def __call__(self, e) -> None:
+        if e.stage == "train" and e.batches:
+            key = (e.phase, e.epoch)
+            if key != self.key:
+                self.close()
+                self.bar = self._tqdm(total=e.batches, desc=f"epoch {e.epoch}/{e.epochs} {e.phase}", unit="batch",
+                                      leave=True, file=sys.stderr)
+                self.key = key
+            self.bar.n = e.batch
+            logs = {k: round(v, 4) for k, v in e.logs.items() if k in ("loss", "accuracy", "val_loss",
+                                                                         "val_accuracy")}
+            self.bar.set_postfix(logs, refresh=True)
+        elif e.message:
+            self.close()
+            print(e.message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+            self.key = None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Train, cross-validate, evaluate and export leukviewer's blast (ALL) / normal (HEM) "
+                    "classifier. Splits keep each patient on one side unless told otherwise.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fit", help="train a model and write a model folder",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_recipe(p)
+    p.add_argument("--out", help="model folder to write at the end (must not exist)")
+    p.add_argument("--config", help="JSON file with TrainConfig fields (overrides nothing given on the line)")
+
+    p = sub.add_parser("cv", help="leave-subjects-out cross-validation of a recipe (per fold and mean ± sd)")
+    _add_recipe(p)
+    p.add_argument("--k", "--cv-folds", dest="k", type=int, default=3, help="number of subject folds")
+
+    p = sub.add_parser("evaluate", help="metrics of a model folder on a labelled folder")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--data", required=True, help="labelled data folder")
+    p.add_argument("--out", help="folder for metrics.json and figures")
+    p.add_argument("--tta", action="store_true")
+
+    p = sub.add_parser("export", help="write a model folder from a run's best checkpoint")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--out", required=True, help="model folder to write (must not exist)")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    bar = _Bar()
+    try:
+        if args.command == "fit":
+            from .loop import TrainConfig, train
+
+            config = _config_from(args)
+            if args.config:
+                config = TrainConfig.from_dict({**config.to_dict(),
+                                                **json.loads(Path(args.config).read_text(encoding="utf-8"))})
+            result = train(config, bar, resume=args.resume)
+            bar.close()
+            if result.cancelled:
+                return 130
+            _print_metrics(result.metrics)
+            print(f"run folder: {result.run_dir}")
+            if result.model_folder:
+                print(f"model folder: {result.model_folder}")
+        elif args.command == "cv":
+            from .evaluate import cross_validate, format_cv_table
+
+            summary = cross_validate(_config_from(args), args.k, bar, resume=True)
+            bar.close()
+            print(format_cv_table(summary))
+            print(f"summary: {Path(_config_from(args).resolved_run_dir()) / 'cv_summary.json'}")
+        elif args.command == "evaluate":
+            from .evaluate import evaluate_folder
+
+            m = evaluate_folder(args.model, args.data, args.out, tta=args.tta, on_progress=bar)
+            bar.close()
+            _print_metrics({"evaluation": m})
+            if m.get("warning"):
+                print("WARNING: " + m["warning"])
+        elif args.command == "export":
+            from .loop import export_run
+
+            r = export_run(args.run_dir, args.out, bar)
+            bar.close()
+            print(f"model folder: {r.model_folder}")
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted; the last epoch's checkpoint is kept (use --resume)", file=sys.stderr)
+        return 130
+    except (DatasetError, FileExistsError, FileNotFoundError, ValueError) as e:
+        bar.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    for part, m in metrics.items():
+        if not isinstance(m, dict):
+            if isinstance(m, str):
+                print(m)
+            continue
+        keys = ("n", "accuracy", "weighted_f1", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "ece")
+        figures = ", ".join(f"{k} {m[k]:.3f}" if isinstance(m.get(k), float) else f"{k} {m.get(k)}"
+                            for k in keys if k in m)
+        print(f"{part}: {figures}")

@@ -1,0 +1,231 @@
+"""The model folder: the single source of truth for inference.
+
+A folder holds ``model.keras`` (the network, logits head) and ``model.json`` (class names, input size,
+preprocessing parameters, temperature, decision threshold and uncertainty band, training data summary,
+protocol and metrics, version, creation date and the SHA-256 of ``model.keras``). Loading verifies the
+hash and loads with Keras ``safe_mode`` so no code from the file runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .preprocess import PreprocessConfig, preprocess_cell
+
+FORMAT = "leukviewer-model"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.keras"
+META_FILE = "model.json"
+
+
+class ModelFolderError(ValueError):
+    """A model folder that cannot be used (missing, tampered, unreadable), with a clear reason."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that a reader sees either the old or the new content, never half of it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def save_model_folder(model, folder: str | Path, meta: dict, overwrite: bool = False) -> Path:
+    """Write ``model`` and ``meta`` as a model folder, atomically (a half-written folder never appears).
+
+    ``meta`` must hold at least ``class_names`` and ``preprocessing``; format, creation date and the weight
+    hash are filled in here.
+    """
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise ModelFolderError(f"{folder} already exists; choose another name or allow overwriting")
+    for key in ("class_names", "preprocessing"):
+        if key not in meta:
+            raise ModelFolderError(f"model metadata lacks {key!r}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; a model folder is meant to be shared
+        weights = staging / WEIGHTS_FILE
+        model.save(weights)
+        meta = dict(meta)
+        meta.update({
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": meta.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights),
+                        "bytes": weights.stat().st_size},
+        })
+        meta.setdefault("name", folder.name)
+        meta.setdefault("version", "0.0.0")
+        meta.setdefault("input_size", [int(meta["preprocessing"]["size"])] * 2)
+        meta.setdefault("temperature", 1.0)
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False, default=_json_default),
+                                         encoding="utf-8")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(staging, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_meta(folder: str | Path) -> dict:
+    """model.json of a folder, checked for the fields inference needs (no TensorFlow needed)."""
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not folder.is_dir():
+        raise ModelFolderError(f"model folder not found: {folder}")
+    if not meta_path.is_file():
+        raise ModelFolderError(f"{folder} is not a model folder: {META_FILE} is missing")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFolderError(f"{meta_path} cannot be read: {e}") from None
+    if meta.get("format") != FORMAT:
+        raise ModelFolderError(f"{meta_path} is not a leukviewer model description")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelFolderError(f"{folder} was written by a newer leukviewer (format {meta['format_version']})")
+    for key in ("class_names", "preprocessing", "weights", "temperature"):
+        if key not in meta:
+            raise ModelFolderError(f"{meta_path} lacks {key!r}")
+    return meta
+
+
+def verify(folder: str | Path) -> dict:
+    """Check that the weight file is exactly the one described; returns the metadata."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    weights = folder / meta["weights"]["file"]
+    if not weights.is_file():
+        raise ModelFolderError(f"weight file missing: {weights}")
+    actual = sha256_file(weights)
+    if actual != meta["weights"]["sha256"]:
+        raise ModelFolderError(
+            f"the weight file {weights.name} in {folder} does not match its recorded SHA-256 "
+            f"(expected {meta['weights']['sha256'][:12]}…, found {actual[:12]}…): it was modified or damaged; "
+            "refusing to load it")
+    return meta
+
+
+@dataclass
+class LoadedModel:
+    """A verified model folder ready for inference; everything about the model comes from its folder."""
+    folder: Path
+    meta: dict
+    network: object
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["class_names"])
+
+    @property
+    def preprocessing(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.meta["preprocessing"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.meta.get("temperature", 1.0))
+
+    @property
+    def positive_index(self) -> int:
+        return self.class_names.index(self.meta.get("positive_class", self.class_names[-1]))
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta.get("decision", {}).get("threshold", 0.5))
+
+    @property
+    def uncertainty_band(self) -> tuple[float, float]:
+        band = self.meta.get("decision", {}).get("uncertainty_band")
+        return (float(band[0]), float(band[1])) if band else (self.threshold, self.threshold)
+
+    @property
+    def sha256(self) -> str:
+        return self.meta["weights"]["sha256"]
+
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        return preprocess_cell(rgb, self.preprocessing)
+
+    def logits(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Raw logits for preprocessed cells (N, size, size, 3) uint8."""
+        batch = np.asarray(batch)
+        if batch.ndim != 4:
+            raise ValueError("expected a batch of images (N, H, W, 3)")
+        outs = []
+        for i in range(0, len(batch), batch_size):
+            x = batch[i:i + batch_size].astype("float32")
+            outs.append(np.asarray(self.network(x, training=False)))
+        if not outs:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return np.concatenate(outs, axis=0)
+
+    def predict_proba(self, batch: np.ndarray, batch_size: int = 32, tta: bool = False) -> np.ndarray:
+        """Calibrated class probabilities (N, n_classes) for preprocessed cells."""
+        if tta:
+            from .augment import dihedral_views
+            logits = np.mean([self.logits(v, batch_size) for v in dihedral_views(np.asarray(batch))], axis=0)
+        else:
+            logits = self.logits(batch, batch_size)
+        return softmax(logits, self.temperature)
+
+
+def load_model_folder(folder: str | Path) -> LoadedModel:
+    """Verify and load a model folder. Raises ModelFolderError with a clear reason on any problem."""
+    folder = Path(folder)
+    meta = verify(folder)
+    from .model import os as _  # noqa: F401  (sets the Keras backend before keras is imported)
+    import keras
+
+    try:
+        network = keras.saving.load_model(folder / meta["weights"]["file"], compile=False, safe_mode=True)
+    except Exception as e:  # a Keras file that verifies but will not load is still the user's problem to see
+        raise ModelFolderError(f"the network in {folder} could not be loaded: {e}") from None
+    return LoadedModel(folder, meta, network)

@@ -1,0 +1,119 @@
+"""The paper's preprocessing, as one function that training and inference both call.
+
+crop to the cell (remove the black frame) -> pad to a square with black -> contrast normalisation over the
+cell's pixels -> resize. The result is uint8 RGB in 0..255; the EfficientNet backbone applies its own input
+scaling inside the network. The parameters travel with the model folder (``PreprocessConfig.to_dict``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    size: int = 128
+    black_threshold: int = 12          # a pixel whose max channel is <= this is background
+    crop_margin: int = 4               # pixels of black kept around the cell before resizing
+    contrast: str = "percentile_stretch"  # or "none"
+    low_percentile: float = 1.0
+    high_percentile: float = 99.0
+    backbone_scaling: str = "built into the network (EfficientNet: input is RGB 0..255)"
+    steps: tuple = field(default=("crop_nonblack", "pad_square", "contrast", "resize"))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["steps"] = list(self.steps)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreprocessConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "steps" in known:
+            known["steps"] = tuple(known["steps"])
+        return cls(**known)
+
+
+def nonblack_bbox(rgb: np.ndarray, black_threshold: int = 12) -> tuple[int, int, int, int] | None:
+    """(x, y, w, h) of the largest non-black connected region, or None for an all-black image."""
+    mask = (rgb.max(axis=2) > black_threshold).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return None
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(v) for v in stats[largest, :4])
+    return x, y, w, h
+
+
+def crop_to_cell(rgb: np.ndarray, black_threshold: int = 12, margin: int = 4) -> np.ndarray:
+    """Remove the black frame around a C-NMC-style cell; an image with no black frame is returned as is."""
+    box = nonblack_bbox(rgb, black_threshold)
+    if box is None:
+        return rgb
+    x, y, w, h = box
+    H, W = rgb.shape[:2]
+    x0, y0 = max(0, x - margin), max(0, y - margin)
+    x1, y1 = min(W, x + w + margin), min(H, y + h + margin)
+    return rgb[y0:y1, x0:x1]
+
+
+def pad_square(rgb: np.ndarray) -> np.ndarray:
+    """Centre the image on a black square so resizing keeps the cell's aspect ratio."""
+    h, w = rgb.shape[:2]
+    side = max(h, w)
+    out = np.zeros((side, side, 3), dtype=rgb.dtype)
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    out[y0:y0 + h, x0:x0 + w] = rgb
+    return out
+
+
+def normalise_contrast(rgb: np.ndarray, black_threshold: int = 12, low: float = 1.0,
+                       high: float = 99.0) -> np.ndarray:
+    """Stretch the cell's luminance so its [low, high] percentiles span 0..255, keeping hue.
+
+    Percentiles are taken over cell pixels only, so the black background does not dominate; background
+    stays black.
+    """
+    cell = rgb.max(axis=2) > black_threshold
+    if cell.sum() < 16:
+        return rgb
+    values = rgb[cell].astype(np.float32)
+    lo, hi = np.percentile(values, [low, high])
+    if hi - lo < 1.0:
+        return rgb
+    out = (rgb.astype(np.float32) - lo) * (255.0 / (hi - lo))
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    out[~cell] = 0
+    return out
+
+
+def preprocess_cell(rgb: np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """One cell image (RGB uint8, any size, cell on black) -> the network's input (size x size x 3 uint8)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
+    out = rgb
+    if "crop_nonblack" in config.steps:
+        out = crop_to_cell(out, config.black_threshold, config.crop_margin)
+    if "pad_square" in config.steps:
+        out = pad_square(out)
+    if "contrast" in config.steps and config.contrast == "percentile_stretch":
+        out = normalise_contrast(out, config.black_threshold, config.low_percentile, config.high_percentile)
+    if "resize" in config.steps and out.shape[:2] != (config.size, config.size):
+        interp = cv2.INTER_AREA if out.shape[0] > config.size else cv2.INTER_LINEAR
+        out = cv2.resize(out, (config.size, config.size), interpolation=interp)
+    return np.ascontiguousarray(out)
+
+
+def read_rgb(path) -> np.ndarray:
+    """Read an image file as RGB uint8 (training reads its data through this)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("I;16", "I;16B", "I", "F"):
+            arr = np.asarray(im, dtype=np.float32)
+            arr = 255.0 * (arr - arr.min()) / max(1.0, float(arr.max() - arr.min()))
+            return np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2)
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
