@@ -36,3 +36,18 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LEUKVIEWER_CONFIG_DIR", str(home / "config"))
     monkeypatch.setenv("LEUKVIEWER_DATA_DIR", str(home / "userdata"))
     monkeypatch.setenv("KERAS_HOME", str(home / "keras"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(cnmc_root, tmp_path_factory) -> Path:
+    """A real model folder from the training library: a tiny network, 32 px, one epoch on the C-NMC fixtures.
+
+    Its predictions are meaningless; it exercises the whole model-folder path in seconds.
+    """
+    from training import TrainConfig, train
+
+    tmp = tmp_path_factory.mktemp("tiny-model")
+    result = train(TrainConfig(data=str(cnmc_root), run_dir=str(tmp / "run"), output=str(tmp / "tiny-model"),
+                               name="tiny-test-model", version="0.0.1", backbone="tiny", input_size=32, epochs=1,
+                               batch_size=16, patience=0, workers=2))
+    return result.model_folder

@@ -1,0 +1,607 @@
+"""Finding white blood cells in microscope images (OpenCV; no Qt, no TensorFlow).
+
+Two kinds of input reach leukviewer:
+
+* ``"single_cell"`` — a C-NMC-style crop: one cell on a pure black background.
+  :func:`find_single_cell` returns the non-black region.
+* ``"smear_field"`` — a stained peripheral-smear field (bright background, many red cells,
+  some white cells; PBC crops are small fields with one white cell in the middle).
+  :func:`find_white_cells` finds every white cell.
+
+How white cells are found in a field (all sizes are relative to the red-cell diameter
+measured in the same field, so other magnifications work):
+
+1. The red-cell diameter is measured on a small preview (:func:`estimate_rbc_diameter`) and
+   the field is resampled so that a red cell is ``WORK_RBC_DIAMETER`` pixels across; very
+   large fields are therefore processed at a bounded size and coordinates mapped back.
+2. Nuclei of white cells are the only strongly violet objects (Romanowsky stains): the
+   white-balanced blue-minus-green signal is thresholded (Otsu with a floor) with hysteresis.
+3. Nucleus lobes closer than a fraction of a red cell are one cell (segmented neutrophils);
+   clusters far larger than one white cell are split by watershed.
+4. Violet objects much smaller than a red cell are platelets and are dropped.
+5. The outline is the nucleus plus the surrounding cytoplasm: pixels around the nucleus that
+   are stained (darker than the background) but not red-cell coloured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "CellRegion",
+    "ImageKind",
+    "classify_image_kind",
+    "crop_cell",
+    "estimate_rbc_diameter",
+    "find_cells",
+    "find_single_cell",
+    "find_white_cells",
+]
+
+ImageKind = str  # "single_cell" | "smear_field"
+
+#: Red-cell diameter, in pixels, at which fields are analysed.
+WORK_RBC_DIAMETER = 40.0
+#: Upper bound on the pixels of the working image (bounded memory for whole-slide tiles).
+MAX_WORK_PIXELS = 8_000_000
+#: Preview sizes (pixels) on which the red-cell diameter is measured, smallest first.
+PREVIEW_PIXELS = (60_000, 500_000, 4_000_000)
+#: Red-cell diameter assumed when a field holds too few red cells to measure (relative to
+#: the shorter image side; a BCCD field is 480 px high with ~100 px red cells).
+FALLBACK_RBC_FRACTION = 0.2
+
+_NEAR_BLACK = 20  # max channel value of the C-NMC background
+_SINGLE_CELL_BLACK_FRACTION = 0.40
+
+
+@dataclass(frozen=True, eq=False)
+class CellRegion:
+    """One cell in image pixel coordinates (of the image passed in).
+
+    ``bbox`` is ``(x, y, w, h)`` of the outline; ``outline`` an ``N x 2`` int32 polygon of
+    ``(x, y)`` points; ``centroid`` ``(x, y)`` of the outline's area; ``area`` and
+    ``nucleus_area`` in pixels; ``partial`` is true when the cell touches the image border
+    (part of it is outside the field). No mask is stored: draw the outline when one is needed.
+    """
+
+    bbox: tuple[int, int, int, int]
+    outline: np.ndarray = field(repr=False)
+    centroid: tuple[float, float]
+    area: int
+    nucleus_area: int
+    partial: bool
+
+    def __post_init__(self) -> None:
+        outline = np.ascontiguousarray(self.outline, dtype=np.int32).reshape(-1, 2)
+        outline.setflags(write=False)
+        object.__setattr__(self, "outline", outline)
+
+    def mask(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A ``uint8`` mask (255 inside the outline) of an image of ``shape`` (H, W, ...)."""
+        mask = np.zeros(shape[:2], np.uint8)
+        cv2.fillPoly(mask, [self.outline.reshape(-1, 1, 2)], 255)
+        return mask
+
+
+# --------------------------------------------------------------------------- image kind
+
+
+def _as_rgb(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {rgb.shape} {rgb.dtype}")
+    return rgb
+
+
+def _small(rgb: np.ndarray, max_pixels: int) -> tuple[np.ndarray, float]:
+    """Downscale (area-averaged) so the image has at most ``max_pixels`` pixels."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, float(np.sqrt(max_pixels / float(h * w))))
+    if scale >= 1.0:
+        return rgb, 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), size[0] / w
+
+
+def classify_image_kind(rgb: np.ndarray) -> ImageKind:
+    """``"single_cell"`` for a cell on a black background (C-NMC), else ``"smear_field"``.
+
+    A C-NMC crop is mostly pure black (about 80 %) around one cell; a smear field (BCCD, or a
+    PBC crop with its red cells) has a bright background.
+    """
+    small, _ = _small(_as_rgb(rgb), 250_000)
+    black = small.max(axis=2) <= _NEAR_BLACK
+    return "single_cell" if black.mean() > _SINGLE_CELL_BLACK_FRACTION else "smear_field"
+
+
+# --------------------------------------------------------------------------- regions
+
+
+def _region_from_mask(
+    mask: np.ndarray,
+    scale: float,
+    image_shape: tuple[int, int],
+    nucleus_area: float,
+) -> CellRegion | None:
+    """Outline of a working-scale mask, mapped to image coordinates (``scale`` = work/image)."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    contour = max(contours, key=cv2.contourArea)
+    points = contour.reshape(-1, 2).astype(np.float64)
+    if scale != 1.0:
+        # Pixel centres: working pixel i covers image pixels [i/scale, (i+1)/scale).
+        points = (points + 0.5) / scale - 0.5
+    height, width = image_shape
+    points[:, 0] = np.clip(np.rint(points[:, 0]), 0, width - 1)
+    points[:, 1] = np.clip(np.rint(points[:, 1]), 0, height - 1)
+    outline = points.astype(np.int32)
+    x, y, w, h = cv2.boundingRect(outline.reshape(-1, 1, 2))
+    moments = cv2.moments(outline.reshape(-1, 1, 2).astype(np.float32))
+    if moments["m00"] > 0:
+        centroid = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
+    else:
+        centroid = (x + w / 2.0, y + h / 2.0)
+    area = int(round(abs(moments["m00"]))) or int(mask.sum() // 255 / scale**2)
+    work_h, work_w = mask.shape
+    partial = bool(
+        mask[0, :].any() or mask[-1, :].any() or mask[:, 0].any() or mask[:, -1].any()
+    )
+    del work_h, work_w
+    return CellRegion(
+        bbox=(int(x), int(y), int(w), int(h)),
+        outline=outline,
+        centroid=(round(float(centroid[0]), 2), round(float(centroid[1]), 2)),
+        area=area,
+        nucleus_area=int(round(nucleus_area / scale**2)),
+        partial=partial,
+    )
+
+
+def find_single_cell(rgb: np.ndarray) -> CellRegion | None:
+    """The cell of a C-NMC-style crop: the largest connected non-black region.
+
+    Returns ``None`` when the image is entirely black. ``nucleus_area`` is 0: the stain
+    normalisation of these crops does not separate nucleus and cytoplasm reliably.
+    """
+    rgb = _as_rgb(rgb)
+    foreground = (rgb.max(axis=2) > _NEAR_BLACK).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+    if count <= 1:
+        return None
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    mask = (labels == largest).astype(np.uint8) * 255
+    return _region_from_mask(mask, 1.0, rgb.shape[:2], 0.0)
+
+
+# --------------------------------------------------------------------------- smear fields
+
+
+@dataclass
+class _Stain:
+    """Per-field colour references, measured on the working image."""
+
+    background: np.ndarray  # mean RGB of the background (float32, 3)
+    violet: np.ndarray  # white-balanced blue minus green, float32 HxW
+    stained: np.ndarray  # white-balanced darkness of the green channel, float32 HxW
+    redness: np.ndarray  # white-balanced red minus blue, float32 HxW
+
+
+def _measure_stain(rgb: np.ndarray) -> _Stain:
+    image = rgb.astype(np.float32)
+    red, green, blue = image[..., 0], image[..., 1], image[..., 2]
+    # Background: the brightest, greyest part of the field (between the red cells).
+    brightness = green
+    chroma = image.max(axis=2) - image.min(axis=2)
+    bright = brightness >= np.percentile(brightness, 75)
+    grey = chroma <= np.percentile(chroma[bright], 50) if bright.any() else bright
+    candidates = bright & grey
+    if candidates.sum() < 50:
+        candidates = bright
+    background = np.median(image[candidates], axis=0).astype(np.float32)
+    background = np.maximum(background, 1.0)
+    gain = 200.0 / background  # white balance to a neutral grey background of 200
+    red, green, blue = red * gain[0], green * gain[1], blue * gain[2]
+    return _Stain(
+        background=background,
+        violet=blue - green,
+        stained=200.0 - green,
+        redness=red - blue,
+    )
+
+
+def _rbc_diameter_from_stain(stain: _Stain) -> tuple[float, int] | None:
+    """Median red-cell diameter (pixels) and the number of red cells it was measured on.
+
+    Red cells are the round stained objects of a field: a circle Hough transform on the
+    stain image finds them whether they are pale, have a central pallor or lie in clumps.
+    """
+    image = cv2.GaussianBlur(np.clip(stain.stained * 2.0, 0, 255).astype(np.uint8), (0, 0), 1.0)
+    side = min(image.shape)
+    circles = cv2.HoughCircles(
+        image,
+        cv2.HOUGH_GRADIENT_ALT,
+        dp=1.5,
+        minDist=side / 20.0,
+        param1=60,
+        param2=0.8,
+        minRadius=3,
+        maxRadius=max(4, side // 4),
+    )
+    if circles is None or len(circles[0]) < 3:
+        return None
+    return float(2.0 * np.median(circles[0, :, 2])), int(len(circles[0]))
+
+
+def _holes(mask: np.ndarray) -> np.ndarray:
+    """Pixels of enclosed holes of a 0/1 mask (not connected to the image border)."""
+    inverse = (mask == 0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(inverse, connectivity=4)
+    if count <= 1:
+        return np.zeros_like(mask)
+    x, y, w, h = (stats[:, i] for i in range(4))
+    height, width = mask.shape
+    touches = (x == 0) | (y == 0) | (x + w == width) | (y + h == height)
+    hole_label = ~touches
+    hole_label[0] = False
+    return hole_label[labels].astype(np.uint8)
+
+
+def estimate_rbc_diameter(rgb: np.ndarray) -> float | None:
+    """Typical red-cell diameter of a smear field in image pixels, or ``None`` if unmeasurable.
+
+    Measured on a small preview first; fields so large that red cells are tiny in that preview
+    (whole-slide tiles) are measured again on larger previews.
+    """
+    rgb = _as_rgb(rgb)
+    for preview_pixels in PREVIEW_PIXELS:
+        small, scale = _small(rgb, preview_pixels)
+        measured = _rbc_diameter_from_stain(_measure_stain(small))
+        if measured is not None and measured[0] >= 12.0:
+            return measured[0] / scale
+        if scale >= 1.0:
+            break
+    return None
+
+
+def _disc(diameter: float) -> np.ndarray:
+    size = max(1, int(round(diameter)))
+    size += 1 - size % 2
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+
+
+def _nucleus_mask(stain: _Stain, rbc: float) -> np.ndarray:
+    """Violet (nucleus) pixels, 0/255 uint8, before grouping."""
+    score = np.minimum(stain.violet, stain.stained) if PARAMS["score_min"] else stain.violet
+    if PARAMS["blue_k"]:
+        score = np.minimum(score, -stain.redness * PARAMS["blue_k"])
+    violet = cv2.GaussianBlur(score, (0, 0), max(0.6, rbc / 60.0))
+    values = np.clip(violet * 2.0, 0, 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(values, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    high = max(otsu / 2.0, PARAMS["floor"])
+    low = max(high * PARAMS["low"], 30.0)
+    strong = (violet > high).astype(np.uint8)
+    weak = (violet > low).astype(np.uint8)
+    # Hysteresis: keep weak components that contain a strong pixel.
+    count, labels = cv2.connectedComponents(weak, connectivity=8)
+    has_strong = np.zeros(count, bool)
+    has_strong[labels[strong > 0]] = True
+    has_strong[0] = False
+    mask = has_strong[labels].astype(np.uint8) * 255
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _disc(rbc * 0.06))
+    return mask
+
+
+def _cytoplasm_mask(stain: _Stain, rbc: float) -> np.ndarray:
+    """Stained but not red-cell-coloured pixels (white-cell cytoplasm), 0/255 uint8."""
+    stained = cv2.GaussianBlur(stain.stained, (0, 0), max(0.8, rbc / 40.0))
+    redness = cv2.GaussianBlur(stain.redness, (0, 0), max(0.8, rbc / 40.0))
+    # Red cells are the bulk of the stained, non-violet pixels; cytoplasm is clearly bluer
+    # than they are. Where the camera renders red cells barely red (PBC: the red channel is
+    # saturated on a cream background) the limit follows the field's own red cells.
+    red_cells = (stain.stained > 25.0) & (stain.violet < 25.0)
+    typical = float(np.median(stain.redness[red_cells])) if red_cells.any() else 20.0
+    limit = min(PARAMS["cyto_redness"], typical - PARAMS["cyto_margin"])
+    mask = (stained > 10.0) & (redness < limit)
+    return mask.astype(np.uint8) * 255
+
+
+#: Tunable proportions, all relative to the measured red-cell diameter ``rbc`` (Hough
+#: measure; a BCCD white cell is 1.4-3.6 of it across, median 2.4).
+PARAMS = {
+    "score_min": True,
+    "floor": 45.0,
+    "low": 0.75,
+    "blue_k": 0.0,
+    "lobe_gap": 0.2,  # nucleus lobes closer than this belong to one cell
+    "min_nucleus": 0.6,  # in red-cell areas; platelets are ~0.1-0.4
+    "min_thickness": 0.44,  # the thickest nucleus lobe is at least this wide
+    "min_violet": 60.0,  # 90th percentile of the nucleus's white-balanced blue minus green
+    "split_extent": 3.0,  # a nucleus group wider than this may be two cells
+    "split_area": 7.0,  # ... or with more nucleus than this (red-cell areas)
+    "split_peak_distance": 1.1,  # nucleus centres of two cells are at least this far apart
+    "split_min_thickness": 0.2,  # ... and each nucleus is at least this thick (2 x radius)
+    "split_min_part": 1.2,
+    "split_neck": 0.7,  # ... and the two meet at a waist thinner than this of each  # ... and holds at least this much nucleus (red-cell areas)
+    "cyto_redness": 8.0,  # white-cell cytoplasm is less red than this (red minus blue) ...
+    "cyto_margin": 8.0,  # ... and than the field's typical red cell by this much
+    "reach": 1.0,  # cytoplasm extends at most this far beyond the nucleus hull
+}
+
+
+def _split_group(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndarray:
+    """Label image (int32, 0 = outside) splitting one nucleus group into cells.
+
+    Seeds are the thick parts of the nucleus group (distance-transform maxima at least
+    ``split_peak_distance`` red cells apart); a split is kept only when every part holds a
+    whole cell's worth of nucleus, so a multi-lobed nucleus is not cut into slivers.
+    """
+    distance = cv2.distanceTransform(group, cv2.DIST_L2, 5)
+    peaks = distance >= cv2.dilate(distance, _disc(rbc * PARAMS["split_peak_distance"]))
+    peaks &= distance >= rbc * PARAMS["split_min_thickness"]
+    count, seeds = cv2.connectedComponents(peaks.astype(np.uint8), connectivity=8)
+    whole = (group > 0).astype(np.int32)
+    if count <= 2:
+        return whole
+    relief = cv2.cvtColor(
+        np.clip(255.0 - distance * (255.0 / max(float(distance.max()), 1.0)), 0, 255).astype(
+            np.uint8
+        ),
+        cv2.COLOR_GRAY2BGR,
+    )
+    min_part = PARAMS["split_min_part"] * np.pi * (rbc / 2.0) ** 2
+    for _ in range(count):  # drop the weakest seed until every part is a plausible cell
+        markers = seeds.astype(np.int32)
+        markers[group == 0] = count  # outside marker
+        cv2.watershed(relief, markers)
+        lines = markers < 0
+        markers[(markers == count) | lines | (group == 0)] = 0
+        labels = [label for label in range(1, count) if (seeds == label).any()]
+        if len(labels) < 2:
+            return whole
+        areas = {label: int(((markers == label) & (nucleus > 0)).sum()) for label in labels}
+        weakest = min(labels, key=lambda label: (areas[label], label))
+        if areas[weakest] >= min_part and _has_neck(markers, lines & (group > 0), distance, labels):
+            return markers
+        seeds[seeds == weakest] = 0
+    return whole
+
+
+def _has_neck(markers: np.ndarray, lines: np.ndarray, distance: np.ndarray, labels) -> bool:
+    """True when every watershed line is a narrow waist between two round parts.
+
+    Two touching cells meet at a neck much thinner than either cell; the lobes and granules
+    of one eosinophil or neutrophil form one round blob without such a waist.
+    """
+    peak = {label: float(distance[markers == label].max(initial=0.0)) for label in labels}
+    if not lines.any():
+        return True
+    # Each part's waist: the thickest point of the line bordering it.
+    for label in labels:
+        touching = cv2.dilate((markers == label).astype(np.uint8), np.ones((3, 3), np.uint8))
+        on_line = lines & (touching > 0)
+        if not on_line.any():
+            continue
+        waist = float(distance[on_line].max())
+        if waist > PARAMS["split_neck"] * peak[label]:
+            return False
+    return True
+
+
+def _is_nucleus(part: np.ndarray, violet: np.ndarray, rbc: float) -> bool:
+    """Whether one cell's nucleus pixels look like a white-cell nucleus.
+
+    Rejects platelets (too little), platelet clumps and the violet fringe of red-cell edges
+    (too thin: no lobe as thick as ``min_thickness``) and faint violet smudges.
+    """
+    area = int(np.count_nonzero(part))
+    if area < PARAMS["min_nucleus"] * np.pi * (rbc / 2.0) ** 2:
+        return False
+    thickness = 2.0 * float(cv2.distanceTransform(part.astype(np.uint8), cv2.DIST_L2, 5).max())
+    if thickness < PARAMS["min_thickness"] * rbc:
+        return False
+    return float(np.percentile(violet[part], 90)) >= PARAMS["min_violet"]
+
+
+def _nucleus_groups(
+    nuclei: np.ndarray, violet: np.ndarray, rbc: float
+) -> tuple[np.ndarray, int]:
+    """Label nuclei into one label per white cell: lobes grouped, merged cells split."""
+    grouped = cv2.morphologyEx(nuclei, cv2.MORPH_CLOSE, _disc(rbc * PARAMS["lobe_gap"]))
+    grouped = np.maximum(grouped, nuclei)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
+    rbc_area = np.pi * (rbc / 2.0) ** 2
+    out = np.zeros(nuclei.shape, np.int32)
+    next_label = 1
+    for label in range(1, count):
+        x, y, w, h, _ = stats[label]
+        window = (slice(y, y + h), slice(x, x + w))
+        group = (labels[window] == label).astype(np.uint8) * 255
+        nucleus = (group > 0) & (nuclei[window] > 0)
+        area = int(nucleus.sum())
+        if area < PARAMS["min_nucleus"] * rbc_area:
+            continue
+        if max(w, h) > PARAMS["split_extent"] * rbc or area > PARAMS["split_area"] * rbc_area:
+            parts = _split_group(group, nucleus, rbc)
+        else:
+            parts = (group > 0).astype(np.int32)
+        for part in range(1, int(parts.max()) + 1):
+            cell_nucleus = (parts == part) & nucleus
+            if not _is_nucleus(cell_nucleus, violet[window], rbc):
+                continue
+            out[window][cell_nucleus] = next_label
+            next_label += 1
+    return out, next_label - 1
+
+
+def _cell_masks(
+    groups: np.ndarray, count: int, cytoplasm: np.ndarray, rbc: float
+) -> np.ndarray:
+    """Label image of whole cells: each nucleus group plus the cytoplasm nearest to it."""
+    # Convex hull of each nucleus group: the space between lobes is the cell's own.
+    hulls = np.zeros(groups.shape, np.int32)
+    for label in range(1, count + 1):
+        points = cv2.findNonZero((groups == label).astype(np.uint8))
+        if points is None:
+            continue
+        layer = np.zeros(groups.shape, np.uint8)
+        cv2.fillConvexPoly(layer, cv2.convexHull(points), 1)
+        hulls[(layer > 0) & (hulls == 0)] = label
+    reach = cv2.dilate((hulls > 0).astype(np.uint8), _disc(2 * rbc * PARAMS["reach"]))
+    candidate = (((cytoplasm > 0) & (reach > 0)) | (hulls > 0)).astype(np.uint8)
+    # Flood from the nucleus hulls through the candidate pixels at equal speed: every
+    # cytoplasm pixel goes to the nucleus it is connected to most directly.
+    markers = hulls.copy()
+    markers[candidate == 0] = count + 1
+    relief = cv2.cvtColor(255 - candidate * 255, cv2.COLOR_GRAY2BGR)
+    cv2.watershed(relief, markers)
+    markers[(markers > count) | (markers < 0)] = 0
+    return markers
+
+
+def _clean_cell(cell: np.ndarray, hull: np.ndarray, rbc: float) -> np.ndarray:
+    """Smooth one cell mask: open away thin strands, keep what touches the nucleus, fill holes."""
+    opened = cv2.morphologyEx(cell, cv2.MORPH_OPEN, _disc(rbc * 0.25))
+    opened = np.maximum(opened, hull)
+    count, labels = cv2.connectedComponents(opened, connectivity=8)
+    if count > 2:
+        keep = np.unique(labels[hull > 0])
+        keep = keep[keep > 0]
+        opened = (np.isin(labels, keep) * 255).astype(np.uint8)
+    closed = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, _disc(rbc * 0.2))
+    return np.maximum(closed, _holes(closed // 255) * 255)
+
+
+def _work_scale(rgb: np.ndarray, rbc_diameter: float | None) -> tuple[float, float]:
+    """(scale from image to working pixels, red-cell diameter in image pixels)."""
+    if rbc_diameter is None:
+        rbc_diameter = estimate_rbc_diameter(rgb)
+    if rbc_diameter is None:
+        rbc_diameter = FALLBACK_RBC_FRACTION * min(rgb.shape[:2])
+    scale = min(2.0, WORK_RBC_DIAMETER / rbc_diameter)
+    height, width = rgb.shape[:2]
+    scale = min(scale, float(np.sqrt(MAX_WORK_PIXELS / float(height * width))))
+    return scale, rbc_diameter
+
+
+def find_white_cells(
+    rgb: np.ndarray, *, rbc_diameter: float | None = None, _debug: list | None = None
+) -> list[CellRegion]:
+    """White cells of a stained smear field, sorted by (y, x) of their bounding box.
+
+    ``rbc_diameter`` (image pixels) overrides the value measured from the field. Cells cut
+    by the image border are returned with ``partial=True``. Platelets are excluded.
+    """
+    rgb = _as_rgb(rgb)
+    scale, rbc_image = _work_scale(rgb, rbc_diameter)
+    height, width = rgb.shape[:2]
+    if abs(scale - 1.0) > 1e-3:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        work = cv2.resize(rgb, size, interpolation=interpolation)
+        scale = size[0] / width
+    else:
+        work, scale = rgb, 1.0
+    rbc = rbc_image * scale  # red-cell diameter in working pixels
+    stain = _measure_stain(work)
+
+    nuclei = _nucleus_mask(stain, rbc)
+    groups, count = _nucleus_groups(nuclei, stain.violet, rbc)
+    if count == 0:
+        return []
+    cytoplasm = _cytoplasm_mask(stain, rbc)
+    cells = _cell_masks(groups, count, cytoplasm, rbc)
+    rbc_area = np.pi * (rbc / 2.0) ** 2
+
+    regions: list[CellRegion] = []
+    pad = int(np.ceil(rbc * 0.5))
+    for label in range(1, count + 1):
+        points = cv2.findNonZero((cells == label).astype(np.uint8))
+        if points is None:
+            continue
+        x, y, w, h = cv2.boundingRect(points)
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        x1, y1 = min(cells.shape[1], x + w + pad), min(cells.shape[0], y + h + pad)
+        window = (slice(y0, y1), slice(x0, x1))
+        own_nucleus = (groups[window] == label).astype(np.uint8) * 255
+        cell = (cells[window] == label).astype(np.uint8) * 255
+        hull = cv2.bitwise_and(_convex_fill(own_nucleus), cell)
+        outline = _clean_cell(cell, hull, rbc)
+        full = np.zeros(cells.shape, np.uint8)
+        full[window] = outline
+        nucleus_area = cv2.countNonZero(own_nucleus)
+        region = _region_from_mask(full, scale, (height, width), nucleus_area)
+        if region is None:
+            continue
+        if _debug is not None:
+            inside = own_nucleus > 0
+            nd = cv2.distanceTransform(own_nucleus, cv2.DIST_L2, 5)
+            _debug.append((region, {
+                "thick": float(nd.max()) / rbc,
+                "thick50": float(np.median(nd[inside])) / rbc,
+                "solidity": nucleus_area / max(1, cv2.countNonZero(_convex_fill(own_nucleus))),
+                "nucleus_rel": nucleus_area / rbc_area,
+                "cell_rel": cv2.countNonZero(outline) / rbc_area,
+                "violet": float(np.median(stain.violet[window][inside])),
+                "violet90": float(np.percentile(stain.violet[window][inside], 90)),
+                "stained": float(np.median(stain.stained[window][inside])),
+                "redness": float(np.median(stain.redness[window][inside])),
+                "field_violet99": float(np.percentile(stain.violet, 99.5)),
+                "rbc": rbc,
+            }))
+        regions.append(region)
+    regions.sort(key=lambda r: (r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]))
+    return regions
+
+
+def _convex_fill(mask: np.ndarray) -> np.ndarray:
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(mask)
+    if contours:
+        hull = cv2.convexHull(np.vstack(contours))
+        cv2.fillConvexPoly(filled, hull, 255)
+    return filled
+
+
+def find_cells(rgb: np.ndarray) -> tuple[ImageKind, list[CellRegion]]:
+    """Classify the image and find its cells: ``(kind, regions)``."""
+    kind = classify_image_kind(rgb)
+    if kind == "single_cell":
+        region = find_single_cell(rgb)
+        return kind, [] if region is None else [region]
+    return kind, find_white_cells(rgb)
+
+
+# --------------------------------------------------------------------------- crops
+
+
+def crop_cell(
+    rgb: np.ndarray, region: CellRegion, mask_background: bool = True, margin: float = 0.05
+) -> np.ndarray:
+    """A square crop centred on the cell, padded with black (C-NMC style).
+
+    With ``mask_background`` everything outside the outline is black. ``margin`` adds that
+    fraction of the cell's larger side around it.
+    """
+    rgb = _as_rgb(rgb)
+    x, y, w, h = region.bbox
+    side = int(np.ceil(max(w, h) * (1.0 + 2.0 * margin))) or 1
+    cx, cy = x + w / 2.0, y + h / 2.0
+    left, top = int(np.floor(cx - side / 2.0)), int(np.floor(cy - side / 2.0))
+    out = np.zeros((side, side, 3), np.uint8)
+    height, width = rgb.shape[:2]
+    sx0, sy0 = max(0, left), max(0, top)
+    sx1, sy1 = min(width, left + side), min(height, top + side)
+    if sx1 <= sx0 or sy1 <= sy0:
+        return out
+    patch = rgb[sy0:sy1, sx0:sx1]
+    if mask_background:
+        mask = np.zeros(patch.shape[:2], np.uint8)
+        shifted = region.outline - np.array([sx0, sy0], np.int32)
+        cv2.fillPoly(mask, [shifted.reshape(-1, 1, 2)], 255)
+        patch = cv2.bitwise_and(patch, patch, mask=mask)
+    out[sy0 - top : sy1 - top, sx0 - left : sx1 - left] = patch
+    return out

@@ -1,0 +1,130 @@
+"""From a folder of smear images to localised, classified, counted white cells.
+
+``analyze_folder`` is a generator: it yields one ``ImageResult`` at a time in file order, reports progress
+through a plain callback, stops cooperatively between images when ``should_stop()`` is true, and keeps memory
+flat: at most one batch of cells is held, however many images there are.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .classifier import CellClassifier
+from .imageio import UnreadableImage, list_images, read_image
+from .localize import classify_image_kind, crop_cell, find_single_cell, find_white_cells
+from .results import STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
+
+KINDS = ("auto", "single_cell", "smear_field")
+
+ProgressCallback = Callable[[int, int, ImageResult], None]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def locate(rgb: np.ndarray, kind: str = "auto"):
+    """(kind, regions, crops) for one image: crops are cells on black, ready for the classifier."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    if kind == "auto":
+        kind = classify_image_kind(rgb)
+    if kind == "single_cell":
+        region = find_single_cell(rgb)
+        regions = [] if region is None else [region]
+        # The whole C-NMC crop is what the model was trained on; its preprocessing removes the frame.
+        crops = [rgb for _ in regions]
+    else:
+        regions = find_white_cells(rgb)
+        crops = [crop_cell(rgb, r, mask_background=True) for r in regions]
+    return kind, regions, crops
+
+
+def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, kind: str = "auto",
+                   on_progress: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
+                   max_pending_images: int = 8) -> Iterator[ImageResult]:
+    """Analyse the given image files (relative names taken against ``root``); see the module docstring.
+
+    Cells of consecutive images are classified together in batches of up to ``classifier.batch_size``; at most
+    ``max_pending_images`` images wait for their batch, which bounds both memory and the delay before a result
+    appears. Batches depend only on the input, so results are deterministic.
+    """
+    info = classifier.info
+    batch_target = classifier.batch_size
+    pending: list[tuple[ImageResult, list]] = []   # results waiting for their cells' probabilities
+    pending_cells = 0
+    total = len(images)
+    done = 0
+
+    def flush():
+        nonlocal pending, pending_cells, done
+        prepared = [p for _, cells in pending for (_, p) in cells]
+        probs = classifier.blast_probabilities(np.stack(prepared)) if prepared else np.zeros(0)
+        k = 0
+        for result, cells in pending:
+            t0 = time.perf_counter()
+            for n, (region, _) in enumerate(cells, start=1):
+                p = float(probs[k])
+                k += 1
+                result.cells.append(Cell(
+                    cell_id=f"{result.image}#{n}", image=result.image, bbox=tuple(int(v) for v in region.bbox),
+                    outline=region.outline.tolist(), centroid=(round(float(region.centroid[0]), 2),
+                                                               round(float(region.centroid[1]), 2)),
+                    area=int(region.area), blast_probability=round(p, 6), label=classifier.label_for(p),
+                    partial=bool(region.partial), model_name=info.name, model_version=info.version,
+                    model_sha256=info.sha256))
+            result.seconds += time.perf_counter() - t0
+            done += 1
+            if on_progress:
+                on_progress(done, total, result)
+            yield result
+        pending, pending_cells = [], 0
+
+    for path in images:
+        if should_stop and should_stop():
+            break
+        t0 = time.perf_counter()
+        result = ImageResult(path=str(path), image=_relative(path, root), status=STATUS_OK)
+        cells = []
+        try:
+            rgb = read_image(path)
+            result.height, result.width = rgb.shape[:2]
+            result.kind, regions, crops = locate(rgb, kind)
+            cells = [(region, classifier.prepare(crop)) for region, crop in zip(regions, crops)]
+            del rgb, crops
+            if not cells:
+                result.status = STATUS_NO_CELLS
+        except UnreadableImage as e:
+            result.status = f"{STATUS_UNREADABLE}: {e.reason}"
+        except MemoryError:
+            result.status = f"{STATUS_UNREADABLE}: not enough memory to process an image this large"
+        result.seconds = time.perf_counter() - t0
+        pending.append((result, cells))
+        pending_cells += len(cells)
+        if pending_cells >= batch_target or len(pending) >= max_pending_images:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def analyze_folder(folder: str | Path, classifier: CellClassifier, recursive: bool = False, kind: str = "auto",
+                   on_progress: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
+                   summary: CaseSummary | None = None, max_pending_images: int = 8) -> Iterator[ImageResult]:
+    """Analyse every image of a folder (optionally recursively). Non-image files are listed in ``summary``."""
+    root = Path(folder)
+    images, skipped = list_images(root, recursive=recursive)
+    if summary is not None:
+        summary.images_total = len(images)
+        summary.skipped_files = [_relative(p, root) for p in skipped]
+    for result in analyze_images(images, root, classifier, kind, on_progress, should_stop, max_pending_images):
+        if summary is not None:
+            summary.add(result)
+        yield result
+    if summary is not None and summary.images_processed + summary.images_failed < summary.images_total:
+        summary.cancelled = True

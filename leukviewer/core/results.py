@@ -1,0 +1,116 @@
+"""What an analysis produces: cells, per-image results and the case (folder) summary."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .classifier import LABEL_BLAST, LABEL_UNCERTAIN
+
+STATUS_OK = "ok"
+STATUS_NO_CELLS = "no cells found"
+STATUS_UNREADABLE = "unreadable"
+
+
+@dataclass
+class Cell:
+    cell_id: str                       # "<image relative path>#<n>", n from 1 in reading order
+    image: str                         # image path relative to the case folder
+    bbox: tuple[int, int, int, int]    # x, y, width, height in image pixels
+    outline: list[list[int]]           # polygon [[x, y], ...] in image pixels
+    centroid: tuple[float, float]
+    area: int
+    blast_probability: float           # calibrated P(ALL)
+    label: str                         # ALL | HEM | UNCERTAIN (the model's suggestion)
+    partial: bool                      # cut by the image border
+    model_name: str
+    model_version: str
+    model_sha256: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Cell":
+        d = dict(d)
+        d["bbox"] = tuple(d["bbox"])
+        d["centroid"] = tuple(d["centroid"])
+        return cls(**d)
+
+
+@dataclass
+class ImageResult:
+    path: str                          # absolute path
+    image: str                         # relative to the case folder
+    status: str                        # ok | no cells found | unreadable: <reason>
+    kind: str = ""                     # single_cell | smear_field
+    width: int = 0
+    height: int = 0
+    cells: list[Cell] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.status.startswith(STATUS_UNREADABLE)
+
+    def counts(self) -> dict:
+        blasts = sum(c.label == LABEL_BLAST for c in self.cells)
+        uncertain = sum(c.label == LABEL_UNCERTAIN for c in self.cells)
+        n = len(self.cells)
+        return {"white_cells": n, "blasts": blasts, "uncertain": uncertain, "normal": n - blasts - uncertain,
+                "blast_percentage": round(100.0 * blasts / n, 2) if n else None}
+
+    def to_dict(self, with_cells: bool = False) -> dict:
+        d = {"image": self.image, "status": self.status, "kind": self.kind, "width": self.width,
+             "height": self.height, **self.counts(), "seconds": round(self.seconds, 3)}
+        if with_cells:
+            d["cells"] = [c.to_dict() for c in self.cells]
+            d["path"] = self.path
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ImageResult":
+        """Inverse of ``to_dict(with_cells=True)``."""
+        return cls(path=d["path"], image=d["image"], status=d["status"], kind=d.get("kind", ""),
+                   width=d.get("width", 0), height=d.get("height", 0),
+                   cells=[Cell.from_dict(c) for c in d.get("cells", [])], seconds=d.get("seconds", 0.0))
+
+
+@dataclass
+class CaseSummary:
+    """Running totals over a folder; memory does not grow with the number of images."""
+    folder: str
+    images_total: int = 0
+    images_processed: int = 0
+    images_failed: int = 0
+    images_without_cells: int = 0
+    white_cells: int = 0
+    blasts: int = 0
+    uncertain: int = 0
+    skipped_files: list[str] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    cancelled: bool = False
+
+    def add(self, result: ImageResult) -> None:
+        if not result.ok:
+            self.images_failed += 1
+            self.failures.append({"image": result.image, "reason": result.status})
+            return
+        self.images_processed += 1
+        c = result.counts()
+        self.white_cells += c["white_cells"]
+        self.blasts += c["blasts"]
+        self.uncertain += c["uncertain"]
+        if not result.cells:
+            self.images_without_cells += 1
+
+    @property
+    def blast_percentage(self) -> float | None:
+        return round(100.0 * self.blasts / self.white_cells, 2) if self.white_cells else None
+
+    def to_dict(self) -> dict:
+        return {"folder": self.folder, "images_total": self.images_total,
+                "images_processed": self.images_processed, "images_failed": self.images_failed,
+                "images_without_cells": self.images_without_cells, "white_cells": self.white_cells,
+                "blasts": self.blasts, "uncertain": self.uncertain,
+                "normal": self.white_cells - self.blasts - self.uncertain,
+                "blast_percentage": self.blast_percentage, "skipped_files": self.skipped_files,
+                "failures": self.failures, "cancelled": self.cancelled}

@@ -1,0 +1,244 @@
+"""The hematologist's review of a case: every confirmation and change, saved after each one.
+
+State lives beside the case folder in ``.leukviewer/review.json`` (written atomically: temporary file, then
+rename) with an append-only ``audit.jsonl`` next to it. When the case folder is read-only, both go to the
+user's data directory instead. Reopening the folder restores the review and the reviewer's position.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .classifier import LABELS
+
+FORMAT = "leukviewer-review"
+FORMAT_VERSION = 1
+STATE_DIR = ".leukviewer"
+STATE_FILE = "review.json"
+AUDIT_FILE = "audit.jsonl"
+
+
+class ReviewError(ValueError):
+    """A review state that cannot be read or written, with the reason."""
+
+
+def user_data_dir() -> Path:
+    env = os.environ.get("LEUKVIEWER_DATA_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir as _udd
+
+    return Path(_udd("leukviewer"))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _writable_dir(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+        return True
+    except OSError:
+        return False
+
+
+def state_dir_for(folder: Path) -> Path:
+    """Where a case's review lives: beside it, or in the user's data directory if the folder is read-only."""
+    folder = Path(folder).resolve()
+    beside = folder / STATE_DIR
+    if beside.is_dir() and (beside / STATE_FILE).is_file() and os.access(beside, os.W_OK):
+        return beside
+    fallback = user_data_dir() / "reviews" / hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:16]
+    if (fallback / STATE_FILE).is_file():
+        return fallback
+    if os.access(folder, os.W_OK) and _writable_dir(beside):
+        return beside
+    return fallback
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class CellReview:
+    label: str
+    suggested: str
+    reviewer: str
+    time: str
+
+
+@dataclass
+class _Change:
+    cell_id: str
+    before: CellReview | None
+    after: CellReview | None
+
+
+@dataclass
+class ReviewSession:
+    """Labels a reviewer gave, an undo/redo history and the position, autosaved after every change."""
+    folder: Path
+    directory: Path
+    reviews: dict[str, CellReview] = field(default_factory=dict)
+    position: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    saved_model: dict = field(default_factory=dict)
+    _undo: list[_Change] = field(default_factory=list)
+    _redo: list[_Change] = field(default_factory=list)
+
+    # ---------------------------------------------------------------- open / save
+
+    @classmethod
+    def open(cls, folder: str | Path, model: dict | None = None) -> "ReviewSession":
+        folder = Path(folder).resolve()
+        directory = state_dir_for(folder)
+        session = cls(folder, directory, model=dict(model or {}))
+        path = directory / STATE_FILE
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ReviewError(f"the saved review {path} cannot be read ({e}); it was left untouched") from None
+            if data.get("format") != FORMAT:
+                raise ReviewError(f"{path} is not a leukviewer review file")
+            session.reviews = {k: CellReview(**v) for k, v in data.get("reviews", {}).items()}
+            session.position = data.get("position", {})
+            session.saved_model = data.get("model", {})
+            if not session.model:
+                session.model = session.saved_model
+        return session
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    @property
+    def audit_path(self) -> Path:
+        return self.directory / AUDIT_FILE
+
+    def model_changed(self) -> bool:
+        """True if the saved review was made with a different model (cell numbering may differ)."""
+        saved = self.saved_model
+        return bool(saved.get("sha256") and self.model.get("sha256") and saved["sha256"] != self.model["sha256"])
+
+    def save(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.state_path, {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "folder": str(self.folder), "updated": now_iso(),
+            "model": self.model, "position": self.position,
+            "reviews": {k: vars(v) for k, v in sorted(self.reviews.items())},
+        })
+
+    def _audit(self, cell_id: str, old: str | None, new: str | None, reviewer: str, action: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        entry = {"time": now_iso(), "reviewer": reviewer, "cell_id": cell_id, "old": old, "new": new,
+                 "action": action, "model_sha256": self.model.get("sha256")}
+        with open(self.audit_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    # ---------------------------------------------------------------- changes
+
+    def reviewed_label(self, cell_id: str) -> str | None:
+        r = self.reviews.get(cell_id)
+        return r.label if r else None
+
+    def set_label(self, cell_id: str, label: str, suggested: str, reviewer: str) -> None:
+        """Record the reviewer's label for a cell (confirming the suggestion is label == suggested)."""
+        if label not in LABELS:
+            raise ReviewError(f"unknown label {label!r}; use one of {', '.join(LABELS)}")
+        if not reviewer:
+            raise ReviewError("a review needs the reviewer's name")
+        before = self.reviews.get(cell_id)
+        after = CellReview(label, suggested, reviewer, now_iso())
+        self._apply(cell_id, after)
+        self._undo.append(_Change(cell_id, before, after))
+        self._redo.clear()
+        self._audit(cell_id, before.label if before else None, label, reviewer,
+                    "confirm" if label == suggested else "change")
+        self.save()
+
+    def confirm(self, cell_id: str, suggested: str, reviewer: str) -> None:
+        self.set_label(cell_id, suggested, suggested, reviewer)
+
+    def _apply(self, cell_id: str, review: CellReview | None) -> None:
+        if review is None:
+            self.reviews.pop(cell_id, None)
+        else:
+            self.reviews[cell_id] = review
+
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self, reviewer: str) -> str | None:
+        """Undo the last change; returns the cell id it touched."""
+        if not self._undo:
+            return None
+        change = self._undo.pop()
+        self._apply(change.cell_id, change.before)
+        self._redo.append(change)
+        self._audit(change.cell_id, change.after.label if change.after else None,
+                    change.before.label if change.before else None, reviewer, "undo")
+        self.save()
+        return change.cell_id
+
+    def redo(self, reviewer: str) -> str | None:
+        if not self._redo:
+            return None
+        change = self._redo.pop()
+        self._apply(change.cell_id, change.after)
+        self._undo.append(change)
+        self._audit(change.cell_id, change.before.label if change.before else None,
+                    change.after.label if change.after else None, reviewer, "redo")
+        self.save()
+        return change.cell_id
+
+    def set_position(self, image: str | None, cell_id: str | None) -> None:
+        self.position = {"image": image, "cell_id": cell_id}
+        self.save()
+
+    def audit_entries(self) -> list[dict]:
+        if not self.audit_path.is_file():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def final_label(cell, session: ReviewSession | None) -> str:
+    """The reviewed label where there is one, else the model's suggestion."""
+    reviewed = session.reviewed_label(cell.cell_id) if session else None
+    return reviewed or cell.label
+
+
+def reviewed_counts(cells, session: ReviewSession | None) -> dict:
+    """Counts after review: white cells, blasts, uncertain, blast %, reviewed and changed cells."""
+    n = len(cells)
+    labels = [final_label(c, session) for c in cells]
+    blasts = labels.count("ALL")
+    reviewed = [c for c in cells if session and session.reviewed_label(c.cell_id)]
+    changed = [c for c in reviewed if session.reviewed_label(c.cell_id) != c.label]
+    return {"white_cells": n, "blasts": blasts, "uncertain": labels.count("UNCERTAIN"),
+            "normal": labels.count("HEM"), "blast_percentage": round(100.0 * blasts / n, 2) if n else None,
+            "reviewed": len(reviewed), "changed": len(changed)}

@@ -1,0 +1,156 @@
+"""The analysis pipeline on real images, with a real (tiny) model folder."""
+import os
+import shutil
+import subprocess
+import sys
+import tracemalloc
+import json
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from leukviewer.core.classifier import CellClassifier
+from leukviewer.core.pipeline import analyze_folder
+from leukviewer.core.results import CaseSummary
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return CellClassifier(tiny_model_dir)
+
+
+def cnmc_files(cnmc_root):
+    return sorted((cnmc_root / "training_data" / "fold_1").glob("*/*.png"))
+
+
+def test_each_cnmc_crop_gives_exactly_one_classified_cell(cnmc_root, classifier, tmp_path):
+    for p in cnmc_files(cnmc_root)[::4]:
+        shutil.copy(p, tmp_path)
+    summary = CaseSummary(str(tmp_path))
+    results = list(analyze_folder(tmp_path, classifier, summary=summary))
+    assert len(results) == len(list(tmp_path.iterdir()))
+    for r in results:
+        assert r.status == "ok" and r.kind == "single_cell" and len(r.cells) == 1
+        cell = r.cells[0]
+        assert 0.0 <= cell.blast_probability <= 1.0
+        assert cell.label in ("ALL", "HEM", "UNCERTAIN")
+        assert cell.model_sha256 == classifier.info.sha256 and cell.cell_id == f"{r.image}#1"
+    assert summary.white_cells == len(results) and summary.images_processed == len(results)
+    assert summary.blasts + summary.uncertain <= summary.white_cells
+
+
+def test_results_are_deterministic(shared_data, classifier):
+    folder = shared_data / "bccd" / "JPEGImages"
+    a = [c.to_dict() for r in analyze_folder(folder, classifier) for c in r.cells]
+    b = [c.to_dict() for r in analyze_folder(folder, classifier) for c in r.cells]
+    assert a == b and len(a) >= 30
+
+
+def test_smear_fields_give_located_white_cells(shared_data, classifier):
+    results = list(analyze_folder(shared_data / "bccd" / "JPEGImages", classifier))
+    assert len(results) == 30 and all(r.kind == "smear_field" for r in results)
+    for r in results:
+        for c in r.cells:
+            x, y, w, h = c.bbox
+            assert 0 <= x and 0 <= y and x + w <= r.width and y + h <= r.height
+            assert len(c.outline) >= 3 and c.area > 0
+
+
+def test_bad_files_are_listed_and_good_ones_processed(cnmc_root, shared_data, classifier, tmp_path):
+    good = cnmc_files(cnmc_root)[:3] + sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2]
+    for p in good:
+        shutil.copy(p, tmp_path)
+    jpeg = (shared_data / "bccd" / "JPEGImages" / "BloodImage_00010.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("this is a text file, not a picture")
+    Image.new("RGB", (1, 1), (200, 100, 100)).save(tmp_path / "tiny.png")
+    Image.new("RGB", (20000, 15000)).save(tmp_path / "huge.png")   # 300 MP, above the pixel limit
+    (tmp_path / "readme.txt").write_text("not an image")
+    summary = CaseSummary(str(tmp_path))
+    results = {r.image: r for r in analyze_folder(tmp_path, classifier, summary=summary)}
+    for p in good:
+        assert results[p.name].ok and results[p.name].cells, p.name
+    for bad in ("truncated.jpg", "empty.png", "notes.jpg", "tiny.png", "huge.png"):
+        assert results[bad].status.startswith("unreadable: "), (bad, results[bad].status)
+        assert len(results[bad].status) > len("unreadable: ") + 5
+    assert summary.images_failed == 5 and summary.images_processed == len(good)
+    assert summary.skipped_files == ["readme.txt"]
+
+
+def test_cancel_after_the_first_image_stops_reading(cnmc_root, classifier, tmp_path):
+    for p in cnmc_files(cnmc_root)[:40]:
+        shutil.copy(p, tmp_path)
+    stop = {"now": False}
+    seen = []
+    for r in analyze_folder(tmp_path, classifier, should_stop=lambda: stop["now"], max_pending_images=1):
+        seen.append(r)
+        stop["now"] = True
+    assert len(seen) == 1
+    summary = CaseSummary(str(tmp_path))
+    stop["now"] = False
+    n = 0
+    for r in analyze_folder(tmp_path, classifier, should_stop=lambda: stop["now"], summary=summary):
+        n += 1
+        stop["now"] = True
+    assert n <= 8 and summary.cancelled   # only images already read finish; no new one is opened
+
+
+def test_memory_stays_flat_over_500_images(cnmc_root, classifier, tmp_path):
+    files = cnmc_files(cnmc_root)
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(500):
+        os.symlink(files[i % len(files)], big / f"cell_{i:04d}.png")
+
+    def peak(limit):
+        tracemalloc.start()
+        n = 0
+        for r in analyze_folder(big, classifier, should_stop=lambda: n >= limit):
+            n += 1
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return n, top
+
+    n_small, peak_small = peak(50)
+    n_big, peak_big = peak(500)
+    assert n_small >= 50 and n_big == 500
+    assert peak_big < 1.5 * peak_small + 5_000_000, (peak_small, peak_big)
+
+
+def test_batch_cli_writes_csv_and_summary(shared_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "leukviewer", "batch", str(shared_data / "bccd" / "JPEGImages"), "--out", str(out),
+           "--model", str(tiny_model_dir), "--quiet"]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader((out / "cells.csv").open(encoding="utf-8")))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["case"]["white_cells"] == len(rows) > 0
+    assert summary["case"]["images_processed"] == 30
+    assert summary["notice"] == "For Research Use Only. Not for use in diagnostic procedures."
+    for key in ("image", "cell_id", "x", "y", "width", "height", "area", "p_blast", "label", "partial",
+                "model_version"):
+        assert key in rows[0]
+    assert sum(r["label"] == "ALL" for r in rows) == summary["case"]["blasts"]
+    # a second run refuses to overwrite silently
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_batch_cli_fails_only_when_nothing_was_processed(tiny_model_dir, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    run = subprocess.run([sys.executable, "-m", "leukviewer", "batch", str(tmp_path / "in"), "--out",
+                          str(tmp_path / "out"), "--model", str(tiny_model_dir), "--quiet"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and "broken.jpg" in run.stdout and "Traceback" not in run.stderr
+
+
+def test_missing_model_is_a_clear_error(tmp_path, shared_data):
+    run = subprocess.run([sys.executable, "-m", "leukviewer", "batch", str(shared_data / "bccd" / "JPEGImages"),
+                          "--out", str(tmp_path / "o"), "--model", str(tmp_path / "nomodel")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "model folder not found" in run.stderr
