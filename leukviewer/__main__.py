@@ -1,4 +1,5 @@
-"""``leukviewer`` (the review window) and ``leukviewer batch ...`` (headless): one entry point."""
+"""``leukviewer [FOLDER]`` (the review window), ``leukviewer batch ...`` and ``leukviewer report ...`` (headless):
+one entry point."""
 from __future__ import annotations
 
 import argparse
@@ -10,20 +11,52 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from . import RUO_NOTICE, __version__  # noqa: E402
 
+COMMANDS = ("batch", "report")
+
+
+def _exists(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _report_cli():
+    if not _exists("leukviewer.report_cli"):  # arrives with the reports issue
+        return None
+    from . import report_cli
+
+    return report_cli
+
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="leukviewer", description=f"leukviewer {__version__}. {RUO_NOTICE}",
-                                     epilog="Without a command, the review window opens.")
-    parser.add_argument("--version", action="version", version=f"leukviewer {__version__}")
-    sub = parser.add_subparsers(dest="command")
-    from . import batch
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:
+        parser = argparse.ArgumentParser(prog="leukviewer", description=f"leukviewer {__version__}. {RUO_NOTICE}")
+        sub = parser.add_subparsers(dest="command", required=True)
+        from . import batch
 
-    batch.add_arguments(sub.add_parser("batch", help="analyse a folder headless: cells.csv, images.csv, "
-                                                     "summary.json"))
+        batch.add_arguments(sub.add_parser("batch", help="analyse a folder headless: cells.csv, images.csv, "
+                                                         "summary.json"))
+        report_cli = _report_cli()
+        if report_cli is not None:
+            report_cli.add_arguments(sub.add_parser("report", help="PDF/CSV/GeoJSON report of a reviewed folder"))
+        args = parser.parse_args(argv)
+        if args.command == "batch":
+            return batch.run(args)
+        return report_cli.run(args)
+
+    parser = argparse.ArgumentParser(
+        prog="leukviewer", description=f"leukviewer {__version__}: review blood smears for leukemic blasts. "
+                                       f"{RUO_NOTICE}",
+        epilog="headless commands: leukviewer batch --help, leukviewer report --help")
+    parser.add_argument("--version", action="version", version=f"leukviewer {__version__}")
+    parser.add_argument("folder", nargs="?", help="case folder to open")
+    parser.add_argument("--model", help="model folder (default: the bundled model)")
     args = parser.parse_args(argv)
-    if args.command == "batch":
-        return batch.run(args)
+    if _exists("leukviewer.gui.app"):  # arrives with the review-application issue
+        from .gui.app import run_app
+
+        return run_app(folder=args.folder, model_dir=args.model)
     print(f"leukviewer {__version__} — {RUO_NOTICE}\n"
           "The review window is not built yet (it arrives with the review-application issue). What works today:\n"
           "  leukviewer batch FOLDER --out DIR [--model MODEL_DIR]   analyse a folder headless\n"
