@@ -120,7 +120,7 @@ class _Bar:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Train, cross-validate, evaluate and export leukviewer's blast (ALL) / normal (HEM) "
+        description="Train, cross-validate, evaluate, export and describe leukviewer's blast (ALL) / normal (HEM) "
                     "classifier. Splits keep each patient on one side unless told otherwise.")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +144,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("export", help="write a model folder from a run's best checkpoint")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--out", required=True, help="model folder to write (must not exist)")
+
+    p = sub.add_parser("card", help="(re)write MODEL_CARD.md of a model folder, with cross-validation figures")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--cv-summary", help="cv_summary.json written by 'python -m training cv'")
+    p.add_argument("--paper-protocol", help="result.json of a --leaky-image-split run, shown for contrast")
+    p.add_argument("--data-source", help="text naming the training data's source and licence")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -180,6 +186,17 @@ def main(argv=None) -> int:
             _print_metrics({"evaluation": m})
             if m.get("warning"):
                 print("WARNING: " + m["warning"])
+        elif args.command == "card":
+            from .card import CNMC_SOURCE, load_json, write_model_card
+            from .modelfolder import read_meta
+
+            paper = load_json(args.paper_protocol)
+            if paper and "metrics" in paper:
+                paper = paper["metrics"].get("test") or {}
+            layout = read_meta(args.model).get("training", {}).get("data", {}).get("layout")
+            path = write_model_card(args.model, cv_summary=load_json(args.cv_summary), paper_protocol=paper,
+                                    data_source=args.data_source or (CNMC_SOURCE if layout == "cnmc" else None))
+            print(f"model card: {path}")
         elif args.command == "export":
             from .loop import export_run
 

@@ -640,6 +640,9 @@ def _finalize(model, data: PreparedData, config: TrainConfig, state: dict, run: 
     if config.output:
         report(ProgressEvent("export", f"writing the model folder {config.output}"))
         folder = save_model_folder(model, config.output, meta, overwrite=False)
+        from .card import CNMC_SOURCE, write_model_card
+
+        write_model_card(folder, data_source=CNMC_SOURCE if ds.layout == "cnmc" else None)
         if report_dir.is_dir():
             shutil.copytree(report_dir, Path(folder) / "figures", dirs_exist_ok=True)
     return TrainResult(run.path, False, Path(folder) if folder else None, state["history"], metrics, meta)

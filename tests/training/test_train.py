@@ -148,3 +148,31 @@ def test_cli_evaluate_warns_when_subjects_were_seen(trained, cnmc_root, tmp_path
     assert out.returncode == 0, out.stderr
     assert "weighted_f1" in out.stdout and "not an evaluation on unseen patients" in out.stdout
     assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_model_card_states_use_data_and_limits(trained):
+    result, _, _ = trained
+    card = (result.model_folder / "MODEL_CARD.md").read_text()
+    assert "For Research Use Only. Not for use in diagnostic procedures." in card
+    assert "CC BY 3.0" in card and "H10" in card and "subject" in card.lower()
+    assert verify(result.model_folder)["weights"]["sha256"] in card
+    assert "## Limitations" in card and "3 healthy subjects" in card
+
+
+def test_cross_validation_reports_each_fold_and_mean_sd(cnmc_root, tmp_path):
+    from training.evaluate import cross_validate, format_cv_table
+
+    cfg = tiny_config(cnmc_root, tmp_path, epochs=1, output=None)
+    summary = cross_validate(cfg, k=3)
+    assert len(summary["folds"]) == 3
+    held_out = [set(f["test_subjects"]) for f in summary["folds"]]
+    assert not (held_out[0] & held_out[1]) and set().union(*held_out) == {
+        "16", "2", "23", "30", "32", "33", "34", "38", "44", "46", "51", "H10", "H14", "H22"}
+    for f in summary["folds"]:
+        assert len([s for s in f["test_subjects"] if s.startswith("H")]) == 1
+        assert not set(f["test_subjects"]) & set(f["val_subjects"])
+    assert set(summary["mean"]) >= {"weighted_f1", "roc_auc", "sensitivity", "specificity", "ece"}
+    assert "mean" in format_cv_table(summary)
+    # finished folds are reused, not retrained
+    again = cross_validate(cfg, k=3)
+    assert again["mean"] == summary["mean"]
