@@ -14,13 +14,17 @@ measured in the same field, so other magnifications work):
 1. The red-cell diameter is measured on a small preview (:func:`estimate_rbc_diameter`) and
    the field is resampled so that a red cell is ``WORK_RBC_DIAMETER`` pixels across; very
    large fields are therefore processed at a bounded size and coordinates mapped back.
-2. Nuclei of white cells are the only strongly violet objects (Romanowsky stains): the
-   white-balanced blue-minus-green signal is thresholded (Otsu with a floor) with hysteresis.
-3. Nucleus lobes closer than a fraction of a red cell are one cell (segmented neutrophils);
-   clusters far larger than one white cell are split by watershed.
-4. Violet objects much smaller than a red cell are platelets and are dropped.
-5. The outline is the nucleus plus the surrounding cytoplasm: pixels around the nucleus that
-   are stained (darker than the background) but not red-cell coloured.
+2. Nuclei of white cells are the only objects both violet and dark (Romanowsky stains): the
+   white-balanced min(blue - green, darkness) is thresholded (Otsu with a floor, hysteresis).
+3. Nucleus lobes closer than ``lobe_gap`` red cells are one cell (segmented neutrophils).
+   A group too large for one cell is split by a distance-transform watershed, kept only if
+   each part holds a whole nucleus and the parts meet at a narrow waist (two touching
+   cells), so lobed or granular cells (eosinophils) are not cut up.
+4. Violet objects that are small (platelets), thin (red-cell edge fringes, platelet clumps)
+   or faint are dropped.
+5. The outline is the nucleus hull plus the cytoplasm around it: stained pixels clearly
+   less red than the field's red cells, shared out between neighbouring nuclei by a flood
+   from each nucleus (watershed), opened, and with holes filled.
 """
 
 from __future__ import annotations
@@ -47,8 +51,12 @@ ImageKind = str  # "single_cell" | "smear_field"
 WORK_RBC_DIAMETER = 40.0
 #: Upper bound on the pixels of the working image (bounded memory for whole-slide tiles).
 MAX_WORK_PIXELS = 8_000_000
-#: Preview sizes (pixels) on which the red-cell diameter is measured, smallest first.
-PREVIEW_PIXELS = (60_000, 500_000, 4_000_000)
+#: Pixels of the first preview on which the red-cell diameter is measured ...
+PREVIEW_PIXELS = 60_000
+#: ... the red-cell diameter (pixels) at which the measure is most reliable ...
+PREVIEW_RBC_DIAMETER = 38.0
+#: ... and the largest preview used to reach it.
+MAX_PREVIEW_PIXELS = 8_000_000
 #: Red-cell diameter assumed when a field holds too few red cells to measure (relative to
 #: the shorter image side; a BCCD field is 480 px high with ~100 px red cells).
 FALLBACK_RBC_FRACTION = 0.2
@@ -125,13 +133,19 @@ def _region_from_mask(
     scale: float,
     image_shape: tuple[int, int],
     nucleus_area: float,
+    offset: tuple[int, int] = (0, 0),
+    touches_border: bool | None = None,
 ) -> CellRegion | None:
-    """Outline of a working-scale mask, mapped to image coordinates (``scale`` = work/image)."""
+    """Outline of a (window of a) working-scale mask, in image coordinates.
+
+    ``scale`` is working pixels per image pixel; ``offset`` the window's (x, y) in the
+    working image; ``touches_border`` overrides the border test on the mask itself.
+    """
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return None
     contour = max(contours, key=cv2.contourArea)
-    points = contour.reshape(-1, 2).astype(np.float64)
+    points = contour.reshape(-1, 2).astype(np.float64) + np.asarray(offset, np.float64)
     if scale != 1.0:
         # Pixel centres: working pixel i covers image pixels [i/scale, (i+1)/scale).
         points = (points + 0.5) / scale - 0.5
@@ -145,18 +159,18 @@ def _region_from_mask(
         centroid = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
     else:
         centroid = (x + w / 2.0, y + h / 2.0)
-    area = int(round(abs(moments["m00"]))) or int(mask.sum() // 255 / scale**2)
-    work_h, work_w = mask.shape
-    partial = bool(
-        mask[0, :].any() or mask[-1, :].any() or mask[:, 0].any() or mask[:, -1].any()
-    )
-    del work_h, work_w
+    area = int(round(np.count_nonzero(mask) / scale**2))
+    if touches_border is None:
+        touches_border = bool(
+            mask[0, :].any() or mask[-1, :].any() or mask[:, 0].any() or mask[:, -1].any()
+        )
+    partial = bool(touches_border)
     return CellRegion(
         bbox=(int(x), int(y), int(w), int(h)),
         outline=outline,
         centroid=(round(float(centroid[0]), 2), round(float(centroid[1]), 2)),
         area=area,
-        nucleus_area=int(round(nucleus_area / scale**2)),
+        nucleus_area=min(area, int(round(nucleus_area / scale**2))),
         partial=partial,
     )
 
@@ -253,18 +267,29 @@ def _holes(mask: np.ndarray) -> np.ndarray:
 def estimate_rbc_diameter(rgb: np.ndarray) -> float | None:
     """Typical red-cell diameter of a smear field in image pixels, or ``None`` if unmeasurable.
 
-    Measured on a small preview first; fields so large that red cells are tiny in that preview
-    (whole-slide tiles) are measured again on larger previews.
+    Measured on a small preview first, then again on a preview resampled so that red cells
+    are about ``PREVIEW_RBC_DIAMETER`` pixels across when the first measure was far from it
+    (other magnifications, whole-slide tiles) or failed.
     """
     rgb = _as_rgb(rgb)
-    for preview_pixels in PREVIEW_PIXELS:
-        small, scale = _small(rgb, preview_pixels)
-        measured = _rbc_diameter_from_stain(_measure_stain(small))
-        if measured is not None and measured[0] >= 12.0:
-            return measured[0] / scale
-        if scale >= 1.0:
+    height, width = rgb.shape[:2]
+    small, scale = _small(rgb, PREVIEW_PIXELS)
+    measured = _rbc_diameter_from_stain(_measure_stain(small))
+    for _ in range(2):
+        low, high = PREVIEW_RBC_DIAMETER / 1.6, PREVIEW_RBC_DIAMETER * 1.6
+        if measured is not None and low <= measured[0] <= high:
             break
-    return None
+        wanted = scale * (PREVIEW_RBC_DIAMETER / measured[0] if measured else 4.0)
+        wanted = min(1.0, wanted, float(np.sqrt(MAX_PREVIEW_PIXELS / float(height * width))))
+        if abs(wanted - scale) < 0.05 * scale:
+            break
+        size = (max(1, round(width * wanted)), max(1, round(height * wanted)))
+        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        scale = size[0] / width
+        measured = _rbc_diameter_from_stain(_measure_stain(small))
+    if measured is None or measured[0] < 8.0:
+        return None
+    return measured[0] / scale
 
 
 def _disc(diameter: float) -> np.ndarray:
@@ -275,16 +300,18 @@ def _disc(diameter: float) -> np.ndarray:
 
 def _nucleus_mask(stain: _Stain, rbc: float) -> np.ndarray:
     """Violet (nucleus) pixels, 0/255 uint8, before grouping."""
-    score = np.minimum(stain.violet, stain.stained) if PARAMS["score_min"] else stain.violet
-    if PARAMS["blue_k"]:
-        score = np.minimum(score, -stain.redness * PARAMS["blue_k"])
-    violet = cv2.GaussianBlur(score, (0, 0), max(0.6, rbc / 60.0))
-    values = np.clip(violet * 2.0, 0, 255).astype(np.uint8)
+    # Nuclei are violet AND dark; the bluish cytoplasm of some cells is violet but pale, the
+    # red cells are dark but not violet.
+    score = cv2.GaussianBlur(
+        np.minimum(stain.violet, stain.stained), (0, 0), max(0.6, rbc / 60.0)
+    )
+    values = np.clip(score * 2.0, 0, 255).astype(np.uint8)
     otsu, _ = cv2.threshold(values, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    high = max(otsu / 2.0, PARAMS["floor"])
-    low = max(high * PARAMS["low"], 30.0)
-    strong = (violet > high).astype(np.uint8)
-    weak = (violet > low).astype(np.uint8)
+    # The floor keeps Otsu from splitting noise in fields without any white cell.
+    high = max(otsu / 2.0, PARAMS["nucleus_floor"])
+    low = max(high * PARAMS["nucleus_low"], 30.0)
+    strong = (score > high).astype(np.uint8)
+    weak = (score > low).astype(np.uint8)
     # Hysteresis: keep weak components that contain a strong pixel.
     count, labels = cv2.connectedComponents(weak, connectivity=8)
     has_strong = np.zeros(count, bool)
@@ -309,13 +336,12 @@ def _cytoplasm_mask(stain: _Stain, rbc: float) -> np.ndarray:
     return mask.astype(np.uint8) * 255
 
 
-#: Tunable proportions, all relative to the measured red-cell diameter ``rbc`` (Hough
-#: measure; a BCCD white cell is 1.4-3.6 of it across, median 2.4).
+#: Tunable values. Sizes are relative to the measured red-cell diameter ``rbc`` (the Hough
+#: measure; a BCCD white cell is 1.4-3.6 of it across, median 2.4); colours are in
+#: white-balanced 8-bit units (background = 200 grey). Tuned on the 364 BCCD fields.
 PARAMS = {
-    "score_min": True,
-    "floor": 45.0,
-    "low": 0.75,
-    "blue_k": 0.0,
+    "nucleus_floor": 45.0,  # nucleus score (white-balanced) is at least this ...
+    "nucleus_low": 0.75,  # ... and nucleus pixels connected to those at least this of it
     "lobe_gap": 0.2,  # nucleus lobes closer than this belong to one cell
     "min_nucleus": 0.6,  # in red-cell areas; platelets are ~0.1-0.4
     "min_thickness": 0.44,  # the thickest nucleus lobe is at least this wide
@@ -324,8 +350,8 @@ PARAMS = {
     "split_area": 7.0,  # ... or with more nucleus than this (red-cell areas)
     "split_peak_distance": 1.1,  # nucleus centres of two cells are at least this far apart
     "split_min_thickness": 0.2,  # ... and each nucleus is at least this thick (2 x radius)
-    "split_min_part": 1.2,
-    "split_neck": 0.7,  # ... and the two meet at a waist thinner than this of each  # ... and holds at least this much nucleus (red-cell areas)
+    "split_min_part": 1.2,  # ... and holds at least this much nucleus (red-cell areas)
+    "split_neck": 0.7,  # ... and the two meet at a waist thinner than this of each
     "cyto_redness": 8.0,  # white-cell cytoplasm is less red than this (red minus blue) ...
     "cyto_margin": 8.0,  # ... and than the field's typical red cell by this much
     "reach": 1.0,  # cytoplasm extends at most this far beyond the nucleus hull
@@ -337,8 +363,19 @@ def _split_group(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndarr
 
     Seeds are the thick parts of the nucleus group (distance-transform maxima at least
     ``split_peak_distance`` red cells apart); a split is kept only when every part holds a
-    whole cell's worth of nucleus, so a multi-lobed nucleus is not cut into slivers.
+    whole cell's worth of nucleus and the parts meet at a narrow waist, so a multi-lobed
+    nucleus or a granular cell is not cut into slivers.
     """
+    # Pad: watershed marks the image border as a line, and the distance transform treats
+    # the outside of the window as foreground.
+    group = cv2.copyMakeBorder(group, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=0)
+    nucleus = cv2.copyMakeBorder(
+        nucleus.astype(np.uint8), 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=0
+    )
+    return _split_padded(group, nucleus, rbc)[2:-2, 2:-2]
+
+
+def _split_padded(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndarray:
     distance = cv2.distanceTransform(group, cv2.DIST_L2, 5)
     peaks = distance >= cv2.dilate(distance, _disc(rbc * PARAMS["split_peak_distance"]))
     peaks &= distance >= rbc * PARAMS["split_min_thickness"]
@@ -353,42 +390,31 @@ def _split_group(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndarr
         cv2.COLOR_GRAY2BGR,
     )
     min_part = PARAMS["split_min_part"] * np.pi * (rbc / 2.0) ** 2
-    for _ in range(count):  # drop the weakest seed until every part is a plausible cell
+    cross = np.ones((3, 3), np.uint8)
+    for _ in range(count):  # drop failing seeds one at a time until every part is a cell
         markers = seeds.astype(np.int32)
         markers[group == 0] = count  # outside marker
         cv2.watershed(relief, markers)
-        lines = markers < 0
-        markers[(markers == count) | lines | (group == 0)] = 0
+        lines = (markers < 0) & (group > 0)
+        markers[(markers == count) | (markers < 0) | (group == 0)] = 0
         labels = [label for label in range(1, count) if (seeds == label).any()]
         if len(labels) < 2:
             return whole
-        areas = {label: int(((markers == label) & (nucleus > 0)).sum()) for label in labels}
-        weakest = min(labels, key=lambda label: (areas[label], label))
-        if areas[weakest] >= min_part and _has_neck(markers, lines & (group > 0), distance, labels):
+        failing = []
+        for label in labels:
+            part = markers == label
+            area = int((part & (nucleus > 0)).sum())
+            # Two touching cells meet at a waist much thinner than either cell; the lobes
+            # and granules of one cell form one round blob without such a waist.
+            on_line = lines & (cv2.dilate(part.astype(np.uint8), cross) > 0)
+            waist = float(distance[on_line].max()) if on_line.any() else 0.0
+            peak = float(distance[part].max(initial=0.0))
+            if area < min_part or waist > PARAMS["split_neck"] * peak:
+                failing.append((area, label))
+        if not failing:
             return markers
-        seeds[seeds == weakest] = 0
+        seeds[seeds == min(failing)[1]] = 0
     return whole
-
-
-def _has_neck(markers: np.ndarray, lines: np.ndarray, distance: np.ndarray, labels) -> bool:
-    """True when every watershed line is a narrow waist between two round parts.
-
-    Two touching cells meet at a neck much thinner than either cell; the lobes and granules
-    of one eosinophil or neutrophil form one round blob without such a waist.
-    """
-    peak = {label: float(distance[markers == label].max(initial=0.0)) for label in labels}
-    if not lines.any():
-        return True
-    # Each part's waist: the thickest point of the line bordering it.
-    for label in labels:
-        touching = cv2.dilate((markers == label).astype(np.uint8), np.ones((3, 3), np.uint8))
-        on_line = lines & (touching > 0)
-        if not on_line.any():
-            continue
-        waist = float(distance[on_line].max())
-        if waist > PARAMS["split_neck"] * peak[label]:
-            return False
-    return True
 
 
 def _is_nucleus(part: np.ndarray, violet: np.ndarray, rbc: float) -> bool:
@@ -437,19 +463,33 @@ def _nucleus_groups(
     return out, next_label - 1
 
 
+def _label_boxes(labels: np.ndarray, count: int) -> np.ndarray:
+    """``(count + 1) x 4`` array of (x0, y0, x1, y1) per label (exclusive ends; row 0 unused)."""
+    ys, xs = np.nonzero(labels)
+    values = labels[ys, xs]
+    boxes = np.zeros((count + 1, 4), np.int64)
+    boxes[:, 0] = boxes[:, 1] = np.iinfo(np.int64).max
+    np.minimum.at(boxes[:, 0], values, xs)
+    np.minimum.at(boxes[:, 1], values, ys)
+    np.maximum.at(boxes[:, 2], values, xs + 1)
+    np.maximum.at(boxes[:, 3], values, ys + 1)
+    return boxes
+
+
 def _cell_masks(
     groups: np.ndarray, count: int, cytoplasm: np.ndarray, rbc: float
 ) -> np.ndarray:
     """Label image of whole cells: each nucleus group plus the cytoplasm nearest to it."""
     # Convex hull of each nucleus group: the space between lobes is the cell's own.
     hulls = np.zeros(groups.shape, np.int32)
-    for label in range(1, count + 1):
-        points = cv2.findNonZero((groups == label).astype(np.uint8))
-        if points is None:
+    for label, (x0, y0, x1, y1) in enumerate(_label_boxes(groups, count)[1:], start=1):
+        if x1 <= x0:
             continue
-        layer = np.zeros(groups.shape, np.uint8)
+        points = cv2.findNonZero((groups[y0:y1, x0:x1] == label).astype(np.uint8))
+        layer = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillConvexPoly(layer, cv2.convexHull(points), 1)
-        hulls[(layer > 0) & (hulls == 0)] = label
+        window = hulls[y0:y1, x0:x1]
+        window[(layer > 0) & (window == 0)] = label
     reach = cv2.dilate((hulls > 0).astype(np.uint8), _disc(2 * rbc * PARAMS["reach"]))
     candidate = (((cytoplasm > 0) & (reach > 0)) | (hulls > 0)).astype(np.uint8)
     # Flood from the nucleus hulls through the candidate pixels at equal speed: every
@@ -488,7 +528,7 @@ def _work_scale(rgb: np.ndarray, rbc_diameter: float | None) -> tuple[float, flo
 
 
 def find_white_cells(
-    rgb: np.ndarray, *, rbc_diameter: float | None = None, _debug: list | None = None
+    rgb: np.ndarray, *, rbc_diameter: float | None = None
 ) -> list[CellRegion]:
     """White cells of a stained smear field, sorted by (y, x) of their bounding box.
 
@@ -514,45 +554,34 @@ def find_white_cells(
         return []
     cytoplasm = _cytoplasm_mask(stain, rbc)
     cells = _cell_masks(groups, count, cytoplasm, rbc)
-    rbc_area = np.pi * (rbc / 2.0) ** 2
 
     regions: list[CellRegion] = []
     pad = int(np.ceil(rbc * 0.5))
-    for label in range(1, count + 1):
-        points = cv2.findNonZero((cells == label).astype(np.uint8))
-        if points is None:
+    work_h, work_w = cells.shape
+    for label, (x0, y0, x1, y1) in enumerate(_label_boxes(cells, count)[1:], start=1):
+        if x1 <= x0:
             continue
-        x, y, w, h = cv2.boundingRect(points)
-        x0, y0 = max(0, x - pad), max(0, y - pad)
-        x1, y1 = min(cells.shape[1], x + w + pad), min(cells.shape[0], y + h + pad)
-        window = (slice(y0, y1), slice(x0, x1))
-        own_nucleus = (groups[window] == label).astype(np.uint8) * 255
-        cell = (cells[window] == label).astype(np.uint8) * 255
+        x0, y0 = max(0, x0 - pad), max(0, y0 - pad)
+        x1, y1 = min(work_w, x1 + pad), min(work_h, y1 + pad)
+        own_nucleus = (groups[y0:y1, x0:x1] == label).astype(np.uint8) * 255
+        cell = (cells[y0:y1, x0:x1] == label).astype(np.uint8) * 255
         hull = cv2.bitwise_and(_convex_fill(own_nucleus), cell)
         outline = _clean_cell(cell, hull, rbc)
-        full = np.zeros(cells.shape, np.uint8)
-        full[window] = outline
-        nucleus_area = cv2.countNonZero(own_nucleus)
-        region = _region_from_mask(full, scale, (height, width), nucleus_area)
-        if region is None:
-            continue
-        if _debug is not None:
-            inside = own_nucleus > 0
-            nd = cv2.distanceTransform(own_nucleus, cv2.DIST_L2, 5)
-            _debug.append((region, {
-                "thick": float(nd.max()) / rbc,
-                "thick50": float(np.median(nd[inside])) / rbc,
-                "solidity": nucleus_area / max(1, cv2.countNonZero(_convex_fill(own_nucleus))),
-                "nucleus_rel": nucleus_area / rbc_area,
-                "cell_rel": cv2.countNonZero(outline) / rbc_area,
-                "violet": float(np.median(stain.violet[window][inside])),
-                "violet90": float(np.percentile(stain.violet[window][inside], 90)),
-                "stained": float(np.median(stain.stained[window][inside])),
-                "redness": float(np.median(stain.redness[window][inside])),
-                "field_violet99": float(np.percentile(stain.violet, 99.5)),
-                "rbc": rbc,
-            }))
-        regions.append(region)
+        region = _region_from_mask(
+            outline,
+            scale,
+            (height, width),
+            cv2.countNonZero(own_nucleus),
+            offset=(x0, y0),
+            touches_border=(
+                (x0 == 0 and outline[:, 0].any())
+                or (y0 == 0 and outline[0, :].any())
+                or (x1 == work_w and outline[:, -1].any())
+                or (y1 == work_h and outline[-1, :].any())
+            ),
+        )
+        if region is not None:
+            regions.append(region)
     regions.sort(key=lambda r: (r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]))
     return regions
 
