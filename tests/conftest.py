@@ -36,6 +36,7 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LEUKVIEWER_CONFIG_DIR", str(home / "config"))
     monkeypatch.setenv("LEUKVIEWER_DATA_DIR", str(home / "userdata"))
     monkeypatch.setenv("KERAS_HOME", str(home / "keras"))
+    monkeypatch.setenv("LEUKVIEWER_CACHE_DIR", str(home / "cache"))
 
 
 @pytest.fixture(scope="session")

@@ -107,13 +107,7 @@ def preprocess_cell(rgb: np.ndarray, config: PreprocessConfig = PreprocessConfig
 
 
 def read_rgb(path) -> np.ndarray:
-    """Read an image file as RGB uint8 (training reads its data through this)."""
-    from PIL import Image, ImageOps
+    """Read an image file as RGB uint8 with the app's own reader, so training and inference decode alike."""
+    from leukviewer.core.imageio import read_image
 
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("I;16", "I;16B", "I", "F"):
-            arr = np.asarray(im, dtype=np.float32)
-            arr = 255.0 * (arr - arr.min()) / max(1.0, float(arr.max() - arr.min()))
-            return np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2)
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return read_image(path)

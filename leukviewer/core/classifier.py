@@ -51,7 +51,8 @@ class ModelInfo:
 class CellClassifier:
     """Classifies cell crops (RGB uint8, cell on black) in batches through a model folder."""
 
-    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32):
+    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32, backend: str = "tf",
+                 warm_up: bool = False):
         folder = Path(model_dir) if model_dir else bundled_model_dir()
         if not (folder / "model.json").is_file() and not folder.is_dir():
             raise ModelFolderError(f"model folder not found: {folder}"
@@ -66,6 +67,16 @@ class CellClassifier:
         self.info = ModelInfo(meta.get("name", folder.name), str(meta.get("version", "")), self.model.sha256,
                               self.model.threshold, self.model.uncertainty_band, tuple(names))
         self._blast_index = names.index(LABEL_BLAST)
+        from .engine import InferenceEngine
+
+        self.engine = InferenceEngine(self.model, backend=backend, batch_size=batch_size)
+        if warm_up:
+            self.engine.warm_up()
+
+    @property
+    def device(self) -> str:
+        """Where inference runs, in words (for the status bar and reports)."""
+        return self.engine.device
 
     @property
     def input_size(self) -> int:
@@ -79,7 +90,7 @@ class CellClassifier:
         """Calibrated P(ALL) for a batch of prepared cells (N, size, size, 3)."""
         if len(prepared) == 0:
             return np.zeros(0)
-        return self.model.predict_proba(np.asarray(prepared), self.batch_size)[:, self._blast_index]
+        return self.engine.probabilities(np.asarray(prepared))[:, self._blast_index]
 
     def label_for(self, p_blast: float) -> str:
         """ALL / HEM by the model's threshold; UNCERTAIN strictly inside its uncertainty band."""

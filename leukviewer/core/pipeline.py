@@ -6,6 +6,9 @@ flat: at most one batch of cells is held, however many images there are.
 """
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +19,8 @@ from .classifier import CellClassifier
 from .imageio import UnreadableImage, list_images, read_image
 from .localize import classify_image_kind, crop_cell, find_single_cell, find_white_cells
 from .results import STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
+
+log = logging.getLogger(__name__)
 
 KINDS = ("auto", "single_cell", "smear_field")
 
@@ -46,18 +51,78 @@ def locate(rgb: np.ndarray, kind: str = "auto"):
     return kind, regions, crops
 
 
+def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: str):
+    """One image -> (ImageResult without cells yet, [(region, prepared cell)]). Never raises for bad input."""
+    t0 = time.perf_counter()
+    result = ImageResult(path=str(path), image=_relative(path, root), status=STATUS_OK)
+    cells = []
+    try:
+        rgb = read_image(path)
+        result.height, result.width = rgb.shape[:2]
+        result.kind, regions, crops = locate(rgb, kind)
+        cells = [(region, classifier.prepare(crop)) for region, crop in zip(regions, crops)]
+        if not cells:
+            result.status = STATUS_NO_CELLS
+    except UnreadableImage as e:
+        result.status = f"{STATUS_UNREADABLE}: {e.reason}"
+    except MemoryError:
+        result.status = f"{STATUS_UNREADABLE}: not enough memory to process an image this large"
+    except Exception as e:  # a bug in one image's analysis must not end the case; it is reported per image
+        log.exception("analysis of %s failed", path)
+        result.status = f"{STATUS_UNREADABLE}: could not be analysed ({type(e).__name__}: {e})"
+        cells = []
+    result.seconds = time.perf_counter() - t0
+    return result, cells
+
+
+_DONE = object()
+
+
 def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, kind: str = "auto",
                    on_progress: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
-                   max_pending_images: int = 8) -> Iterator[ImageResult]:
+                   max_pending_images: int = 8, prefetch: int = 2) -> Iterator[ImageResult]:
     """Analyse the given image files (relative names taken against ``root``); see the module docstring.
 
-    Cells of consecutive images are classified together in batches of up to ``classifier.batch_size``; at most
-    ``max_pending_images`` images wait for their batch, which bounds both memory and the delay before a result
-    appears. Batches depend only on the input, so results are deterministic.
+    A reader thread decodes and localises up to ``prefetch`` images ahead while cells are classified, so
+    decoding overlaps inference. Cells of consecutive images are classified together in batches of up to
+    ``classifier.batch_size``; at most ``max_pending_images`` images wait for their batch, which bounds memory and
+    the delay before a result appears. Batches depend only on the input, so results are deterministic. Once
+    ``should_stop()`` is true no further image is opened.
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     info = classifier.info
     batch_target = classifier.batch_size
-    pending: list[tuple[ImageResult, list]] = []   # results waiting for their cells' probabilities
+    stop = threading.Event()
+    stopped = lambda: stop.is_set() or bool(should_stop and should_stop())  # noqa: E731
+    ready: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+
+    def reader():
+        try:
+            for path in images:
+                if stopped():
+                    break
+                item = _read_and_locate(path, root, classifier, kind)
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+        finally:
+            while True:
+                try:
+                    ready.put(_DONE, timeout=0.05)
+                    break
+                except queue.Full:
+                    if stop.is_set():
+                        try:
+                            ready.get_nowait()
+                        except queue.Empty:
+                            pass
+
+    thread = threading.Thread(target=reader, name="leukviewer-reader", daemon=True)
+    pending: list[tuple[ImageResult, list]] = []
     pending_cells = 0
     total = len(images)
     done = 0
@@ -68,7 +133,6 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
         probs = classifier.blast_probabilities(np.stack(prepared)) if prepared else np.zeros(0)
         k = 0
         for result, cells in pending:
-            t0 = time.perf_counter()
             for n, (region, _) in enumerate(cells, start=1):
                 p = float(probs[k])
                 k += 1
@@ -79,38 +143,35 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
                     area=int(region.area), blast_probability=round(p, 6), label=classifier.label_for(p),
                     partial=bool(region.partial), model_name=info.name, model_version=info.version,
                     model_sha256=info.sha256))
-            result.seconds += time.perf_counter() - t0
             done += 1
             if on_progress:
                 on_progress(done, total, result)
             yield result
         pending, pending_cells = [], 0
 
-    for path in images:
-        if should_stop and should_stop():
-            break
-        t0 = time.perf_counter()
-        result = ImageResult(path=str(path), image=_relative(path, root), status=STATUS_OK)
-        cells = []
-        try:
-            rgb = read_image(path)
-            result.height, result.width = rgb.shape[:2]
-            result.kind, regions, crops = locate(rgb, kind)
-            cells = [(region, classifier.prepare(crop)) for region, crop in zip(regions, crops)]
-            del rgb, crops
-            if not cells:
-                result.status = STATUS_NO_CELLS
-        except UnreadableImage as e:
-            result.status = f"{STATUS_UNREADABLE}: {e.reason}"
-        except MemoryError:
-            result.status = f"{STATUS_UNREADABLE}: not enough memory to process an image this large"
-        result.seconds = time.perf_counter() - t0
-        pending.append((result, cells))
-        pending_cells += len(cells)
-        if pending_cells >= batch_target or len(pending) >= max_pending_images:
+    thread.start()
+    try:
+        while True:
+            if stopped():
+                break
+            item = ready.get()
+            if item is _DONE:
+                break
+            result, cells = item
+            pending.append((result, cells))
+            pending_cells += len(cells)
+            if pending_cells >= batch_target or len(pending) >= max_pending_images:
+                yield from flush()
+        if pending:
             yield from flush()
-    if pending:
-        yield from flush()
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def analyze_folder(folder: str | Path, classifier: CellClassifier, recursive: bool = False, kind: str = "auto",

@@ -1,0 +1,159 @@
+"""The inference engine behind a model folder: fixed-shape compiled calls, optional LiteRT (TFLite/XNNPACK).
+
+* TensorFlow path: one ``tf.function`` per fixed batch shape (1 and ``batch_size``); partial batches are
+  padded, so the graph is traced once per shape and never again. Runs on a GPU when TensorFlow sees one.
+* LiteRT path (``backend="tflite"``): the network converted from the model folder at first use and cached by
+  the weights' SHA-256 (a changed model can never reuse a stale conversion); XNNPACK runs it on the CPU.
+
+Both return logits; probabilities are ``softmax(logits / temperature)`` with the folder's temperature.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from training.modelfolder import LoadedModel, softmax
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("tf", "tflite")
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("LEUKVIEWER_CACHE_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("leukviewer"))
+
+
+def cpu_threads() -> int:
+    """Threads for inference: every core the process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class InferenceEngine:
+    def __init__(self, model: LoadedModel, backend: str = "tf", batch_size: int = 32, threads: int | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}")
+        self.model = model
+        self.backend = backend
+        self.batch_size = int(batch_size)
+        self.threads = threads or cpu_threads()
+        self.size = model.preprocessing.size
+        self._lock = threading.Lock()   # the GUI's worker and a Grad-CAM job may share one engine
+        if backend == "tf":
+            self._init_tf()
+        else:
+            self._init_tflite()
+
+    # ------------------------------------------------------------------ TensorFlow
+
+    def _init_tf(self):
+        import tensorflow as tf
+
+        network = self.model.network
+        self._tf_fns = {}
+        for b in sorted({1, self.batch_size}):
+            spec = tf.TensorSpec((b, self.size, self.size, 3), tf.float32)
+            self._tf_fns[b] = tf.function(lambda x: network(x, training=False), input_signature=[spec],
+                                          jit_compile=False)
+        gpus = tf.config.list_physical_devices("GPU")
+        self.device = f"GPU ({gpus[0].name})" if gpus else f"CPU ({self.threads} threads)"
+
+    def _run_tf(self, x: np.ndarray) -> np.ndarray:
+        b = 1 if len(x) == 1 else self.batch_size
+        return np.asarray(self._tf_fns[b](x))
+
+    # ------------------------------------------------------------------ LiteRT / TFLite
+
+    def tflite_path(self) -> Path:
+        return cache_dir() / "tflite" / f"{self.model.sha256[:32]}-b{self.batch_size}-s{self.size}.tflite"
+
+    def _convert(self, path: Path) -> None:
+        """Keras -> SavedModel -> LiteRT flatbuffer (the SavedModel route; a direct concrete-function
+        conversion of a Keras 3 model produced NaNs here)."""
+        import shutil
+        import tempfile
+
+        import tensorflow as tf
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
+        try:
+            self.model.network.export(str(work / "saved_model"), format="tf_saved_model", verbose=False)
+            flat = tf.lite.TFLiteConverter.from_saved_model(str(work / "saved_model")).convert()
+            tmp = work / "model.tflite"
+            tmp.write_bytes(flat)
+            os.replace(tmp, path)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        log.info("converted %s to LiteRT: %s (%.1f MB)", self.model.folder, path, len(flat) / 1e6)
+
+    def _init_tflite(self):
+        import warnings
+
+        import tensorflow as tf
+
+        path = self.tflite_path()
+        if not path.is_file():
+            self._convert(path)
+        try:  # the LiteRT package where installed; TensorFlow's own interpreter otherwise
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            Interpreter = tf.lite.Interpreter
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter announces its move to LiteRT
+            self._interp = Interpreter(model_path=str(path), num_threads=self.threads)
+        self._in = self._interp.get_input_details()[0]["index"]
+        self._interp.resize_tensor_input(self._in, [self.batch_size, self.size, self.size, 3], strict=False)
+        self._interp.allocate_tensors()
+        self._out = self._interp.get_output_details()[0]["index"]
+        self.device = f"CPU, LiteRT/XNNPACK ({self.threads} threads)"
+
+    def _run_tflite(self, x: np.ndarray) -> np.ndarray:
+        if len(x) < self.batch_size:
+            x = np.concatenate([x, np.zeros((self.batch_size - len(x),) + x.shape[1:], x.dtype)])
+        self._interp.set_tensor(self._in, x)
+        self._interp.invoke()
+        return self._interp.get_tensor(self._out).copy()
+
+    # ------------------------------------------------------------------ public
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for prepared cells (N, size, size, 3), any N, in fixed-shape chunks."""
+        batch = np.asarray(batch)
+        if len(batch) == 0:
+            return np.zeros((0, len(self.model.class_names)), np.float32)
+        if batch.shape[1:] != (self.size, self.size, 3):
+            raise ValueError(f"expected cells of {self.size}x{self.size}x3, got {batch.shape[1:]}")
+        outs = []
+        with self._lock:
+            for i in range(0, len(batch), self.batch_size):
+                chunk = batch[i:i + self.batch_size].astype(np.float32)
+                n = len(chunk)
+                if self.backend == "tf":
+                    if n not in (1, self.batch_size):
+                        chunk = np.concatenate([chunk, np.zeros((self.batch_size - n,) + chunk.shape[1:],
+                                                                np.float32)])
+                    outs.append(self._run_tf(chunk)[:n])
+                else:
+                    outs.append(self._run_tflite(chunk)[:n])
+        return np.concatenate(outs)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(batch), self.model.temperature)
+
+    def warm_up(self) -> None:
+        """Trace/allocate every shape once, so the first real cell does not wait for it."""
+        zeros = np.zeros((self.batch_size, self.size, self.size, 3), np.uint8)
+        self.logits(zeros[:1])
+        self.logits(zeros)

@@ -1,0 +1,54 @@
+"""The inference engine: fixed shapes, the LiteRT path agreeing with TensorFlow, conversion cached by hash."""
+import numpy as np
+import pytest
+
+from leukviewer.core.engine import InferenceEngine
+from training.modelfolder import load_model_folder
+from training.preprocess import read_rgb
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return load_model_folder(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def cells(model, cnmc_root):
+    paths = sorted((cnmc_root / "training_data" / "fold_1").glob("*/*.png"))
+    return np.stack([model.preprocess(read_rgb(p)) for p in paths])
+
+
+def test_tf_engine_matches_the_model_folder(model, cells):
+    engine = InferenceEngine(model, "tf", batch_size=16)
+    ref = model.predict_proba(cells, batch_size=16)
+    assert np.max(np.abs(engine.probabilities(cells) - ref)) < 1e-5
+    assert "CPU" in engine.device or "GPU" in engine.device
+
+
+def test_a_cells_result_does_not_depend_on_its_batch(model, cells):
+    engine = InferenceEngine(model, "tf", batch_size=16)
+    alone = np.concatenate([engine.logits(cells[i:i + 1]) for i in range(5)])
+    together = engine.logits(cells[:5])
+    shifted = engine.logits(cells[3:40])[:2]
+    assert np.max(np.abs(alone - together)) < 1e-5
+    assert np.max(np.abs(shifted - together[3:5])) < 1e-5
+
+
+def test_litert_path_agrees_with_tensorflow_and_is_cached_by_hash(model, cells):
+    tf_engine = InferenceEngine(model, "tf", batch_size=16)
+    lite = InferenceEngine(model, "tflite", batch_size=16)
+    path = lite.tflite_path()
+    assert path.is_file() and model.sha256[:32] in path.name
+    delta = np.max(np.abs(lite.probabilities(cells) - tf_engine.probabilities(cells)))
+    assert delta <= 1e-3, delta
+    stamp = path.stat().st_mtime_ns
+    InferenceEngine(model, "tflite", batch_size=16)     # second load: no new conversion
+    assert path.stat().st_mtime_ns == stamp
+    assert "LiteRT" in lite.device
+
+
+def test_wrong_cell_size_is_refused(model):
+    engine = InferenceEngine(model, "tf", batch_size=4)
+    with pytest.raises(ValueError, match="expected cells of 32x32x3"):
+        engine.logits(np.zeros((2, 64, 64, 3), np.uint8))
+    assert engine.logits(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 2)
