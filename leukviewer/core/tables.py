@@ -1,4 +1,8 @@
-"""CSV output that a spreadsheet can open safely: UTF-8, RFC 4180 quoting, formulas neutralised."""
+"""CSV output that a spreadsheet can open safely: UTF-8, RFC 4180 quoting, formulas neutralised.
+
+The column sets are the lab's import contract: ``cells.csv`` has one row per cell (with the hematologist's
+review where there is one), ``images.csv`` one row per image with its status and counts.
+"""
 from __future__ import annotations
 
 import csv
@@ -8,8 +12,15 @@ from pathlib import Path
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-CELL_COLUMNS = ["image", "cell_id", "x", "y", "width", "height", "centroid_x", "centroid_y", "area", "p_blast",
-                "label", "partial", "model_name", "model_version", "model_sha256"]
+# p_blast (the calibrated blast probability) and label (the model's suggestion) keep the names the batch CLI
+# first published them under, so a lab's existing import keeps working.
+CELL_COLUMNS = ["folder", "image", "cell_id", "x", "y", "width", "height", "centroid_x", "centroid_y", "area",
+                "p_blast", "label", "reviewed_label", "final_label", "reviewer", "review_time", "partial",
+                "model_name", "model_version", "model_sha256"]
+
+IMAGE_COLUMNS = ["folder", "image", "status", "kind", "width", "height", "white_cells", "blasts", "uncertain",
+                 "normal", "blast_percentage", "reviewed_cells", "changed_cells", "blasts_after_review",
+                 "uncertain_after_review", "normal_after_review", "blast_percentage_after_review"]
 
 
 def neutralise(value) -> str:
@@ -22,11 +33,25 @@ def neutralise(value) -> str:
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
-def cell_row(cell) -> list[str]:
+def cell_row(cell, folder: str = "", review=None) -> list[str]:
+    """One ``cells.csv`` row (``CELL_COLUMNS``); ``review`` is the cell's ``CellReview`` or None."""
     x, y, w, h = cell.bbox
-    values = [cell.image, cell.cell_id, x, y, w, h, cell.centroid[0], cell.centroid[1], cell.area,
-              cell.blast_probability, cell.label, cell.partial, cell.model_name, cell.model_version,
-              cell.model_sha256]
+    reviewed = review.label if review else ""
+    values = [folder, cell.image, cell.cell_id, x, y, w, h, cell.centroid[0], cell.centroid[1], cell.area,
+              cell.blast_probability, cell.label, reviewed, reviewed or cell.label,
+              review.reviewer if review else "", review.time if review else "", cell.partial, cell.model_name,
+              cell.model_version, cell.model_sha256]
+    return [neutralise(v) for v in values]
+
+
+def image_row(result, folder: str = "", after_review: dict | None = None) -> list[str]:
+    """One ``images.csv`` row (``IMAGE_COLUMNS``); ``after_review`` is ``review.reviewed_counts`` of its cells."""
+    d = result.to_dict()
+    r = after_review or {}
+    values = [folder, d["image"], d["status"], d["kind"], d["width"], d["height"], d["white_cells"], d["blasts"],
+              d["uncertain"], d["normal"], d["blast_percentage"], r.get("reviewed", 0), r.get("changed", 0),
+              r.get("blasts", d["blasts"]), r.get("uncertain", d["uncertain"]), r.get("normal", d["normal"]),
+              r.get("blast_percentage", d["blast_percentage"])]
     return [neutralise(v) for v in values]
 
 
@@ -40,14 +65,23 @@ class AtomicCsv:
         self._writer = csv.writer(self._file, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
         self._writer.writerow(header)
 
+    @property
+    def temporary_path(self) -> Path:
+        return Path(self._tmp)
+
     def write(self, row: list[str]) -> None:
         self._writer.writerow(row)
 
+    def close(self) -> None:
+        """Flush to disk without renaming (for callers that place several files together)."""
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.chmod(self._tmp, 0o644)
+
     def commit(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.chmod(self._tmp, 0o644)
+        self.close()
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:

@@ -1,0 +1,479 @@
+"""report.pdf: the case report a hematologist signs, made headless with reportlab (and matplotlib's Agg canvas
+for the histogram, without pyplot, so it is safe in a worker thread).
+
+Every page carries the RUO sentence, the case name, the model hash and "page i of n".
+"""
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from .. import RUO_NOTICE, __version__
+from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+
+THUMB_PX = 160
+GALLERY_COLUMNS = 6
+LABEL_HEX = {LABEL_BLAST: "#d62728", LABEL_UNCERTAIN: "#e69500", LABEL_NORMAL: "#1f77b4"}
+LABEL_WORDS = {LABEL_BLAST: "blast (ALL)", LABEL_UNCERTAIN: "uncertain", LABEL_NORMAL: "normal (HEM)"}
+
+_FONTS: dict[str, str] = {}
+
+
+def _fonts() -> dict[str, str]:
+    """DejaVu (shipped with matplotlib) so that any folder or reviewer name prints; Helvetica if absent."""
+    if _FONTS:
+        return _FONTS
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    names = {"regular": "Helvetica", "bold": "Helvetica-Bold", "mono": "Courier"}
+    try:
+        import matplotlib
+
+        ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        for key, file, name in (("regular", "DejaVuSans.ttf", "LV-Sans"), ("bold", "DejaVuSans-Bold.ttf", "LV-Sans-Bold"),
+                                ("mono", "DejaVuSansMono.ttf", "LV-Mono")):
+            if name not in pdfmetrics.getRegisteredFontNames():
+                pdfmetrics.registerFont(TTFont(name, str(ttf / file)))
+            names[key] = name
+        from reportlab.lib.fonts import addMapping
+
+        addMapping("LV-Sans", 0, 0, "LV-Sans")
+        addMapping("LV-Sans", 1, 0, "LV-Sans-Bold")
+        addMapping("LV-Sans", 0, 1, "LV-Sans")
+        addMapping("LV-Sans", 1, 1, "LV-Sans-Bold")
+    except Exception:  # a damaged matplotlib install must not stop the report; the core fonts still work
+        names = {"regular": "Helvetica", "bold": "Helvetica-Bold", "mono": "Courier"}
+    _FONTS.update(names)
+    return _FONTS
+
+
+def _p(text: str) -> str:
+    return escape(str(text))
+
+
+def _percent(value) -> str:
+    return "–" if value is None else f"{value:.1f} %"
+
+
+def _middle_truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit // 2 - 1] + "…" + text[-(limit - limit // 2):]
+
+
+# ---------------------------------------------------------------------------------------------------- pictures
+
+
+def histogram_png(probabilities, threshold: float, band: tuple[float, float], labels) -> bytes:
+    """Blast probabilities of all cells, stacked by label after review, with the threshold and the band."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.0, 2.1), dpi=150)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    bins = np.linspace(0.0, 1.0, 26)
+    probabilities = np.asarray(probabilities, dtype=float)
+    labels = np.asarray(labels)
+    if len(probabilities):
+        order = [LABEL_NORMAL, LABEL_UNCERTAIN, LABEL_BLAST]
+        data = [probabilities[labels == k] for k in order]
+        ax.hist(data, bins=bins, stacked=True, color=[LABEL_HEX[k] for k in order],
+                label=[f"{LABEL_WORDS[k]} ({len(d)})" for k, d in zip(order, data)], edgecolor="white",
+                linewidth=0.4)
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  title="label after review", title_fontsize=7, alignment="left")
+    else:
+        ax.text(0.5, 0.5, "no cells", ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    lo, hi = band
+    if hi > lo:
+        ax.axvspan(lo, hi, color="0.85", zorder=0, label="_band")
+    ax.axvline(threshold, color="0.2", linestyle="--", linewidth=1)
+    ax.text(threshold, 1.0, f" threshold {threshold:.2f}", transform=ax.get_xaxis_transform(), fontsize=7,
+            va="top", ha="left", color="0.2")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("blast probability (calibrated P(ALL)); grey: uncertainty band", fontsize=8)
+    ax.set_ylabel("cells", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.margins(y=0.12)
+    fig.tight_layout(pad=0.4)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150)
+    return buf.getvalue()
+
+
+def cell_thumbnail(rgb, cell, size: int = THUMB_PX, frame: str | None = None) -> bytes:
+    """A square JPEG around the cell (its bounding box and a margin), ``size`` pixels wide, with a coloured
+    frame (hex colour) if given."""
+    from PIL import Image, ImageDraw
+
+    h, w = rgb.shape[:2]
+    x, y, bw, bh = cell.bbox
+    side = int(max(bw, bh) * 1.35) + 8
+    side = min(side, max(h, w))
+    cx, cy = x + bw / 2.0, y + bh / 2.0
+    x0 = int(round(min(max(cx - side / 2.0, 0), max(w - side, 0))))
+    y0 = int(round(min(max(cy - side / 2.0, 0), max(h - side, 0))))
+    crop = rgb[y0:y0 + side, x0:x0 + side]
+    image = Image.fromarray(crop)
+    if image.size != (side, side):  # image smaller than the square on one side: pad with white
+        canvas = Image.new("RGB", (side, side), (255, 255, 255))
+        canvas.paste(image, ((side - image.size[0]) // 2, (side - image.size[1]) // 2))
+        image = canvas
+    image = image.resize((size, size), Image.Resampling.LANCZOS if side > size else Image.Resampling.BICUBIC)
+    if frame:
+        ImageDraw.Draw(image).rectangle([0, 0, size - 1, size - 1], outline=frame, width=max(2, size // 32))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=88)
+    return buf.getvalue()
+
+
+def gallery_thumbnails(cells, on_image: Callable[[str], None] | None = None,
+                       frames: dict[str, str] | None = None) -> dict[str, bytes | None]:
+    """cell_id -> JPEG thumbnail (None where the image can no longer be read), framed in ``frames[cell_id]``
+    (a hex colour) where given; each image is read once."""
+    from .imageio import UnreadableImage, read_image
+
+    by_image = defaultdict(list)
+    paths = {}
+    for cell, path in cells:
+        by_image[cell.image].append(cell)
+        paths[cell.image] = path
+    thumbs: dict[str, bytes | None] = {}
+    for image, image_cells in by_image.items():
+        try:
+            rgb = read_image(paths[image])
+        except (UnreadableImage, OSError, MemoryError):
+            rgb = None
+        for cell in image_cells:
+            frame = (frames or {}).get(cell.cell_id)
+            thumbs[cell.cell_id] = cell_thumbnail(rgb, cell, frame=frame) if rgb is not None else None
+        del rgb
+        if on_image:
+            on_image(image)
+    return thumbs
+
+
+# ---------------------------------------------------------------------------------------------------- document
+
+
+def _styles():
+    from reportlab.lib import colors
+    from reportlab.lib.styles import ParagraphStyle
+
+    f = _fonts()
+    base = ParagraphStyle("base", fontName=f["regular"], fontSize=8.5, leading=11, splitLongWords=1)
+    return {
+        "base": base,
+        "bullet": ParagraphStyle("bullet", parent=base, leftIndent=10, bulletIndent=2),
+        "small": ParagraphStyle("small", parent=base, fontSize=7, leading=8.6),
+        "cell": ParagraphStyle("cell", parent=base, fontSize=7.5, leading=9),
+        "cellbold": ParagraphStyle("cellbold", parent=base, fontName=f["bold"], fontSize=7.5, leading=9),
+        "mono": ParagraphStyle("mono", parent=base, fontName=f["mono"], fontSize=7.5, leading=9.5),
+        "title": ParagraphStyle("title", parent=base, fontName=f["bold"], fontSize=16, leading=20, spaceAfter=2),
+        "subtitle": ParagraphStyle("subtitle", parent=base, fontSize=10.5, leading=13, spaceAfter=6,
+                                   textColor=colors.HexColor("#333333")),
+        "h2": ParagraphStyle("h2", parent=base, fontName=f["bold"], fontSize=11, leading=14, spaceBefore=10,
+                             spaceAfter=4, keepWithNext=1),
+        "ruo": ParagraphStyle("ruo", parent=base, fontName=f["bold"], fontSize=9.5, leading=12, alignment=1,
+                              textColor=colors.HexColor("#8b0000")),
+        "note": ParagraphStyle("note", parent=base, textColor=colors.HexColor("#8a4b00")),
+        "caption": ParagraphStyle("caption", parent=base, fontSize=6.5, leading=7.8, alignment=1),
+    }
+
+
+def _canvas_class(case):
+    """A canvas that knows the page count when it decorates (header, footer, page i of n)."""
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.pdfgen import canvas
+
+    f = _fonts()
+    model = case.model
+
+    class DecoratedCanvas(canvas.Canvas):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._pages = []
+
+        def showPage(self):
+            self._pages.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self):
+            total = len(self._pages)
+            for state in self._pages:
+                self.__dict__.update(state)
+                self._decorate(total)
+                super().showPage()
+            super().save()
+
+        def _decorate(self, total: int) -> None:
+            width, height = self._pagesize
+            self.saveState()
+            self.setFont(f["regular"], 7)
+            self.setFillColor(colors.HexColor("#555555"))
+            self.drawString(18 * mm, height - 11 * mm,
+                            _middle_truncate(f"leukviewer blast review report · case {case.name}", 110))
+            self.drawRightString(width - 18 * mm, height - 11 * mm, f"page {self._pageNumber} of {total}")
+            self.setStrokeColor(colors.HexColor("#bbbbbb"))
+            self.setLineWidth(0.4)
+            self.line(18 * mm, height - 12.5 * mm, width - 18 * mm, height - 12.5 * mm)
+            self.line(18 * mm, 15 * mm, width - 18 * mm, 15 * mm)
+            self.setFont(f["bold"], 8.5)
+            self.setFillColor(colors.HexColor("#8b0000"))
+            self.drawCentredString(width / 2, 10.5 * mm, RUO_NOTICE)
+            self.setFont(f["regular"], 6.5)
+            self.setFillColor(colors.HexColor("#555555"))
+            self.drawCentredString(width / 2, 6.5 * mm,
+                                   f"model {model.name} {model.version} · SHA-256 {model.short_hash} · "
+                                   f"leukviewer {__version__} · generated {case.created}")
+            self.restoreState()
+
+    return DecoratedCanvas
+
+
+def _table(rows, widths, header_rows: int = 1, zebra: bool = True, align_right_from: int | None = None):
+    from reportlab.lib import colors
+    from reportlab.platypus import Table, TableStyle
+
+    f = _fonts()
+    table = Table(rows, colWidths=widths, repeatRows=header_rows)
+    style = [
+        ("FONT", (0, 0), (-1, -1), f["regular"], 7.5),
+        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+        ("LINEBELOW", (0, header_rows - 1), (-1, header_rows - 1), 0.6, colors.HexColor("#444444")),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2.5),
+        ("TOPPADDING", (0, 0), (-1, -1), 2.5),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+    ] if header_rows else [
+        ("FONT", (0, 0), (-1, -1), f["regular"], 7.5),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ("TOPPADDING", (0, 0), (-1, -1), 2),
+    ]
+    if header_rows:
+        style.append(("FONT", (0, 0), (-1, header_rows - 1), f["bold"], 7.5))
+    if zebra:
+        for i in range(header_rows, len(rows)):
+            if (i - header_rows) % 2:
+                style.append(("BACKGROUND", (0, i), (-1, i), colors.HexColor("#f2f2f2")))
+    if align_right_from is not None:
+        style.append(("ALIGN", (align_right_from, 0), (-1, -1), "RIGHT"))
+    table.setStyle(TableStyle(style))
+    return table
+
+
+def _header_block(case, st, width):
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph
+
+    m = case.model
+    lo, hi = m.uncertainty_band
+    counts = case.image_counts()
+    rows = [
+        ("Case", _p(case.name)),
+        ("Folder", _p(case.folder)),
+        ("Report date", _p(case.created)),
+        ("Reviewer", _p(case.reviewer) if case.reviewer else "<i>no reviewed cells</i>"),
+        ("Software", f"leukviewer {_p(__version__)}"),
+        ("Model", f"{_p(m.name)} version {_p(m.version)}"),
+        ("Model weights SHA-256", f"<font name='{_fonts()['mono']}'>{_p(m.sha256)}</font>"),
+        ("Decision threshold", f"P(ALL) ≥ {m.threshold:.3f} → blast (ALL), below → normal (HEM)"),
+        ("Uncertainty band", f"{lo:.3f} &lt; P(ALL) &lt; {hi:.3f} → UNCERTAIN (needs review)" if hi > lo
+         else "none (every cell is ALL or HEM)"),
+        ("Images", f"{counts['analysed']} analysed of {counts['images']}"
+                   + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
+                   + (f", {counts['without_cells']} without white cells" if counts["without_cells"] else "")),
+    ]
+    data = [[Paragraph(k, st["cellbold"]), Paragraph(v, st["cell"])] for k, v in rows]
+    return _table(data, [38 * mm, width - 38 * mm], header_rows=0, zebra=False)
+
+
+def _summary_block(case, st, width):
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer
+
+    s, r = case.suggested_counts(), case.reviewed_counts()
+    n = s["white_cells"]
+    rows = [
+        ["", "Suggested by the model", "After review"],
+        ["White cells", n, r["white_cells"]],
+        ["Blasts (ALL)", s["blasts"], r["blasts"]],
+        ["Uncertain", s["uncertain"], r["uncertain"]],
+        ["Normal (HEM)", s["normal"], r["normal"]],
+        ["Blast % of white cells", _percent(s["blast_percentage"]), _percent(r["blast_percentage"])],
+        ["Cells reviewed", "", f"{r['reviewed']} of {n}"],
+        ["Labels changed by the reviewer", "", r["changed"]],
+    ]
+    table = _table([[str(v) for v in row] for row in rows], [70 * mm, 50 * mm, 50 * mm], align_right_from=1)
+    table.setStyle([("LINEABOVE", (0, 6), (-1, 6), 0.4, colors.HexColor("#888888"))])
+    flow = [table, Spacer(1, 3)]
+    flagged_open = sum(1 for c in case.flagged_cells() if case.review_of(c) is None)
+    sentence = (f"{n} white cells in {case.image_counts()['analysed']} images: {s['blasts']} blasts "
+                f"({_percent(s['blast_percentage'])}) suggested by the model, {r['blasts']} "
+                f"({_percent(r['blast_percentage'])}) after review. Reviewed: {r['reviewed']} of {n} cells "
+                f"({r['changed']} changed).")
+    flow.append(Paragraph(_p(sentence), st["base"]))
+    flow.append(Paragraph("Blast % counts uncertain cells in the denominator. Counts after review use the "
+                          "reviewer's label where there is one and the model's suggestion elsewhere.", st["small"]))
+    notes = list(case.notes)
+    if flagged_open:
+        notes.insert(0, f"{flagged_open} flagged cell(s) (ALL or UNCERTAIN) have not been reviewed.")
+    failed = [res for res in case.results if not res.ok]
+    if failed:
+        notes.append(f"{len(failed)} image(s) could not be read and are not counted (see the per-image table).")
+    for note in notes:
+        flow.append(Paragraph("⚠ " + _p(note), st["note"]))
+    return flow
+
+
+def _gallery_block(case, st, width, max_gallery, on_image):
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Image, KeepTogether, Paragraph, Table, TableStyle
+
+    flagged = case.flagged_cells()
+    if not flagged:
+        return [Paragraph("Flagged cells", st["h2"]),
+                Paragraph("No cell was flagged as a blast or uncertain by the model or the reviewer.", st["base"])]
+    shown = flagged[:max_gallery]
+    paths = {r.image: r.path for r in case.results}
+    colours = {c.cell_id: LABEL_HEX.get(case.review_of(c).label if case.review_of(c) else c.label, "#000000")
+               for c in shown}
+    thumbs = gallery_thumbnails([(c, paths.get(c.image, c.image)) for c in shown], on_image, colours)
+    intro = (f"{len(flagged)} flagged cell(s): blasts first, then uncertain, then cells the reviewer cleared; "
+             f"most probable first. Frame colour: label after review.")
+    if len(flagged) > len(shown):
+        intro += (f" Showing {len(shown)}; {len(flagged) - len(shown)} more flagged cell(s) are omitted here "
+                  f"and listed in cells.csv.")
+    col = width / GALLERY_COLUMNS
+    side = col - 5 * mm
+    cells = []
+    for cell in shown:
+        review = case.review_of(cell)
+        final = review.label if review else cell.label
+        jpeg = thumbs.get(cell.cell_id)
+        picture = Image(io.BytesIO(jpeg), width=side, height=side) if jpeg else \
+            Paragraph("image not available", st["caption"])
+        if review is None:
+            reviewed = "not reviewed"
+        elif review.label == cell.label:
+            reviewed = "confirmed"
+        else:
+            reviewed = f"{cell.label} → {review.label}"
+        image, number = cell.cell_id.rsplit("#", 1) if "#" in cell.cell_id else (cell.image, "")
+        name = _middle_truncate(str(Path(image).with_suffix("")), max(8, 16 - len(number))) + f" #{number}"
+        caption = Paragraph(
+            f"<font color='{LABEL_HEX.get(final, '#000000')}'><b>{final}</b></font> p={cell.blast_probability:.2f}"
+            f"<br/>{_p(reviewed)}<br/>{_p(name)}{'<br/><i>partial cell</i>' if cell.partial else ''}", st["caption"])
+        inner = Table([[picture], [caption]], colWidths=[col - 1 * mm])
+        inner.setStyle(TableStyle([
+            ("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+            ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+            ("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+        ]))
+        cells.append(inner)
+    grid_style = TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("ALIGN", (0, 0), (-1, -1), "CENTER"),
+                             ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+                             ("BOTTOMPADDING", (0, 0), (-1, -1), 5)])
+    rows = []
+    for i in range(0, len(cells), GALLERY_COLUMNS):
+        row = cells[i:i + GALLERY_COLUMNS]
+        row += [""] * (GALLERY_COLUMNS - len(row))
+        rows.append(Table([row], colWidths=[col] * GALLERY_COLUMNS, style=grid_style))
+    # the heading and its explanation stay with the first row of pictures
+    return [KeepTogether([Paragraph("Flagged cells", st["h2"]), Paragraph(_p(intro), st["base"]), rows[0]])] + rows[1:]
+
+
+def _per_image_block(case, st, width):
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph
+
+    from .review import reviewed_counts
+
+    groups = ["", "", "", "Suggested by the model", "", "", "After review", "", "Review", ""]
+    header = ["Image", "Status", "Cells", "Blasts", "Uncertain", "Blast %", "Blasts", "Blast %", "Reviewed",
+              "Changed"]
+    rows = [groups, header]
+    for result in case.results:
+        c = result.counts()
+        r = reviewed_counts(result.cells, case.session)
+        status = result.status if len(result.status) < 120 else result.status[:117] + "…"
+        rows.append([Paragraph(_p(result.image), st["cell"]), Paragraph(_p(status), st["cell"]),
+                     str(c["white_cells"]), str(c["blasts"]), str(c["uncertain"]), _percent(c["blast_percentage"]),
+                     str(r["blasts"]), _percent(r["blast_percentage"]), str(r["reviewed"]), str(r["changed"])])
+    fixed = [10, 12, 17, 14, 12, 14, 17, 15]
+    rest = width / mm - sum(fixed)
+    widths = [rest * 0.66 * mm, rest * 0.34 * mm] + [v * mm for v in fixed]
+    table = _table(rows, widths, header_rows=2, align_right_from=2)
+    table.setStyle([("SPAN", (3, 0), (5, 0)), ("SPAN", (6, 0), (7, 0)), ("SPAN", (8, 0), (9, 0)),
+                    ("ALIGN", (3, 0), (-1, 0), "CENTER"),
+                    ("LINEBELOW", (3, 0), (5, 0), 0.4, colors.HexColor("#888888")),
+                    ("LINEBELOW", (6, 0), (7, 0), 0.4, colors.HexColor("#888888")),
+                    ("LINEBELOW", (8, 0), (9, 0), 0.4, colors.HexColor("#888888"))])
+    return [table]
+
+
+def _signoff_block(case, st, width):
+    from reportlab.lib.units import mm
+    from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table, TableStyle
+
+    line = "_" * 40
+    rows = [[Paragraph("Reviewer", st["cellbold"]), Paragraph(_p(case.reviewer) if case.reviewer else line,
+                                                               st["base"])],
+            [Paragraph("Signature", st["cellbold"]), Paragraph(line, st["base"])],
+            [Paragraph("Date", st["cellbold"]), Paragraph(line, st["base"])]]
+    table = Table(rows, colWidths=[30 * mm, width - 30 * mm])
+    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "BOTTOM"), ("TOPPADDING", (0, 0), (-1, -1), 9),
+                               ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    return [KeepTogether([Paragraph("Sign-off", st["h2"]),
+                          Paragraph("I have reviewed the flagged cells of this case. The counts above are a research "
+                                    "measurement, not a diagnosis. " + _p(RUO_NOTICE), st["base"]),
+                          Spacer(1, 2), table])]
+
+
+def write_pdf(case, path: Path, max_gallery: int = 60, on_image: Callable[[str], None] | None = None) -> None:
+    """The whole report into ``path`` (A4)."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    from .reports import method_and_limitations
+
+    st = _styles()
+    doc = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=17 * mm,
+                            bottomMargin=20 * mm, title=f"Blast review report: {case.name}",
+                            author=case.reviewer or "leukviewer", subject=RUO_NOTICE,
+                            creator=f"leukviewer {__version__}")
+    width = doc.width
+    story = [Paragraph("Blast review report", st["title"]),
+             Paragraph(_p(f"Case {case.name} · {case.created[:10]}"), st["subtitle"])]
+    banner = Table([[Paragraph(RUO_NOTICE, st["ruo"])]], colWidths=[width])
+    banner.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#fdecea")),
+                                ("BOX", (0, 0), (-1, -1), 0.6, colors.HexColor("#8b0000"))]))
+    story += [banner, Spacer(1, 6), _header_block(case, st, width)]
+    story += [Paragraph("Summary", st["h2"])] + _summary_block(case, st, width)
+
+    cells = case.cells()
+    from .review import final_label
+
+    png = histogram_png([c.blast_probability for c in cells], case.model.threshold, case.model.uncertainty_band,
+                        [final_label(c, case.session) for c in cells])
+    story += [Paragraph("Blast probabilities", st["h2"]), Image(io.BytesIO(png), width=width,
+                                                                height=width * 2.1 / 7.0)]
+    story += _gallery_block(case, st, width, max_gallery, on_image)
+    story += [Paragraph("Per image", st["h2"])] + _per_image_block(case, st, width)
+    method, limitations = method_and_limitations(case.model)
+    story += [Paragraph("Method and limitations", st["h2"]), Paragraph(_p(method), st["base"]), Spacer(1, 4),
+              Paragraph("<b>Limitations</b>", st["base"])]
+    story += [Paragraph(_p(item), st["bullet"], bulletText="•") for item in limitations]
+    story += _signoff_block(case, st, width)
+    doc.build(story, canvasmaker=_canvas_class(case))

@@ -1,0 +1,592 @@
+"""The case report: cells.csv and images.csv for the lab, report.pdf for the hematologist's signature and
+cells.geojson for QuPath, all from one case (results + review state + model description).
+
+``export_case`` is what the GUI's worker and the CLI call. It reports progress through a plain callback,
+stops cooperatively between steps, never overwrites an existing file unless asked (it picks a new name set
+instead), and writes every file to a hidden temporary file in the target folder first: a failed or cancelled
+export (no permission, disk full) leaves nothing behind and raises ``ExportError`` saying why.
+
+Qt-free; reportlab and matplotlib are imported only when a PDF is made.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import RUO_NOTICE
+from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from .results import ImageResult
+from .review import ReviewSession, final_label, reviewed_counts
+
+FORMATS = ("pdf", "csv", "geojson")
+OUTPUT_FILES = {"pdf": ("report.pdf",), "csv": ("cells.csv", "images.csv"), "geojson": ("cells.geojson",)}
+MAX_GALLERY = 60
+
+#: (done, total, what is being done) — the same shape as the analysis progress, for one progress bar.
+ExportProgress = Callable[[int, int, str], None]
+
+FALLBACK_METHOD = (
+    "White cells were located in each image by colour and shape (nucleus stain, cell outline) and each cell was "
+    "classified by a convolutional neural network as a leukemic blast (ALL) or a normal cell (HEM). The network "
+    "outputs a calibrated probability of ALL; cells at or above the decision threshold are suggested as blasts, "
+    "cells strictly inside the uncertainty band are marked UNCERTAIN for the reviewer's attention.")
+FALLBACK_LIMITATIONS = (
+    "The model was trained on single-cell crops from one public data set; stains, scanners, magnifications or cell "
+    "types it has not seen (e.g. other leukemias, reactive lymphocytes) can be classified wrongly with high "
+    "confidence.",
+    "Localisation can miss, merge or split cells, especially in crowded fields and at image borders (partial cells "
+    "are marked).",
+    "Probabilities are estimates, not diagnoses; every flagged cell needs a qualified hematologist's review, and "
+    "counts are only as complete as the review.",
+)
+
+
+class ExportError(Exception):
+    """An export that could not be completed; the message says why. Nothing was left behind."""
+
+
+class ExportCancelled(ExportError):
+    """The export was stopped through ``should_stop``; nothing was left behind."""
+
+
+# ---------------------------------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class ReportModel:
+    """What the report says about the model: identity, decision rule, and its description (model.json and
+    MODEL_CARD.md when the folder is known)."""
+    name: str
+    version: str
+    sha256: str
+    threshold: float
+    uncertainty_band: tuple[float, float]
+    meta: dict = field(default_factory=dict, compare=False)
+    card: str | None = field(default=None, compare=False)
+    folder: str | None = None
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:12]
+
+    @classmethod
+    def from_folder(cls, model_dir: str | Path) -> "ReportModel":
+        """From a model folder's model.json (and MODEL_CARD.md), without loading the network."""
+        from .classifier import describe_model
+
+        folder = Path(model_dir)
+        meta = describe_model(folder)
+        decision = meta.get("decision", {})
+        threshold = float(decision.get("threshold", 0.5))
+        band = decision.get("uncertainty_band") or (threshold, threshold)
+        return cls(meta.get("name", folder.name), str(meta.get("version", "")), meta["weights"]["sha256"],
+                   threshold, (float(band[0]), float(band[1])), meta, _read_card(folder), str(folder))
+
+    @classmethod
+    def of(cls, model_info, model_dir: str | Path | None = None) -> "ReportModel":
+        """From a ``ReportModel``, a classifier's ``ModelInfo`` or a dict, with the folder's description."""
+        if isinstance(model_info, ReportModel) and model_dir is None:
+            return model_info
+        if model_dir is not None:
+            try:
+                described = cls.from_folder(model_dir)
+            except (ValueError, OSError, KeyError):
+                described = None
+            if model_info is None and described is not None:
+                return described
+        else:
+            described = None
+        if model_info is None:
+            raise ValueError("the report needs the model's description (model_info or model_dir)")
+        get = model_info.get if isinstance(model_info, dict) else (lambda k, d=None: getattr(model_info, k, d))
+        threshold = float(get("threshold", 0.5))
+        band = get("uncertainty_band") or (threshold, threshold)
+        meta, card = (described.meta, described.card) if described and described.sha256 == get("sha256") else ({}, None)
+        if not meta and isinstance(model_info, ReportModel):
+            meta, card = model_info.meta, model_info.card
+        return cls(str(get("name", "")), str(get("version", "")), str(get("sha256", "")), threshold,
+                   (float(band[0]), float(band[1])), meta, card, str(model_dir) if model_dir else get("folder"))
+
+
+def _read_card(folder: Path) -> str | None:
+    for name in ("MODEL_CARD.md", "model_card.md", "README.md"):
+        path = folder / name
+        if path.is_file():
+            try:
+                return path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                return None
+    return None
+
+
+def _markdown_sections(text: str) -> list[tuple[str, str]]:
+    """(heading, body) pairs of a Markdown text; text before the first heading has heading ''."""
+    sections, heading, body = [], "", []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            if any(b.strip() for b in body):
+                sections.append((heading, "\n".join(body).strip()))
+            heading, body = line.lstrip("# ").strip(), []
+        else:
+            body.append(line)
+    if any(b.strip() for b in body):
+        sections.append((heading, "\n".join(body).strip()))
+    return sections
+
+
+def _plain_items(markdown: str) -> list[str]:
+    """Markdown body -> plain sentences: one per list item or paragraph (emphasis, code and links removed,
+    tables dropped)."""
+    import re
+
+    text = re.sub(r"`([^`]*)`", r"\1", markdown)
+    text = re.sub(r"\*\*([^*]+)\*\*|__([^_]+)__", lambda m: m.group(1) or m.group(2), text)
+    text = re.sub(r"(?<![\w*])\*([^*\n]+)\*(?!\w)", r"\1", text)
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    items: list[str] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        bullet = re.match(r"^([-*+]|\d+\.)\s+", stripped)
+        if not stripped or stripped.startswith("|") or bullet:
+            if current:
+                items.append(" ".join(current))
+            current = [stripped[bullet.end():]] if bullet else []
+        else:
+            current.append(stripped)
+    if current:
+        items.append(" ".join(current))
+    return [i if i.endswith((".", "!", "?", ":")) else i + "." for i in (x.strip() for x in items) if i]
+
+
+def _plain(markdown: str) -> str:
+    return " ".join(_plain_items(markdown))
+
+
+def _metric_sentence(meta: dict) -> str:
+    metrics = meta.get("metrics") or {}
+    test = metrics.get("test") or {}
+    if not test:
+        return ""
+    parts = []
+    for key, label in (("sensitivity", "sensitivity for ALL"), ("specificity", "specificity"),
+                       ("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC-AUC")):
+        value = test.get(key)
+        if isinstance(value, (int, float)):
+            parts.append(f"{label} {value:.2f}")
+    if not parts:
+        return ""
+    where = metrics.get("measured_on", "a held-out test set")
+    sentence = f"Measured on {where} ({test.get('n', '?')} cells): {', '.join(parts)}."
+    if metrics.get("warning"):
+        sentence += f" Warning: {metrics['warning']}"
+    return sentence
+
+
+def _method_from_meta(model: ReportModel) -> str:
+    meta = model.meta or {}
+    if not meta:
+        return ""
+    arch = meta.get("architecture", {})
+    data = (meta.get("training") or {}).get("data") or {}
+    split = (meta.get("training") or {}).get("split") or {}
+    calibration = meta.get("calibration") or {}
+    decision = meta.get("decision") or {}
+    bits = [f"Each located white cell was classified by {model.name} {model.version}"
+            + (f" ({arch['backbone']} backbone, {arch.get('input_size', ['?'])[0]} px input)"
+               if arch.get("backbone") else "") + "."]
+    if data.get("images"):
+        per_class = ", ".join(f"{n} {c}" for c, n in (data.get("per_class") or {}).items())
+        bits.append(f"It was trained on {data['images']} cell images"
+                    + (f" ({per_class})" if per_class else "")
+                    + (f" from {data['subjects']} subjects" if data.get("subjects") else "")
+                    + (f", {split['kind']}-disjoint split" if split.get("kind") and not split.get("leaks_subjects")
+                       else "") + ".")
+    if calibration.get("fitted_on"):
+        bits.append(f"Probabilities are temperature-calibrated (T = {float(calibration.get('temperature', 1)):.3g}, "
+                    f"fitted on the {calibration['fitted_on']}).")
+    if decision.get("chosen_by"):
+        bits.append(f"Decision rule: {decision['chosen_by']}.")
+    sentence = _metric_sentence(meta)
+    if sentence:
+        bits.append(sentence)
+    return " ".join(bits)
+
+
+def method_and_limitations(model: ReportModel) -> tuple[str, list[str]]:
+    """(method paragraph, limitation sentences) for the report.
+
+    The model card's "Method" section where it has one, else a summary of model.json (architecture, training
+    data, calibration, decision rule, test metrics), else a generic text; the card's "Intended use" and the
+    source line of its "Training data" lead. Limitations: the card's "Limitations" section, else a generic
+    list.
+    """
+    method, intended, source, limitations = "", "", "", []
+    for heading, body in _markdown_sections(model.card or ""):
+        h = heading.lower()
+        if any(k in h for k in ("limitation", "caveat", "warning", "risk")):
+            # the RUO sentence is on every page already
+            limitations += [i for i in _plain_items(body) if i.strip(" .") != RUO_NOTICE.strip(" .")]
+        elif any(k in h for k in ("method", "how it works")):
+            method += (" " if method else "") + _plain(body)
+        elif "intended use" in h:
+            intended = _plain(body)
+        elif "training data" in h:
+            source = next((i for i in _plain_items(body) if i.lower().startswith("source")), "")
+    method = method or _method_from_meta(model) or FALLBACK_METHOD
+    meta = model.meta or {}
+    if source:
+        method = f"{method} Training data {source[0].lower()}{source[1:]}"
+    if intended:
+        method = f"Intended use: {intended} {method}"
+    elif meta.get("intended_use"):
+        method = f"{method} Intended use: {meta['intended_use']}"
+    if not limitations:
+        limitations = list(FALLBACK_LIMITATIONS)
+    if (meta.get("training") or {}).get("split", {}).get("leaks_subjects"):
+        limitations.append("The reported metrics come from a split that shares patients between training and "
+                           "testing; they overestimate performance on new patients.")
+    return method, limitations
+
+
+# ---------------------------------------------------------------------------------------------------- the case
+
+
+def label_after_review(cell, session: ReviewSession | None) -> str:
+    return final_label(cell, session)
+
+
+@dataclass
+class Case:
+    """Everything a report shows: the results of one folder, its review and the model, with the counts."""
+    folder: str
+    name: str
+    results: list[ImageResult]
+    session: ReviewSession | None
+    model: ReportModel
+    reviewer: str
+    created: str
+    notes: list[str] = field(default_factory=list)
+
+    def cells(self):
+        return [c for r in self.results for c in r.cells]
+
+    def review_of(self, cell):
+        return self.session.reviews.get(cell.cell_id) if self.session else None
+
+    def suggested_counts(self) -> dict:
+        cells = self.cells()
+        n = len(cells)
+        labels = Counter(c.label for c in cells)
+        return {"white_cells": n, "blasts": labels[LABEL_BLAST], "uncertain": labels[LABEL_UNCERTAIN],
+                "normal": labels[LABEL_NORMAL],
+                "blast_percentage": round(100.0 * labels[LABEL_BLAST] / n, 2) if n else None}
+
+    def reviewed_counts(self) -> dict:
+        return reviewed_counts(self.cells(), self.session)
+
+    def image_counts(self) -> dict:
+        ok = [r for r in self.results if r.ok]
+        return {"images": len(self.results), "analysed": len(ok), "unreadable": len(self.results) - len(ok),
+                "without_cells": sum(1 for r in ok if not r.cells)}
+
+    def flagged_cells(self) -> list:
+        """Cells the model or the reviewer called ALL or UNCERTAIN: blasts first, then uncertain, then cells
+        the reviewer cleared; most probable first within each."""
+        order = {LABEL_BLAST: 0, LABEL_UNCERTAIN: 1, LABEL_NORMAL: 2}
+        flagged = [c for c in self.cells()
+                   if c.label != LABEL_NORMAL or label_after_review(c, self.session) != LABEL_NORMAL]
+        return sorted(flagged, key=lambda c: (order.get(label_after_review(c, self.session), 3),
+                                              -c.blast_probability, c.image, c.cell_id))
+
+    def reviewers(self) -> list[str]:
+        if not self.session:
+            return []
+        counts = Counter(r.reviewer for r in self.session.reviews.values() if r.reviewer)
+        return [name for name, _ in counts.most_common()]
+
+
+def make_case(results: Iterable[ImageResult], session: ReviewSession | None, model_info,
+              folder: str | Path | None = None, reviewer: str | None = None, case_name: str | None = None,
+              model_dir: str | Path | None = None) -> Case:
+    results = sorted(results, key=lambda r: (r.image.lower(), r.image))
+    if folder is None:
+        if session is not None:
+            folder = session.folder
+        elif results:
+            p = Path(results[0].path)
+            folder = p.parents[len(Path(results[0].image).parts) - 1] if Path(results[0].image).parts else p.parent
+        else:
+            folder = Path.cwd()
+    folder = Path(folder)
+    model = ReportModel.of(model_info, model_dir)
+    case = Case(str(folder), case_name or folder.name or str(folder), results, session, model, "",
+                datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"))
+    case.reviewer = reviewer if reviewer is not None else ", ".join(case.reviewers())
+    if session is not None and session.saved_model.get("sha256") and model.sha256 and \
+            session.saved_model["sha256"] != model.sha256:
+        case.notes.append(f"The review was made with model {session.saved_model.get('name', '?')} "
+                          f"({session.saved_model['sha256'][:12]}); this report uses {model.name} "
+                          f"({model.short_hash}). Reviewed labels are matched by cell id.")
+    stale = {c.model_sha256 for c in case.cells()} - {model.sha256}
+    if stale and model.sha256:
+        case.notes.append("Some cells were classified by another model (" + ", ".join(s[:12] for s in sorted(stale))
+                          + "); see model_sha256 in cells.csv.")
+    return case
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+
+
+def describe_os_error(e: OSError, where: Path) -> str:
+    """An OSError in words a user can act on."""
+    reasons = {
+        errno.EACCES: "permission denied (the folder is read-only or belongs to someone else)",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "the disk is read-only",
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.ENOTDIR: "part of the path is a file, not a folder",
+        errno.ENAMETOOLONG: "the path is too long",
+        errno.EIO: "input/output error (disk or network drive failing?)",
+    }
+    reason = reasons.get(e.errno) or e.strerror or str(e)
+    return f"cannot write the report into {where}: {reason}"
+
+
+class StagedOutputs:
+    """Temporary files in the target folder, renamed into their final names together at the end (a failure
+    removes them all). Without ``overwrite`` an existing name set is left alone and a new one chosen."""
+
+    def __init__(self, out_dir: Path, names: list[str], overwrite: bool):
+        self.out_dir = out_dir
+        self.temporaries: dict[str, Path] = {}
+        self.finals = self._choose(names, overwrite)
+
+    def _choose(self, names: list[str], overwrite: bool) -> dict[str, Path]:
+        if overwrite or not any((self.out_dir / n).exists() for n in names):
+            return {n: self.out_dir / n for n in names}
+        for k in range(2, 10_000):  # a new name set: report-2.pdf, cells-2.csv, ... (one number for the set)
+            candidate = {n: self.out_dir / f"{Path(n).stem}-{k}{Path(n).suffix}" for n in names}
+            if not any(p.exists() for p in candidate.values()):
+                return candidate
+        raise ExportError(f"{self.out_dir} already holds too many reports; choose another folder")
+
+    def temporary(self, name: str) -> Path:
+        """A new empty hidden file in the target folder that becomes ``name`` on ``commit``."""
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.finals[name].name}.", suffix=".part", dir=self.out_dir)
+        os.close(fd)
+        self.temporaries[name] = Path(tmp)
+        return Path(tmp)
+
+    def adopt(self, name: str, tmp: Path) -> None:
+        """Take over a temporary file made elsewhere (e.g. ``AtomicCsv.temporary_path``)."""
+        self.temporaries[name] = Path(tmp)
+
+    def commit(self, overwrite: bool) -> list[Path]:
+        placed: list[Path] = []
+        try:
+            for name, tmp in self.temporaries.items():
+                final = self.finals[name]
+                os.chmod(tmp, 0o644)
+                if not overwrite and final.exists():
+                    raise ExportError(f"{final} appeared while exporting; nothing was overwritten")
+                os.replace(tmp, final)
+                placed.append(final)
+        except BaseException:
+            if not overwrite:
+                for p in placed:
+                    p.unlink(missing_ok=True)
+            self.discard()
+            raise
+        return placed
+
+    def discard(self) -> None:
+        for tmp in self.temporaries.values():
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def output_names(formats: Iterable[str]) -> list[str]:
+    formats = set(formats)
+    unknown = formats - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown report format(s) {', '.join(sorted(unknown))}; use {', '.join(FORMATS)}")
+    return [n for f in FORMATS if f in formats for n in OUTPUT_FILES[f]]
+
+
+def existing_outputs(out_dir: str | Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Files in ``out_dir`` that an export with ``overwrite=True`` would replace (for the GUI's question)."""
+    return [Path(out_dir) / n for n in output_names(formats) if (Path(out_dir) / n).exists()]
+
+
+def write_cells_csv(case: Case, path: Path) -> None:
+    import csv
+
+    from .tables import CELL_COLUMNS, cell_row
+
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow(CELL_COLUMNS)
+        for result in case.results:
+            for cell in result.cells:
+                writer.writerow(cell_row(cell, case.folder, case.review_of(cell)))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_images_csv(case: Case, path: Path) -> None:
+    import csv
+
+    from .tables import IMAGE_COLUMNS, image_row
+
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow(IMAGE_COLUMNS)
+        for result in case.results:
+            writer.writerow(image_row(result, case.folder, reviewed_counts(result.cells, case.session)))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def export_case(results: Iterable[ImageResult], session: ReviewSession | None, model_info, out_dir: str | Path,
+                formats: Iterable[str] = FORMATS, reviewer: str | None = None,
+                on_progress: ExportProgress | None = None, should_stop: Callable[[], bool] | None = None,
+                overwrite: bool = False, folder: str | Path | None = None, model_dir: str | Path | None = None,
+                case_name: str | None = None, max_gallery: int = MAX_GALLERY) -> list[Path]:
+    """Write the case's report files into ``out_dir`` and return their paths.
+
+    ``formats`` is any of "pdf" (report.pdf), "csv" (cells.csv, images.csv), "geojson" (cells.geojson).
+    ``model_info`` is the classifier's ``ModelInfo``, a ``ReportModel`` or a dict with name, version, sha256,
+    threshold and uncertainty_band; ``model_dir`` (optional) supplies the method text (model.json,
+    MODEL_CARD.md). ``reviewer`` is the name on the sign-off line (default: the session's reviewers).
+    Existing files are replaced only with ``overwrite=True``; otherwise the whole set gets a new name
+    (report-2.pdf, cells-2.csv, ...). Raises ``ExportError`` (nothing written) on any failure,
+    ``ExportCancelled`` when ``should_stop()`` became true.
+    """
+    names = output_names(formats)
+    if not names:
+        raise ValueError("choose at least one report format")
+    formats = set(formats)
+    out_dir = Path(out_dir)
+    case = make_case(results, session, model_info, folder, reviewer, case_name, model_dir)
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ExportError(f"cannot write the report into {out_dir}: it is a file, not a folder") from None
+    except OSError as e:
+        raise ExportError(describe_os_error(e, out_dir)) from None
+    if not out_dir.is_dir():
+        raise ExportError(f"cannot write the report into {out_dir}: it is a file, not a folder")
+
+    flagged = case.flagged_cells() if "pdf" in formats else []
+    gallery_images = len({c.image for c in flagged[:max_gallery]})
+    total = len(names) + gallery_images
+    done = 0
+
+    def step(message: str, advance: int = 1) -> None:
+        nonlocal done
+        if should_stop and should_stop():
+            raise ExportCancelled("the export was cancelled; nothing was written")
+        done += advance
+        if on_progress:
+            on_progress(min(done, total), total, message)
+
+    outputs = None
+    try:
+        outputs = StagedOutputs(out_dir, names, overwrite)
+        step("checking the output folder", 0)
+        if "csv" in formats:
+            write_cells_csv(case, outputs.temporary("cells.csv"))
+            step("cells.csv")
+            write_images_csv(case, outputs.temporary("images.csv"))
+            step("images.csv")
+        if "geojson" in formats:
+            from .report_geojson import write_geojson
+
+            write_geojson(case, outputs.temporary("cells.geojson"))
+            step("cells.geojson")
+        if "pdf" in formats:
+            from .report_pdf import write_pdf
+
+            write_pdf(case, outputs.temporary("report.pdf"), max_gallery=max_gallery,
+                      on_image=lambda image: step(f"thumbnails: {image}"))
+            step("report.pdf")
+        if should_stop and should_stop():
+            raise ExportCancelled("the export was cancelled; nothing was written")
+        return outputs.commit(overwrite)
+    except ExportError:
+        if outputs:
+            outputs.discard()
+        raise
+    except OSError as e:
+        if outputs:
+            outputs.discard()
+        raise ExportError(describe_os_error(e, out_dir)) from e
+    except BaseException:
+        if outputs:
+            outputs.discard()
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class LoadedCase:
+    results: list[ImageResult]
+    session: ReviewSession
+    model: ReportModel
+    reused: int          # images whose stored results were used
+    analysed: int        # images analysed now (no stored result, or the image changed)
+
+
+def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive: bool = False,
+              kind: str = "auto", on_progress: Callable[[int, int, ImageResult], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> LoadedCase:
+    """A folder as the app left it: its saved review and stored results (``ResultsStore``); images without a
+    stored result (or changed since) are analysed now and stored. TensorFlow loads only if something is
+    analysed."""
+    from .classifier import bundled_model_dir
+    from .imageio import list_images
+    from .pipeline import analyze_images
+    from .store import ResultsStore
+
+    folder = Path(folder).resolve()
+    model_folder = Path(model_dir) if model_dir else bundled_model_dir()
+    model = ReportModel.from_folder(model_folder)
+    session = ReviewSession.open(folder, {"name": model.name, "version": model.version, "sha256": model.sha256})
+    store = ResultsStore(session.directory, model.sha256)
+    images, _ = list_images(folder, recursive=recursive)
+    results: dict[Path, ImageResult] = {}
+    missing = []
+    for path in images:
+        rel = path.relative_to(folder).as_posix()
+        stored = store.get(path, rel)
+        if stored is not None:
+            stored.path = str(path)
+            results[path] = stored
+        else:
+            missing.append(path)
+    reused = len(results)
+    if missing:
+        from .classifier import CellClassifier
+
+        classifier = CellClassifier(model_folder)
+        for result in analyze_images(missing, folder, classifier, kind, on_progress, should_stop):
+            results[Path(result.path)] = result
+            try:
+                store.put(result)
+            except OSError:
+                pass  # a read-only store only costs a re-run next time
+    ordered = [results[p] for p in images if p in results]
+    return LoadedCase(ordered, session, model, reused, len(ordered) - reused)

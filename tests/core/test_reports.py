@@ -1,0 +1,269 @@
+"""The case report (cells.csv, images.csv, report.pdf, cells.geojson) from real images and a real (tiny) model."""
+import csv
+import errno
+import json
+import re
+import shutil
+
+import pytest
+
+from leukviewer import RUO_NOTICE
+from leukviewer.core import reports
+from leukviewer.core.classifier import CellClassifier
+from leukviewer.core.pipeline import analyze_folder
+from leukviewer.core.reports import (ExportCancelled, ExportError, ReportModel, export_case,
+                                     method_and_limitations)
+from leukviewer.core.review import ReviewSession
+from leukviewer.core.tables import CELL_COLUMNS, IMAGE_COLUMNS
+
+REVIEWER = "Dr. Zoë Ødegård"
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return CellClassifier(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def case(shared_data, classifier, tmp_path_factory):
+    """Six real smear fields and one real C-NMC cell saved as ``=cmd.png``, analysed and partly reviewed."""
+    folder = tmp_path_factory.mktemp("case") / "Case 17 <smear>"
+    folder.mkdir()
+    for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:6]:
+        shutil.copy(p, folder)
+    cnmc = sorted((shared_data / "cnmc" / "training_data" / "fold_1" / "all").glob("*.png"))[0]
+    shutil.copy(cnmc, folder / "=cmd.png")
+    results = list(analyze_folder(folder, classifier))
+    info = classifier.info
+    session = ReviewSession.open(folder, {"name": info.name, "version": info.version, "sha256": info.sha256})
+    cells = [c for r in results for c in r.cells]
+    assert len(cells) >= 6
+    changed = cells[0]
+    session.set_label(changed.cell_id, "ALL" if changed.label != "ALL" else "HEM", changed.label, REVIEWER)
+    session.confirm(cells[1].cell_id, cells[1].label, REVIEWER)
+    return folder, results, session, info
+
+
+def export(case, out, **kwargs):
+    folder, results, session, info = case
+    kwargs.setdefault("model_dir", None)
+    return export_case(results, session, info, out, folder=folder, **kwargs)
+
+
+def unneutralise(text):
+    return text[1:] if text.startswith("'") else text
+
+
+def test_cells_csv_rows_match_the_pipeline_results(case, tmp_path):
+    folder, results, session, info = case
+    written = export(case, tmp_path, formats={"csv"})
+    assert [p.name for p in written] == ["cells.csv", "images.csv"]
+    raw = (tmp_path / "cells.csv").read_bytes()
+    raw.decode("utf-8")
+    assert raw.count(b"\r\n") == raw.count(b"\n")          # RFC 4180 line ends
+    with open(tmp_path / "cells.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0].keys()) == CELL_COLUMNS
+    cells = {c.cell_id: c for r in results for c in r.cells}
+    assert len(rows) == len(cells)
+    for row in rows:
+        cell = cells[unneutralise(row["cell_id"])]
+        assert unneutralise(row["image"]) == cell.image and row["folder"] == str(folder)
+        assert [int(row[k]) for k in ("x", "y", "width", "height")] == list(cell.bbox)
+        assert (float(row["centroid_x"]), float(row["centroid_y"])) == cell.centroid
+        assert int(row["area"]) == cell.area and float(row["p_blast"]) == cell.blast_probability
+        assert row["label"] == cell.label and row["partial"] == ("true" if cell.partial else "false")
+        assert (row["model_name"], row["model_version"], row["model_sha256"]) == (info.name, info.version,
+                                                                                  info.sha256)
+        review = session.reviews.get(cell.cell_id)
+        if review:
+            assert (row["reviewed_label"], row["reviewer"], row["review_time"]) == (review.label, REVIEWER,
+                                                                                    review.time)
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", row["review_time"])  # ISO 8601
+            assert row["final_label"] == review.label
+        else:
+            assert row["reviewed_label"] == row["reviewer"] == row["review_time"] == ""
+            assert row["final_label"] == cell.label
+    assert sum(1 for r in rows if r["reviewed_label"]) == 2
+    with open(tmp_path / "images.csv", encoding="utf-8", newline="") as f:
+        images = list(csv.DictReader(f))
+    assert list(images[0].keys()) == IMAGE_COLUMNS
+    by_image = {unneutralise(r["image"]): r for r in images}
+    assert set(by_image) == {r.image for r in results}
+    for result in results:
+        row, counts = by_image[result.image], result.counts()
+        assert row["status"] == result.status and int(row["white_cells"]) == counts["white_cells"]
+        assert int(row["blasts"]) == counts["blasts"] and int(row["uncertain"]) == counts["uncertain"]
+    assert sum(int(r["reviewed_cells"]) for r in images) == 2
+    assert sum(int(r["changed_cells"]) for r in images) == 1
+
+
+def test_a_formula_in_a_file_name_comes_out_neutralised(case, tmp_path):
+    export(case, tmp_path, formats={"csv"})
+    with open(tmp_path / "cells.csv", encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if "cmd" in r["image"]]
+    assert rows and rows[0]["image"] == "'=cmd.png" and rows[0]["cell_id"] == "'=cmd.png#1"
+    for row in csv.reader(open(tmp_path / "cells.csv", encoding="utf-8", newline="")):
+        assert not any(v.startswith(("=", "+", "@", "\t", "\r")) for v in row)
+    text = (tmp_path / "images.csv").read_text(encoding="utf-8")
+    assert "'=cmd.png" in text and ",=cmd.png" not in text
+
+
+def _pdf_pages(path):
+    from pypdf import PdfReader
+
+    return [" ".join(page.extract_text().split()) for page in PdfReader(str(path)).pages]
+
+
+def test_pdf_has_header_counts_hash_and_ruo_on_every_page(case, tmp_path):
+    import numpy as np
+    import pypdfium2 as pdfium
+
+    folder, results, session, info = case
+    written = export(case, tmp_path, formats={"pdf"}, reviewer=REVIEWER)
+    assert [p.name for p in written] == ["report.pdf"]
+    pages = _pdf_pages(tmp_path / "report.pdf")
+    assert len(pages) >= 2
+    for page in pages:
+        assert RUO_NOTICE in page
+    text = " ".join(pages)
+    n = sum(len(r.cells) for r in results)
+    blasts = sum(c.label == "ALL" for r in results for c in r.cells)
+    assert info.sha256 in pages[0]
+    assert "Case 17 <smear>" in pages[0] and REVIEWER in pages[0] and "leukviewer 0.1.0" in pages[0]
+    assert f"{info.threshold:.3f}" in pages[0] and f"{info.uncertainty_band[0]:.3f}" in pages[0]
+    assert f"{n} white cells in {len(results)} images: {blasts} blasts" in text
+    assert f"Reviewed: 2 of {n} cells (1 changed)" in text
+    assert re.search(rf"White cells {n} {n}\b", text)
+    assert "Method and limitations" in text and "Sign-off" in text
+    assert "=cmd.png" in text                               # per-image table
+    page = pdfium.PdfDocument(str(tmp_path / "report.pdf"))[0]
+    image = page.render(scale=1.5).to_pil()
+    image.save(tmp_path / "report_p1.png")
+    pixels = np.asarray(image.convert("L"))
+    assert image.size[0] > 800 and pixels.std() > 20        # a real page with content, not a blank one
+
+
+def test_gallery_is_capped_and_says_how_many_are_omitted(case, tmp_path):
+    folder, results, session, info = case
+    flagged = [c for r in results for c in r.cells
+               if c.label != "HEM" or (session.reviewed_label(c.cell_id) or "HEM") != "HEM"]
+    assert len(flagged) >= 3
+    export(case, tmp_path, formats={"pdf"}, max_gallery=2)
+    text = " ".join(_pdf_pages(tmp_path / "report.pdf"))
+    assert f"{len(flagged)} flagged cell(s)" in text
+    assert f"Showing 2; {len(flagged) - 2} more flagged cell(s) are omitted" in text
+
+
+def test_geojson_has_one_closed_polygon_per_cell_in_qupath_form(case, tmp_path):
+    folder, results, session, info = case
+    export(case, tmp_path, formats={"geojson"})
+    doc = json.loads((tmp_path / "cells.geojson").read_text(encoding="utf-8"))
+    assert doc["type"] == "FeatureCollection"
+    cells = {c.cell_id: c for r in results for c in r.cells}
+    assert len(doc["features"]) == len(cells)
+    names = set()
+    for feature in doc["features"]:
+        assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Polygon"
+        ring = feature["geometry"]["coordinates"][0]
+        assert len(ring) >= 4 and ring[0] == ring[-1]
+        props = feature["properties"]
+        cell = cells[props["name"]]
+        assert props["objectType"] == "detection" and props["image"] == cell.image
+        x, y, w, h = cell.bbox
+        assert all(x - 1 <= px <= x + w + 1 and y - 1 <= py <= y + h + 1 for px, py in ring)
+        expected = session.reviewed_label(cell.cell_id) or cell.label
+        assert props["classification"]["name"] == expected
+        assert len(props["classification"]["color"]) == 3
+        assert all(isinstance(v, float) for v in props["measurements"].values())
+        assert props["measurements"]["Blast probability"] == cell.blast_probability
+        names.add(props["name"])
+    assert "=cmd.png#1" in names                            # JSON is not a spreadsheet: names stay as they are
+
+
+def test_existing_files_are_never_overwritten_silently(case, tmp_path):
+    first = export(case, tmp_path, formats={"csv", "pdf"})
+    before = {p.name: p.read_bytes() for p in first}
+    second = export(case, tmp_path, formats={"csv", "pdf"})
+    assert [p.name for p in second] == ["cells-2.csv", "images-2.csv", "report-2.pdf"]
+    assert {p.name: p.read_bytes() for p in first} == before
+    third = export(case, tmp_path, formats={"csv"}, overwrite=True)
+    assert [p.name for p in third] == ["cells.csv", "images.csv"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temporary file left
+    assert reports.existing_outputs(tmp_path, {"csv"}) == [tmp_path / "cells.csv", tmp_path / "images.csv"]
+
+
+def test_a_target_under_a_regular_file_fails_clearly_and_writes_nothing(case, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(ExportError, match="not a folder|a file"):
+        export(case, blocker / "reports")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder"]
+
+
+def test_a_read_only_folder_fails_clearly_and_writes_nothing(case, tmp_path, monkeypatch):
+    out = tmp_path / "readonly"
+    out.mkdir()
+
+    def refuse(*args, **kwargs):   # what a read-only folder does to a non-root user (tests run as root)
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(reports.tempfile, "mkstemp", refuse)
+    with pytest.raises(ExportError, match="permission denied"):
+        export(case, out)
+    assert list(out.iterdir()) == []
+
+
+def test_disk_full_midway_leaves_no_half_written_file(case, tmp_path, monkeypatch):
+    from leukviewer.core import report_pdf
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report_pdf, "histogram_png", full)   # the CSVs and GeoJSON are staged by then
+    with pytest.raises(ExportError, match="disk is full"):
+        export(case, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_and_progress(case, tmp_path):
+    steps = []
+    export(case, tmp_path / "a", on_progress=lambda done, total, what: steps.append((done, total, what)))
+    assert steps[-1][0] == steps[-1][1] and steps[-1][2] == "report.pdf"
+    assert [s[0] for s in steps] == sorted(s[0] for s in steps)
+    with pytest.raises(ExportCancelled):
+        export(case, tmp_path / "b", should_stop=lambda: len(steps) > 0)
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_method_text_comes_from_model_card_then_model_json_then_fallback(tiny_model_dir, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model_dir, plain)
+    (plain / "MODEL_CARD.md").unlink(missing_ok=True)
+    method, limitations = method_and_limitations(ReportModel.from_folder(plain))
+    assert "84 cell images" in method and "subject-disjoint" in method and "Measured on" in method
+    assert limitations == list(reports.FALLBACK_LIMITATIONS)
+
+    card = tmp_path / "card"
+    shutil.copytree(plain, card)
+    (card / "MODEL_CARD.md").write_text(
+        "# Card\n## Intended use\nResearch on *blasts*.\n## Method\nAn **EfficientNet-B3** fine-tuned on `C-NMC`.\n"
+        "## Training data\n- Source: C-NMC 2019 fold_1\n- 84 images\n## Metrics\n| a | b |\n|---|---|\n"
+        "## Limitations\n- Not validated on bone marrow.\n- Stain-sensitive\n", encoding="utf-8")
+    method, limitations = method_and_limitations(ReportModel.from_folder(card))
+    assert method == ("Intended use: Research on blasts. An EfficientNet-B3 fine-tuned on C-NMC. "
+                      "Training data source: C-NMC 2019 fold_1.")
+    assert limitations == ["Not validated on bone marrow.", "Stain-sensitive."]
+
+    bare = ReportModel("m", "1", "a" * 64, 0.5, (0.4, 0.6))
+    assert method_and_limitations(bare) == (reports.FALLBACK_METHOD, list(reports.FALLBACK_LIMITATIONS))
+
+
+def test_the_training_librarys_model_card_feeds_the_pdf(case, tiny_model_dir, tmp_path):
+    if not (tiny_model_dir / "MODEL_CARD.md").is_file():
+        pytest.skip("this training library writes no model card")
+    export(case, tmp_path, formats={"pdf"}, model_dir=tiny_model_dir)
+    text = " ".join(_pdf_pages(tmp_path / "report.pdf"))
+    method_part = text[text.index("Method and limitations"):text.index("Sign-off")]
+    assert "Intended use:" in method_part and "Limitations" in method_part
+    assert "{" not in method_part                          # no raw dictionaries from the card
