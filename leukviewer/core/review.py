@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from training.modelfolder import atomic_write_text
+
 from .classifier import LABELS
 
 FORMAT = "leukviewer-review"
@@ -66,16 +68,8 @@ def state_dir_for(folder: Path) -> Path:
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON so a reader (or a crash) sees the old file or the new one, never half of it."""
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 @dataclass
