@@ -1,0 +1,158 @@
+"""Inference speed of leukviewer's engine, measured in one run, printed as figures and ratios.
+
+Run by hand (takes a few minutes; keep the machine otherwise idle):
+    LEUKVIEWER_DATA=~/leukviewer-data .venv/bin/python benchmarks/inference_speed.py [--model DIR]
+
+Without --model (and without a bundled model) it builds an untrained EfficientNet-B3 model folder: speed does
+not depend on the weights. Parts:
+  1. cells/s: naive per-image model.predict (the paper notebook's style) vs the engine (TF, fixed batch) vs
+     LiteRT/XNNPACK, all on the same prepared cells in this process;
+  2. end to end on the BCCD fields: fields/s, cells/s, time to the first result after the model is loaded;
+  3. model load time;
+  4. peak memory (max RSS of a child process) analysing 100 vs 1,000 fields.
+Exits non-zero only on error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("LEUKVIEWER_DATA", REPO.parent / "shared" / "data")).expanduser()
+
+
+def untrained_b3_folder(size: int) -> Path:
+    from training.model import build_classifier
+    from training.modelfolder import save_model_folder
+    from training.preprocess import PreprocessConfig
+
+    folder = Path(tempfile.mkdtemp(prefix="lv-bench-")) / "untrained-b3"
+    net = build_classifier("EfficientNetB3", size, 2)
+    save_model_folder(net, folder, {"name": "untrained-b3-benchmark", "class_names": ["HEM", "ALL"],
+                                    "positive_class": "ALL", "preprocessing": PreprocessConfig(size=size).to_dict(),
+                                    "architecture": {"backbone": "EfficientNetB3"},
+                                    "decision": {"threshold": 0.5, "uncertainty_band": [0.4, 0.6]}})
+    return folder
+
+
+def rate(fn, n_items: int, repeat: int = 1) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return n_items * repeat / (time.perf_counter() - t0)
+
+
+def child_peak_rss(model: Path, folder: Path) -> float:
+    code = ("import resource, sys; from leukviewer.core.classifier import CellClassifier; "
+            "from leukviewer.core.pipeline import analyze_folder; "
+            f"c = CellClassifier({str(model)!r}); n = sum(1 for _ in analyze_folder({str(folder)!r}, c)); "
+            "print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    n, kb = out.stdout.split()[-2:]
+    return int(kb) / 1024.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="model folder (default: bundled, else an untrained B3)")
+    ap.add_argument("--cells", type=int, default=256)
+    ap.add_argument("--naive-cells", type=int, default=32)
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+
+    import numpy as np
+    import tensorflow as tf
+
+    from leukviewer.core.classifier import CellClassifier, bundled_model_dir
+    from leukviewer.core.engine import InferenceEngine
+    from leukviewer.core.pipeline import analyze_folder
+    from training.modelfolder import load_model_folder
+    from training.preprocess import read_rgb
+
+    model_dir = Path(args.model) if args.model else bundled_model_dir()
+    if not (model_dir / "model.json").is_file():
+        model_dir = untrained_b3_folder(128)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
+          f"model {model_dir}")
+
+    t0 = time.perf_counter()
+    model = load_model_folder(model_dir)
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    engine = InferenceEngine(model, "tf", batch_size=32)
+    engine.warm_up()
+    t_warm = time.perf_counter() - t0
+    print(f"model load (verify hash + Keras load): {t_load:.1f} s; engine trace/warm-up: {t_warm:.1f} s")
+
+    paths = sorted((data_root() / "cnmc").rglob("*.png")) + sorted((data_root() / "cnmc").rglob("*.bmp"))
+    base = np.stack([model.preprocess(read_rgb(p)) for p in paths[:84]])
+    cells = np.concatenate([base] * (args.cells // len(base) + 1))[:args.cells]
+    size = cells.shape[1]
+
+    naive = cells[:args.naive_cells].astype("float32")
+    model.network.predict(naive[:1], verbose=0)  # its own warm-up
+    naive_rate = rate(lambda: [model.network.predict(naive[i:i + 1], verbose=0) for i in range(len(naive))],
+                      len(naive))
+    tf_rate = rate(lambda: engine.logits(cells), len(cells), repeat=2)
+    lite = InferenceEngine(model, "tflite", batch_size=32)
+    lite.warm_up()
+    lite_rate = rate(lambda: lite.logits(cells), len(cells), repeat=2)
+    lite1 = InferenceEngine(model, "tflite", batch_size=1)
+    lite1.warm_up()
+    lite1_rate = rate(lambda: [lite1.logits(cells[i:i + 1]) for i in range(32)], 32)
+    tf1_rate = rate(lambda: [engine.logits(cells[i:i + 1]) for i in range(32)], 32)
+    delta = float(np.max(np.abs(lite.probabilities(cells[:84]) - engine.probabilities(cells[:84]))))
+    print(f"\n1. classification at {size} px ({len(cells)} cells)")
+    print(f"   naive per-image model.predict      {naive_rate:7.1f} cells/s")
+    print(f"   engine TF, batch 32                 {tf_rate:7.1f} cells/s  ({tf_rate / naive_rate:.1f}x naive)")
+    print(f"   engine LiteRT/XNNPACK, batch 32     {lite_rate:7.1f} cells/s  ({lite_rate / naive_rate:.1f}x naive, "
+          f"{lite_rate / tf_rate:.2f}x TF)")
+    print(f"   batch 1: TF {tf1_rate:.1f} cells/s, LiteRT {lite1_rate:.1f} cells/s ({lite1_rate / tf1_rate:.2f}x)")
+    print(f"   max |dp| LiteRT vs TF: {delta:.2e}")
+
+    bccd = data_root() / "bccd" / "JPEGImages"
+    for backend in ("tf", "tflite"):
+        clf = CellClassifier(model_dir, backend=backend, warm_up=True)
+        first = {}
+        t0 = time.perf_counter()
+
+        def progress(done, total, result, t0=t0):
+            first.setdefault("t", time.perf_counter() - t0)
+
+        n_fields = n_cells = 0
+        for r in analyze_folder(bccd, clf, on_progress=progress, max_pending_images=1 if not first else 8):
+            n_fields += 1
+            n_cells += len(r.cells)
+        dt = time.perf_counter() - t0
+        print(f"\n2. end to end on {bccd} with {backend}: {n_fields} fields, {n_cells} cells in {dt:.1f} s = "
+              f"{n_fields / dt:.1f} fields/s, {n_cells / dt:.1f} cells/s; first result after {first.get('t', 0):.2f} s")
+
+    if not args.skip_memory:
+        fields = sorted(bccd.glob("*.jpg"))
+        peaks = {}
+        for n in (100, 1000):
+            folder = Path(tempfile.mkdtemp(prefix=f"lv-mem-{n}-"))
+            for i in range(n):
+                os.symlink(fields[i % len(fields)], folder / f"f{i:05d}.jpg")
+            peaks[n] = child_peak_rss(model_dir, folder)
+        print(f"\n4. peak memory (max RSS of the analysing process): 100 fields {peaks[100]:.0f} MB, 1,000 fields "
+              f"{peaks[1000]:.0f} MB ({peaks[1000] / peaks[100]:.2f}x)")
+    print(f"\nthis process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
