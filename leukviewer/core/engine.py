@@ -1,7 +1,8 @@
 """The inference engine behind a model folder: fixed-shape compiled calls, optional LiteRT (TFLite/XNNPACK).
 
-* TensorFlow path: one ``tf.function`` per fixed batch shape (1 and ``batch_size``); partial batches are
-  padded, so the graph is traced once per shape and never again. Runs on a GPU when TensorFlow sees one.
+* TensorFlow path: one ``tf.function`` per fixed batch shape, the powers of two up to ``batch_size``; a partial
+  batch is padded to the next of them, so a field with 3 cells costs 4, not 32, and each graph is traced once
+  and never again. Runs on a GPU when TensorFlow sees one.
 * LiteRT path (``backend="tflite"``): the network converted from the model folder at first use and cached by
   the weights' SHA-256 (a changed model can never reuse a stale conversion); XNNPACK runs it on the CPU.
 
@@ -62,16 +63,27 @@ class InferenceEngine:
 
         network = self.model.network
         self._tf_fns = {}
-        for b in sorted({1, self.batch_size}):
+        for b in self.buckets():
             spec = tf.TensorSpec((b, self.size, self.size, 3), tf.float32)
             self._tf_fns[b] = tf.function(lambda x: network(x, training=False), input_signature=[spec],
                                           jit_compile=False)
         gpus = tf.config.list_physical_devices("GPU")
         self.device = f"GPU ({gpus[0].name})" if gpus else f"CPU ({self.threads} threads)"
 
+    def buckets(self) -> list[int]:
+        """The batch shapes the TF path uses: 1, 2, 4, ... up to batch_size (which is always one)."""
+        sizes, b = [], 1
+        while b < self.batch_size:
+            sizes.append(b)
+            b *= 2
+        return sizes + [self.batch_size]
+
     def _run_tf(self, x: np.ndarray) -> np.ndarray:
-        b = 1 if len(x) == 1 else self.batch_size
-        return np.asarray(self._tf_fns[b](x))
+        n = len(x)
+        b = next(size for size in self.buckets() if size >= n)
+        if b > n:
+            x = np.concatenate([x, np.zeros((b - n,) + x.shape[1:], np.float32)])
+        return np.asarray(self._tf_fns[b](x))[:n]
 
     # ------------------------------------------------------------------ LiteRT / TFLite
 
@@ -141,10 +153,7 @@ class InferenceEngine:
                 chunk = batch[i:i + self.batch_size].astype(np.float32)
                 n = len(chunk)
                 if self.backend == "tf":
-                    if n not in (1, self.batch_size):
-                        chunk = np.concatenate([chunk, np.zeros((self.batch_size - n,) + chunk.shape[1:],
-                                                                np.float32)])
-                    outs.append(self._run_tf(chunk)[:n])
+                    outs.append(self._run_tf(chunk))
                 else:
                     outs.append(self._run_tflite(chunk)[:n])
         return np.concatenate(outs)
@@ -155,5 +164,5 @@ class InferenceEngine:
     def warm_up(self) -> None:
         """Trace/allocate every shape once, so the first real cell does not wait for it."""
         zeros = np.zeros((self.batch_size, self.size, self.size, 3), np.uint8)
-        self.logits(zeros[:1])
-        self.logits(zeros)
+        for b in (self.buckets() if self.backend == "tf" else [self.batch_size]):
+            self.logits(zeros[:b])

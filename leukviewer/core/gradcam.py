@@ -1,0 +1,121 @@
+"""Grad-CAM: where in a cell the classifier looked when it scored it (Selvaraju et al., 2017).
+
+The gradient of the chosen class's logit with respect to the last convolutional feature map of the nested
+``backbone`` sub-model weighs that map's channels; the ReLU of the weighted sum, normalised to [0, 1], is the
+heat map. TensorFlow is imported only when a map is asked for. No Qt here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from training.preprocess import PreprocessConfig, nonblack_bbox
+
+BACKBONE_LAYER = "backbone"
+
+
+class GradCamError(ValueError):
+    """The network has no structure Grad-CAM can use (no backbone, no convolutional feature map)."""
+
+
+def _last_feature_layer(backbone):
+    """The last layer of the backbone with a 4-D (N, H, W, C) output: its last conv block's activation."""
+    for layer in reversed(backbone.layers):
+        output = getattr(layer, "output", None)
+        if type(layer).__name__ != "InputLayer" and len(getattr(output, "shape", ())) == 4:
+            return layer
+    raise GradCamError("the backbone has no convolutional feature map")
+
+
+class GradCam:
+    """Grad-CAM for a classifier network ``input -> backbone -> head layers -> logits`` (Keras 3)."""
+
+    def __init__(self, network):
+        import keras  # late: TensorFlow-backed Keras
+
+        try:
+            backbone = network.get_layer(BACKBONE_LAYER)
+        except ValueError:
+            raise GradCamError(f"the network has no {BACKBONE_LAYER!r} layer") from None
+        feature_layer = _last_feature_layer(backbone)
+        # One pass gives both the feature map and the backbone output computed from it, so the tape links them.
+        self._features = keras.Model(backbone.inputs, [feature_layer.output, backbone.output])
+        # The head: every layer of the outer model after the backbone, applied in order.
+        layers = network.layers
+        self._head = layers[layers.index(backbone) + 1:]
+        self.network = network
+
+    def _logits(self, backbone_output):
+        x = backbone_output
+        for layer in self._head:
+            x = layer(x, training=False)
+        return x
+
+    def __call__(self, prepared: np.ndarray, class_index: int) -> np.ndarray:
+        """Heat map (float32, [0, 1]) the size of ``prepared`` (S, S, 3 uint8-valued) for ``class_index``."""
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(np.asarray(prepared, dtype=np.float32)[None])
+        with tf.GradientTape() as tape:
+            features, backbone_output = self._features(x, training=False)
+            tape.watch(features)
+            logits = self._logits(backbone_output)
+            score = logits[:, class_index]
+        grads = tape.gradient(score, features)
+        if grads is None:
+            raise GradCamError("no gradient flows from the logits to the feature map")
+        weights = tf.reduce_mean(grads, axis=(1, 2))                       # (1, C)
+        cam = tf.nn.relu(tf.reduce_sum(features * weights[:, None, None, :], axis=-1))[0].numpy()
+        size = prepared.shape[1], prepared.shape[0]
+        import cv2
+
+        cam = cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
+        return _normalise(cam)
+
+
+def _normalise(cam: np.ndarray) -> np.ndarray:
+    cam = np.nan_to_num(np.maximum(cam, 0.0), nan=0.0, posinf=0.0)
+    top = float(cam.max())
+    if top <= 1e-12:
+        return np.zeros_like(cam, dtype=np.float32)
+    return (cam / top).astype(np.float32)
+
+
+def map_to_crop(cam: np.ndarray, crop: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Undo the geometry of the preprocessing: a map on the network input -> a map over the crop's pixels.
+
+    The preprocessing crops the black frame (with a margin), pads to a square and resizes; the map is resized to
+    the padded square, un-padded and placed where the frame crop was. Pixels outside that stay 0.
+    """
+    import cv2
+
+    height, width = crop.shape[:2]
+    x0, y0, x1, y1 = 0, 0, width, height
+    if "crop_nonblack" in config.steps:
+        box = nonblack_bbox(crop, config.black_threshold)
+        if box is not None:
+            bx, by, bw, bh = box
+            m = config.crop_margin
+            x0, y0 = max(0, bx - m), max(0, by - m)
+            x1, y1 = min(width, bx + bw + m), min(height, by + bh + m)
+    w, h = x1 - x0, y1 - y0
+    side = max(w, h) if "pad_square" in config.steps else None
+    out = np.zeros((height, width), np.float32)
+    if side is None:
+        out[y0:y1, x0:x1] = cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
+        return out
+    square = cv2.resize(cam, (side, side), interpolation=cv2.INTER_LINEAR)
+    py, px = (side - h) // 2, (side - w) // 2
+    out[y0:y1, x0:x1] = square[py:py + h, px:px + w]
+    return np.clip(out, 0.0, 1.0)
+
+
+def cell_heatmap(classifier, crop: np.ndarray, label: str = "ALL", cam: GradCam | None = None) -> np.ndarray:
+    """Grad-CAM of one cell crop (RGB uint8, as the pipeline cuts it) for ``label``, the size of the crop.
+
+    ``classifier`` is a :class:`leukviewer.core.classifier.CellClassifier`; pass ``cam`` to reuse the split
+    network across cells (building it costs more than one map).
+    """
+    cam = cam or GradCam(classifier.model.network)
+    prepared = classifier.prepare(crop)
+    heat = cam(prepared, classifier.info.class_names.index(label))
+    return map_to_crop(heat, crop, classifier.model.preprocessing)

@@ -1,0 +1,190 @@
+"""Dialogs return values; overlays and banners show things without blocking the reviewer."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFrame, QHBoxLayout, QLabel, QLineEdit, QTextBrowser,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from .. import RUO_NOTICE, __version__
+from .signals import emit
+
+SHORTCUTS = [
+    ("→ / ↓ / J", "next cell"),
+    ("← / ↑ / K", "previous cell"),
+    ("A", "label the cell ALL (blast)"),
+    ("N", "label the cell HEM (normal)"),
+    ("U", "label the cell UNCERTAIN"),
+    ("Space", "confirm the model's suggestion"),
+    ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
+    ("drag a thumbnail", "move a cell to another group"),
+    ("O", "show or hide the outlines"),
+    ("G", "Grad-CAM heat map of the selected cell"),
+    ("+ / − / wheel", "zoom in / out"),
+    ("F", "fit the image to the window"),
+    ("drag the image", "pan"),
+    ("Ctrl+O", "open a folder (or drop one on the window)"),
+    ("?", "show or hide this help"),
+]
+
+
+class ReviewerDialog(QDialog):
+    """Asks for the reviewer's name, recorded with every review."""
+
+    def __init__(self, parent=None, current: str = ""):
+        super().__init__(parent)
+        self.setWindowTitle("Reviewer")
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Your name is recorded with every label you confirm or change\n"
+                                "(review file and audit log)."))
+        self.name = QLineEdit(current)
+        self.name.setPlaceholderText("e.g. Dr. A. Lovelace")
+        layout.addWidget(self.name)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        ruo = QLabel(RUO_NOTICE)
+        ruo.setStyleSheet("color:#7a5b00; font-size:10px")
+        layout.addWidget(ruo)
+
+    @classmethod
+    def ask(cls, parent=None, current: str = "") -> str | None:
+        """The name entered, or None when cancelled or left empty."""
+        dialog = cls(parent, current)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return None
+        return dialog.name.text().strip() or None
+
+
+def model_card_markdown(model_dir: Path | None) -> str:
+    """MODEL_CARD.md of the model folder, else a card written from its model.json."""
+    if model_dir is None:
+        return "*No model folder is set.*"
+    card = Path(model_dir) / "MODEL_CARD.md"
+    if card.is_file():
+        try:
+            return card.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            return f"*The model card {card} cannot be read: {e}*"
+    try:
+        from ..core.classifier import describe_model
+
+        meta = describe_model(model_dir)
+    except Exception as e:
+        return f"*No usable model in `{model_dir}`: {e}*"
+    decision = meta.get("decision", {})
+    lines = [f"# {meta.get('name', Path(model_dir).name)} {meta.get('version', '')}", "",
+             f"- Folder: `{model_dir}`",
+             f"- Classes: {', '.join(meta.get('class_names', []))}",
+             f"- Input: {meta.get('preprocessing', {}).get('size', '?')} px",
+             f"- Decision threshold: {decision.get('threshold', '?')}; uncertainty band: "
+             f"{decision.get('uncertainty_band', '–')}",
+             f"- Temperature: {meta.get('temperature', 1.0)}",
+             f"- Weights SHA-256: `{meta.get('weights', {}).get('sha256', '?')}`"]
+    metrics = meta.get("metrics")
+    if metrics:
+        lines += ["", "## Metrics", "", "```", json.dumps(metrics, indent=1)[:4000], "```"]
+    data = meta.get("data")
+    if data:
+        lines += ["", "## Training data", "", "```", json.dumps(data, indent=1)[:3000], "```"]
+    return "\n".join(lines)
+
+
+class AboutDialog(QDialog):
+    def __init__(self, parent=None, model_dir: Path | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("About leukviewer")
+        self.resize(620, 560)
+        layout = QVBoxLayout(self)
+        notice = QLabel(RUO_NOTICE)
+        notice.setObjectName("ruo")
+        notice.setStyleSheet("background:#fff3c4; color:#5c4300; font-weight:bold; padding:6px; border:1px solid"
+                             " #e0c060")
+        layout.addWidget(notice)
+        layout.addWidget(QLabel(f"<b>leukviewer {__version__}</b> — review of peripheral blood smears for "
+                                "leukemic blasts (ALL)."))
+        self.card = QTextBrowser()
+        self.card.setOpenExternalLinks(False)
+        self.card_markdown = model_card_markdown(model_dir)
+        self.card.setMarkdown(self.card_markdown)
+        layout.addWidget(QLabel("Model card"))
+        layout.addWidget(self.card, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+
+class MessageBanner(QFrame):
+    """A non-blocking message strip above the image (errors and notices); closes with its ✕."""
+    dismissed = Signal()
+
+    STYLES = {"error": ("#fde2e1", "#8a1c1c", "#e5a3a0"), "warning": ("#fff3c4", "#5c4300", "#e0c060"),
+              "info": ("#e3f0fb", "#153e63", "#a9c9e8")}
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.dismiss)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.level = "info"
+        self.hide()
+
+    def show_message(self, text: str, level: str = "error") -> None:
+        background, colour, border = self.STYLES.get(level, self.STYLES["info"])
+        self.level = level
+        self.setStyleSheet(f"MessageBanner{{background:{background}; border:1px solid {border};}}"
+                           f"QLabel{{color:{colour};}}")
+        self.text.setText(text)
+        self.show()
+
+    def dismiss(self) -> None:
+        self.hide()
+        emit(self.dismissed)
+
+
+class HelpOverlay(QWidget):
+    """The keyboard shortcuts over the window's content; any key or click closes it."""
+
+    def __init__(self, parent: QWidget):
+        super().__init__(parent)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, False)
+        layout = QVBoxLayout(self)
+        layout.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        rows = "".join(f"<tr><td align='right' style='padding:2px 14px'><b>{k}</b></td><td>{v}</td></tr>"
+                       for k, v in SHORTCUTS)
+        self.label = QLabel(f"<h3 style='margin:0'>Keyboard shortcuts</h3><table>{rows}</table>"
+                            f"<p style='color:#bbb'>Press any key or click to close. {RUO_NOTICE}</p>")
+        self.label.setStyleSheet("color:white; background:rgba(20,20,20,225); padding:18px; border-radius:8px")
+        layout.addWidget(self.label)
+        self.hide()
+
+    def toggle(self) -> None:
+        if self.isVisible():
+            self.hide()
+            return
+        self.setGeometry(self.parentWidget().rect())
+        self.raise_()
+        self.show()
+        self.setFocus()
+
+    def paintEvent(self, event):
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(0, 0, 0, 90))
+
+    def keyPressEvent(self, event):
+        self.hide()
+
+    def mousePressEvent(self, event):
+        self.hide()

@@ -1,0 +1,245 @@
+"""The work the window hands to workers (see ``worker.py``): loading the model, analysing a case, decoding an
+image for display, cutting gallery thumbnails, Grad-CAM. Everything here runs off the GUI thread; it calls
+``leukviewer.core`` and builds only ``QImage`` (which, unlike ``QPixmap``, may be made in any thread)."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtGui import QImage
+
+from ..core.classifier import CellClassifier, bundled_model_dir, describe_model
+from ..core.imageio import UnreadableImage, list_images, read_image, read_image_scaled
+from ..core.results import Cell, ImageResult
+from ..core.store import ResultsStore
+
+THUMBNAIL_SIZE = 72
+GUI_BATCH_SIZE = 8        # cells per network call; a smear field rarely holds more white cells
+DISPLAY_MAX_SIDE = 4096   # larger fields are shown downscaled; outlines stay in file pixels
+
+
+# ---------------------------------------------------------------- the model
+
+def resolve_model_dir(model_dir: str | Path | None) -> Path:
+    return Path(model_dir) if model_dir else bundled_model_dir()
+
+
+def model_identity(model_dir: str | Path | None) -> dict:
+    """name, version and sha256 from model.json, without TensorFlow; {} when the folder is unusable."""
+    try:
+        meta = describe_model(resolve_model_dir(model_dir))
+    except Exception:  # missing or damaged model.json: the loader will explain it
+        return {}
+    return {"name": meta.get("name", ""), "version": str(meta.get("version", "")),
+            "sha256": meta.get("weights", {}).get("sha256", "")}
+
+
+@dataclass
+class LoadedModel:
+    classifier: CellClassifier
+    device: str                 # "GPU (...)" or "CPU (...)"
+    folder: Path
+    _gradcam: object = None
+    _gradcam_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def gradcam(self):
+        from ..core.gradcam import GradCam
+
+        with self._gradcam_lock:
+            if self._gradcam is None:
+                self._gradcam = GradCam(self.classifier.model.network)
+            return self._gradcam
+
+
+_models: dict[tuple, LoadedModel] = {}
+_models_lock = threading.Lock()
+
+
+def _model_key(folder: Path) -> tuple:
+    meta = folder / "model.json"
+    try:
+        return str(folder.resolve()), meta.stat().st_mtime_ns
+    except OSError:
+        return str(folder.resolve()), None
+
+
+def load_model(model_dir: str | Path | None) -> LoadedModel:
+    """The classifier of a model folder, loaded once per process (TensorFlow is imported here, in a worker).
+
+    Raises ModelFolderError with the reason when the folder is missing, damaged or not a blast classifier.
+    """
+    folder = resolve_model_dir(model_dir)
+    key = _model_key(folder)
+    with _models_lock:  # a second caller waits for the first load instead of loading twice
+        if key not in _models:
+            # Results are shown image by image, so batches hold one field's cells: a small fixed batch shape
+            # avoids padding every field to 32 cells. Warm-up traces it here, not on the first image.
+            classifier = CellClassifier(model_dir, batch_size=GUI_BATCH_SIZE, warm_up=True)
+            _models[key] = LoadedModel(classifier, _device(classifier), folder)
+        return _models[key]
+
+
+def _device(classifier: CellClassifier) -> str:
+    """Where inference runs, in words: "GPU (...)" when TensorFlow sees one, else "CPU (...)"."""
+    device = getattr(classifier, "device", None)
+    if device:
+        return device
+    import tensorflow as tf
+
+    return "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+
+
+# ---------------------------------------------------------------- analysing a case
+
+def _relative(path: Path, root: Path) -> str:
+    """The image's name as the pipeline records it (relative to the case folder)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+@dataclass
+class CaseListing:
+    """First event of a case: every image of the folder, in order, and the files that are not images."""
+    images: list[str]
+    skipped: list[str]
+
+
+@dataclass
+class ImageDone:
+    """An image finished (analysed now, or read back from the results store)."""
+    result: ImageResult
+    thumbnails: dict[str, QImage]
+    cached: bool
+    done: int
+    total: int
+
+
+def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | None, worker=None):
+    """Events of a case for the window: a CaseListing, then one ImageDone per image.
+
+    Images whose results are in the store (same file, same model) are not analysed again. The model is loaded
+    only when some image needs it, so a fully cached case opens without TensorFlow.
+    """
+    from ..core.pipeline import analyze_images
+
+    should_stop = worker.is_cancelled if worker is not None else (lambda: False)
+    root = Path(folder)
+    images, skipped = list_images(root)
+    names = [_relative(p, root) for p in images]
+    yield CaseListing(names, [_relative(p, root) for p in skipped])
+    identity = model_identity(model_dir)
+    store = ResultsStore(store_dir, identity["sha256"]) if store_dir and identity.get("sha256") else None
+    total, done, todo = len(images), 0, []
+    for path, name in zip(images, names):
+        if should_stop():
+            return
+        cached = store.get(path, name) if store else None
+        if cached is None:
+            todo.append(path)
+            continue
+        cached.path = str(path)  # the folder may have moved since
+        done += 1
+        yield ImageDone(cached, cell_thumbnails(path, cached.cells), True, done, total)
+    if not todo or should_stop():
+        return
+    classifier = load_model(model_dir).classifier
+    for result in analyze_images(todo, root, classifier, should_stop=should_stop, max_pending_images=1):
+        if store is not None and result.ok:
+            try:
+                store.put(result)
+            except OSError:  # a full or read-only disk costs a re-analysis next time, nothing more
+                pass
+        done += 1
+        yield ImageDone(result, cell_thumbnails(Path(result.path), result.cells), False, done, total)
+
+
+# ---------------------------------------------------------------- images for display
+
+def rgb_to_qimage(rgb: np.ndarray) -> QImage:
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    if rgb.ndim == 3 and rgb.shape[2] == 4:
+        return QImage(rgb.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+@dataclass
+class DisplayImage:
+    image: str
+    qimage: QImage
+    scale: float                # displayed pixels per file pixel
+    width: int                  # file pixels
+    height: int
+
+
+def load_display_image(path: Path, image: str, max_side: int = DISPLAY_MAX_SIDE) -> DisplayImage:
+    rgb, scale = read_image_scaled(path, max_side)
+    return DisplayImage(image, rgb_to_qimage(rgb), scale, round(rgb.shape[1] / scale), round(rgb.shape[0] / scale))
+
+
+def cell_thumbnails(path: Path, cells: list[Cell], size: int = THUMBNAIL_SIZE) -> dict[str, QImage]:
+    """A square thumbnail per cell (the cell and a little of its surroundings) for the gallery."""
+    if not cells:
+        return {}
+    import cv2
+
+    try:
+        rgb = read_image(path)
+    except (UnreadableImage, OSError):
+        return {}
+    height, width = rgb.shape[:2]
+    out = {}
+    for cell in cells:
+        x, y, w, h = cell.bbox
+        side = max(w, h) * 1.15
+        cx, cy = x + w / 2, y + h / 2
+        x0, y0 = int(math.floor(cx - side / 2)), int(math.floor(cy - side / 2))
+        s = max(1, int(math.ceil(side)))
+        patch = np.full((s, s, 3), 255, np.uint8)   # outside the field: white, like the slide background
+        sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(width, x0 + s), min(height, y0 + s)
+        if sx1 > sx0 and sy1 > sy0:
+            patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+        patch = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
+        out[cell.cell_id] = rgb_to_qimage(patch)
+    return out
+
+
+# ---------------------------------------------------------------- Grad-CAM
+
+@dataclass
+class CellHeatmap:
+    cell_id: str
+    qimage: QImage              # RGBA, the heat map coloured, transparent where the map is 0
+    left: int                   # where the crop's top-left corner lies in the image (file pixels)
+    top: int
+    seconds: float
+
+
+def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, label: str = "ALL") -> CellHeatmap:
+    """Grad-CAM of one cell for ``label``, as a transparent overlay positioned in image pixels."""
+    import cv2
+
+    from ..core.gradcam import cell_heatmap
+    from ..core.localize import CellRegion, crop_cell
+
+    t0 = time.perf_counter()
+    model = load_model(model_dir)
+    rgb = read_image(image_path)
+    region = CellRegion(bbox=tuple(cell.bbox), outline=np.asarray(cell.outline, np.int32), centroid=cell.centroid,
+                        area=cell.area, nucleus_area=0, partial=cell.partial)
+    crop = crop_cell(rgb, region, mask_background=True)
+    heat = cell_heatmap(model.classifier, crop, label, cam=model.gradcam())
+    # The same square crop_cell cut: its corner in image pixels.
+    x, y, w, h = cell.bbox
+    side = crop.shape[0]
+    left, top = int(math.floor(x + w / 2 - side / 2)), int(math.floor(y + h / 2 - side / 2))
+    coloured = cv2.applyColorMap(np.uint8(np.round(heat * 255)), cv2.COLORMAP_JET)[:, :, ::-1]
+    alpha = np.uint8(np.clip(heat * 1.4, 0, 1) * 170)
+    rgba = np.dstack([coloured, alpha])
+    return CellHeatmap(cell.cell_id, rgb_to_qimage(rgba), left, top, time.perf_counter() - t0)

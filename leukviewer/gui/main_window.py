@@ -1,0 +1,889 @@
+"""The review window: a case folder's images, their cells, the gallery, the counts, and the review keys.
+
+Views (``image_view``, ``gallery``, ``summary``, ``dialogs``) hold layout; this window holds behaviour: it
+starts workers (``worker.py``) for everything slow, applies what they report on the GUI thread, and records every
+review through ``leukviewer.core.review.ReviewSession`` (saved after each change).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHeaderView, QLabel, QMainWindow, QProgressBar,
+                               QSplitter, QToolButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from .. import RUO_NOTICE, __version__
+from ..core.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from ..core.results import STATUS_NO_CELLS, STATUS_OK, CaseSummary, ImageResult
+from ..core.review import ReviewError, ReviewSession, final_label, reviewed_counts, state_dir_for
+from ..core.settings import Settings
+from . import jobs
+from .dialogs import AboutDialog, HelpOverlay, MessageBanner, ReviewerDialog
+from .gallery import CellGallery, GalleryCell
+from .image_view import ImageView
+from .signals import emit
+from .style import hex_colour
+from .summary import SummaryPanel
+from .worker import Worker, start_worker, wait_for_workers
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("Image", "Status", "Cells", "ALL", "Unc.", "Reviewed")
+STATUS_WAITING = "waiting"
+STATUS_CANCELLED = "not analysed (cancelled)"
+STATUS_NO_MODEL = "not analysed (no model)"
+REFRESH_MS = 300          # gallery and counts refresh while results stream in
+HISTOGRAM_MS = 1000       # the histogram is redrawn (in a worker) at most this often during a run
+POSITION_SAVE_MS = 800    # the reviewer's position is saved after they stop moving
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class MainWindow(QMainWindow):
+    analysisFinished = Signal()       # the current run ended (done, cancelled or failed)
+    imageAnalysed = Signal(str)       # an image's result was applied (image name)
+    modelLoaded = Signal()
+    modelFailed = Signal(str)
+    gradcamShown = Signal(str)        # cell_id
+    displayImageShown = Signal(str)   # image name: its pixels are on screen
+
+    def __init__(self, model_dir: str | Path | None = None, settings: Settings | None = None):
+        super().__init__()
+        self.settings = settings or Settings.load()
+        chosen = model_dir or self.settings.last_model_folder or None
+        self.model_dir: Path | None = Path(chosen) if chosen else None
+        self.loaded_model: jobs.LoadedModel | None = None
+        self.folder: Path | None = None
+        self.session: ReviewSession | None = None
+        self.summary = CaseSummary(folder="")
+        self.results: dict[str, ImageResult] = {}
+        self.cells: dict = {}
+        self.image_names: list[str] = []
+        self.rows: dict[str, QTreeWidgetItem] = {}
+        self.current_image: str | None = None
+        self.current_cell: str | None = None
+        self.messages: list[tuple[str, str]] = []   # (level, text), newest last
+        self.failures: list[str] = []
+        self._pending_position: dict | None = None
+        self._heatmaps: dict[str, jobs.CellHeatmap] = {}
+        self._analysis: Worker | None = None
+        self._display: Worker | None = None
+        self._gradcam: Worker | None = None
+        self._model_worker: Worker | None = None
+        self._workers: set[Worker] = set()
+        self._run_started = 0.0
+        self._analysed = 0
+        self._analysis_clock = 0.0
+        self._closed = False
+
+        self.setWindowTitle(f"leukviewer {__version__} — {RUO_NOTICE}")
+        self.resize(1500, 900)
+        self.setAcceptDrops(True)
+        self._build_views()
+        self._build_actions()
+        self._build_status_bar()
+        self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_MS, timeout=self._refresh_views)
+        self._histogram_timer = QTimer(self, singleShot=True, interval=HISTOGRAM_MS, timeout=self._update_histogram)
+        self._position_timer = QTimer(self, singleShot=True, interval=POSITION_SAVE_MS, timeout=self._save_position)
+        self._refresh_views()
+        self.load_model()
+
+    # ================================================================ layout
+
+    def _build_views(self) -> None:
+        self.image_list = QTreeWidget()
+        self.image_list.setHeaderLabels(COLUMNS)
+        self.image_list.setRootIsDecorated(False)
+        self.image_list.setUniformRowHeights(True)
+        self.image_list.setAlternatingRowColors(True)
+        self.image_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # names differ at their end
+        self.image_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.image_list.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        header = self.image_list.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(False)
+        self.image_list.itemClicked.connect(lambda item: self.show_image(item.data(0, Qt.ItemDataRole.UserRole)))
+        self.image_list.setMinimumWidth(330)
+
+        self.view = ImageView()
+        self.view.cellClicked.connect(lambda cell_id: self.select_cell(cell_id, centre=False))
+        self.banner = MessageBanner()
+        centre = QWidget()
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(0, 0, 0, 0)
+        centre_layout.setSpacing(2)
+        centre_layout.addWidget(self.banner)
+        centre_layout.addWidget(self.view, 1)
+        self.legend = QLabel(
+            "Outlines: " + " ".join(f"<b style='color:{hex_colour(label)}'>■ {name}</b>" for label, name in (
+                (LABEL_BLAST, "ALL"), (LABEL_UNCERTAIN, "uncertain"), (LABEL_NORMAL, "HEM")))
+            + " &nbsp;·&nbsp; dashed: the model's suggestion &nbsp;·&nbsp; solid: reviewed"
+            " &nbsp;·&nbsp; hover a cell for its probability &nbsp;·&nbsp; <b>?</b> shortcuts")
+        self.legend.setStyleSheet("color:#444; padding:2px 4px")
+        self.legend.setWordWrap(True)
+        centre_layout.addWidget(self.legend)
+
+        self.gallery = CellGallery()
+        self.gallery.cellActivated.connect(lambda cell_id: self.select_cell(cell_id))
+        self.gallery.cellDropped.connect(self._on_cell_dropped)
+        self.summary_panel = SummaryPanel(start=self._start)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.gallery)
+        right.addWidget(self.summary_panel)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 0)
+        right.setMinimumWidth(420)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.image_list)
+        splitter.addWidget(centre)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(2, 0)
+        splitter.setSizes([330, 730, 440])
+
+        # Always visible, whatever the reviewer does with splitters or dialogs.
+        self.ruo_label = QLabel(RUO_NOTICE)
+        self.ruo_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.ruo_label.setStyleSheet("background:#fff3c4; color:#5c4300; font-weight:bold; padding:3px;"
+                                     " border-top:1px solid #e0c060")
+        root = QWidget()
+        layout = QVBoxLayout(root)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.ruo_label)
+        self.setCentralWidget(root)
+        self.help_overlay = HelpOverlay(root)
+
+    def _action(self, text: str, slot, shortcuts=(), checkable: bool = False, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        keys = []
+        for shortcut in shortcuts:  # a platform's standard key may repeat another: Qt calls that ambiguous
+            for sequence in (QKeySequence.keyBindings(shortcut) if isinstance(shortcut, QKeySequence.StandardKey)
+                             else [QKeySequence(shortcut)]):
+                if sequence not in keys:
+                    keys.append(sequence)
+        if keys:
+            action.setShortcuts(keys)
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setCheckable(checkable)
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work whether or not the action is in a visible menu
+        return action
+
+    def _build_actions(self) -> None:
+        a = self._action
+        self.open_action = a("&Open folder…", self.choose_folder, [QKeySequence.StandardKey.Open],
+                             tip="Open a folder of smear images (or drop one on the window)")
+        self.cancel_action = a("&Cancel analysis", self.cancel_analysis, ["Esc"], tip="Stop the running analysis")
+        self.cancel_action.setEnabled(False)
+        self.model_action = a("Choose &model folder…", self.choose_model_folder)
+        self.bundled_model_action = a("Use the &bundled model", lambda: self.set_model_folder(None))
+        self.quit_action = a("&Quit", self.close, [QKeySequence.StandardKey.Quit])
+
+        self.overlay_action = a("Show &outlines", self._on_overlays_toggled, ["O"], checkable=True,
+                                tip="Show or hide the cell outlines (O)")
+        self.overlay_action.setChecked(self.settings.overlays.outlines)
+        self.gradcam_action = a("&Grad-CAM", self._on_gradcam_toggled, ["G"], checkable=True,
+                                tip="Grad-CAM heat map of the selected cell: where the model looked (G)")
+        self.gradcam_action.setChecked(self.settings.overlays.gradcam)
+        self.zoom_in_action = a("Zoom &in", self.view.zoom_in, ["+", "=", QKeySequence.StandardKey.ZoomIn])
+        self.zoom_out_action = a("Zoom &out", self.view.zoom_out, ["-", QKeySequence.StandardKey.ZoomOut])
+        self.fit_action = a("&Fit", self.view.fit, ["F"], tip="Fit the image to the window (F)")
+
+        self.next_action = a("&Next cell", self.next_cell, ["Right", "Down", "J"])
+        self.previous_action = a("&Previous cell", self.previous_cell, ["Left", "Up", "K"])
+        self.blast_action = a("Label &ALL (blast)", lambda: self.label_current(LABEL_BLAST), ["A"])
+        self.normal_action = a("Label &HEM (normal)", lambda: self.label_current(LABEL_NORMAL), ["N"])
+        self.uncertain_action = a("Label &UNCERTAIN", lambda: self.label_current(LABEL_UNCERTAIN), ["U"])
+        self.confirm_action = a("&Confirm suggestion", self.confirm_current, ["Space"])
+        self.undo_action = a("&Undo", self.undo, [QKeySequence.StandardKey.Undo, "Ctrl+Z"])
+        self.redo_action = a("&Redo", self.redo, ["Ctrl+Shift+Z", QKeySequence.StandardKey.Redo])
+        self.reviewer_action = a("Reviewer &name…", self.change_reviewer)
+        self.help_action = a("&Keyboard shortcuts", self.help_overlay.toggle, ["?", "Shift+?", "F1"])
+        self.about_action = a("&About leukviewer", self.show_about)
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addAction(self.open_action)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self._fill_recent_menu()
+        file_menu.addSeparator()
+        file_menu.addAction(self.model_action)
+        file_menu.addAction(self.bundled_model_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.cancel_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        view_menu = menu.addMenu("&View")
+        for action in (self.overlay_action, self.gradcam_action, None, self.zoom_in_action, self.zoom_out_action,
+                       self.fit_action):
+            view_menu.addSeparator() if action is None else view_menu.addAction(action)
+        review_menu = menu.addMenu("&Review")
+        for action in (self.next_action, self.previous_action, None, self.blast_action, self.normal_action,
+                       self.uncertain_action, self.confirm_action, None, self.undo_action, self.redo_action, None,
+                       self.reviewer_action):
+            review_menu.addSeparator() if action is None else review_menu.addAction(action)
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self.help_action)
+        help_menu.addAction(self.about_action)
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main-toolbar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for action in (self.open_action, self.cancel_action, None, self.fit_action, self.zoom_in_action,
+                       self.zoom_out_action, self.overlay_action, self.gradcam_action, None, self.undo_action,
+                       self.redo_action, None, self.help_action, self.about_action):
+            toolbar.addSeparator() if action is None else toolbar.addAction(action)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.model_label = QLabel("Model: –")
+        self.device_label = QLabel("Device: –")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.hide()
+        self.progress_label = QLabel("")
+        self.cancel_button = QToolButton()
+        self.cancel_button.setDefaultAction(self.cancel_action)
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.hide()
+        for widget in (self.progress_label, self.progress_bar, self.cancel_button, self.model_label,
+                       self.device_label):
+            bar.addPermanentWidget(widget)
+
+    # ================================================================ messages
+
+    def show_message(self, text: str, level: str = "error") -> None:
+        """A non-blocking message: the banner above the image and the status bar. Never a modal dialog."""
+        self.messages.append((level, text))
+        self.banner.show_message(text, level)
+        self.statusBar().showMessage(text.split("\n")[0], 15000)
+
+    # ================================================================ the model
+
+    def model_folder(self) -> Path:
+        return jobs.resolve_model_dir(self.model_dir)
+
+    def load_model(self) -> None:
+        identity = jobs.model_identity(self.model_dir)
+        self.model_label.setText(f"Model: {identity.get('name', self.model_folder().name)} "
+                                 f"{identity.get('version', '')} (loading…)")
+        self._model_worker = self._start(jobs.load_model, self.model_dir, on_returned=self._on_model_loaded,
+                                         on_errored=self._on_model_failed, name="load-model")
+
+    def _on_model_loaded(self, model: jobs.LoadedModel) -> None:
+        if self._closed or model.folder != self.model_folder():
+            return
+        self.loaded_model = model
+        info = model.classifier.info
+        self.model_label.setText(f"Model: {info.name} {info.version} ({info.short_hash})")
+        self.model_label.setToolTip(f"{model.folder}\nthreshold {info.threshold:.3f}, uncertain between "
+                                    f"{info.uncertainty_band[0]:.3f} and {info.uncertainty_band[1]:.3f}")
+        self.device_label.setText(f"Device: {model.device}")
+        self.summary_panel.histogram.set_decision(info.threshold, info.uncertainty_band)
+        emit(self.modelLoaded)
+
+    def _on_model_failed(self, error: Exception) -> None:
+        if self._closed:
+            return
+        self.loaded_model = None
+        self.model_label.setText("Model: none")
+        self.device_label.setText("Device: –")
+        text = (f"The model could not be loaded: {error}\n"
+                "Choose a model folder with File → Choose model folder….")
+        self.show_message(text, "error")
+        emit(self.modelFailed, str(error))
+
+    def choose_model_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder (with model.json)",
+                                                  str(self.model_folder().parent))
+        if folder:
+            self.set_model_folder(folder)
+
+    def set_model_folder(self, folder: str | Path | None) -> None:
+        """Use another model (None: the bundled one); an open case is analysed again with it."""
+        self.model_dir = Path(folder) if folder else None
+        self.settings.last_model_folder = str(self.model_dir) if self.model_dir else ""
+        self._save_settings()
+        self.banner.hide()
+        self.load_model()
+        if self.folder is not None:
+            self.open_folder(self.folder)
+
+    # ================================================================ opening a case
+
+    def choose_folder(self) -> None:
+        start = self.settings.recent_folders[0] if self.settings.recent_folders else str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of smear images", start)
+        if folder:
+            self.open_folder(folder)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for folder in self.settings.recent_folders:
+            action = self.recent_menu.addAction(folder)
+            action.triggered.connect(lambda checked=False, f=folder: self.open_folder(f))
+        self.recent_menu.setEnabled(bool(self.settings.recent_folders))
+
+    def open_folder(self, folder: str | Path) -> None:
+        """Open a case: restore its review, show cached results at once and analyse the rest in a worker."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            self.show_message(f"{folder} is not a folder.", "error")
+            return
+        self.cancel_analysis(quiet=True)
+        self._reset_case()
+        self.folder = folder.resolve()
+        self.setWindowTitle(f"{self.folder.name} — leukviewer {__version__} — {RUO_NOTICE}")
+        self.settings.add_recent_folder(self.folder)
+        self._save_settings()
+        self._fill_recent_menu()
+        self.summary = CaseSummary(folder=str(self.folder))
+        identity = jobs.model_identity(self.model_dir)
+        try:
+            self.session = ReviewSession.open(self.folder, identity)
+        except ReviewError as error:
+            self.session = None
+            self.show_message(f"{error}. Reviews of this folder cannot be saved until it is fixed or moved away.",
+                              "error")
+        store_dir = self.session.directory if self.session else state_dir_for(self.folder)
+        if self.session is not None:
+            if self.session.model_changed():
+                self.show_message("This folder was reviewed with another model version "
+                                  f"({self.session.saved_model.get('name')} {self.session.saved_model.get('version')}"
+                                  "); reviewed labels are kept by cell number, please check them.", "warning")
+            if self.session.directory != self.folder / ".leukviewer":
+                self.show_message(f"The folder is read-only: the review is saved in {self.session.directory}.",
+                                  "info")
+            if self.session.position.get("image"):
+                self._pending_position = dict(self.session.position)
+        self._run_started = time.perf_counter()
+        self._analysed = 0
+        self.progress_bar.setRange(0, 0)
+        self.progress_bar.show()
+        self.progress_label.setText("Listing images…")
+        self.cancel_action.setEnabled(True)
+        self.cancel_button.show()
+        worker = Worker(jobs.analyse_case, self.folder, self.model_dir, store_dir, name="analyse-case")
+        # Each slot learns which run spoke: events of a cancelled or replaced run are dropped.
+        worker.signals.yielded.connect(lambda event, w=worker: self._on_analysis_event(w, event))
+        worker.signals.errored.connect(lambda error, w=worker: self._on_analysis_error(w, error))
+        worker.signals.finished.connect(lambda w=worker: self._on_analysis_finished(w))
+        self._analysis = self._track(worker).start()
+
+    def _reset_case(self) -> None:
+        self.results.clear()
+        self.cells.clear()
+        self.image_names = []
+        self.rows.clear()
+        self.failures = []
+        self.image_list.clear()
+        self.gallery.clear()
+        self.view.clear()
+        self.current_image = self.current_cell = None
+        self._pending_position = None
+        self._heatmaps.clear()
+        self.session = None
+        self.banner.hide()
+        self._refresh_views()
+
+    def cancel_analysis(self, quiet: bool = False) -> None:
+        worker, self._analysis = self._analysis, None
+        if worker is None or worker.is_finished():
+            return
+        worker.cancel()
+        self.summary.cancelled = True
+        for name, row in self.rows.items():
+            if name not in self.results:
+                row.setText(1, STATUS_CANCELLED)
+        self._end_progress(f"Analysis cancelled: {len(self.results)} of {len(self.image_names)} images done.")
+        if not quiet:
+            self.statusBar().showMessage("Analysis cancelled.", 8000)
+            emit(self.analysisFinished)
+
+    def is_analysing(self) -> bool:
+        return self._analysis is not None and not self._analysis.is_finished()
+
+    def _end_progress(self, text: str) -> None:
+        self.progress_bar.hide()
+        self.cancel_button.hide()
+        self.cancel_action.setEnabled(False)
+        self.progress_label.setText(text)
+
+    # ---------------------------------------------------------------- analysis events (GUI thread)
+
+    def _is_current(self, worker: Worker) -> bool:
+        return not self._closed and worker is self._analysis and not worker.is_cancelled()
+
+    def _on_analysis_event(self, worker: Worker, event) -> None:
+        if not self._is_current(worker):
+            return
+        if isinstance(event, jobs.CaseListing):
+            self._on_listing(event)
+        elif isinstance(event, jobs.ImageDone):
+            self._on_image_done(event)
+
+    def _on_listing(self, listing: jobs.CaseListing) -> None:
+        self.image_names = listing.images
+        self.summary.images_total = len(listing.images)
+        self.summary.skipped_files = listing.skipped
+        self.image_list.setUpdatesEnabled(False)
+        for name in listing.images:
+            row = QTreeWidgetItem([name, STATUS_WAITING, "", "", "", ""])
+            row.setData(0, Qt.ItemDataRole.UserRole, name)
+            row.setForeground(1, QBrush(QColor("#888888")))
+            for column in range(2, len(COLUMNS)):
+                row.setTextAlignment(column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.image_list.addTopLevelItem(row)
+            self.rows[name] = row
+        self.image_list.setUpdatesEnabled(True)
+        if self._pending_position and self._pending_position.get("image") not in self.rows:
+            self._pending_position = None
+        self.progress_bar.setRange(0, max(1, len(listing.images)))
+        self.progress_bar.setValue(0)
+        self.progress_label.setText(f"0 / {len(listing.images)} images")
+        if not listing.images:
+            self.show_message(f"No images in {self.folder} (BMP, PNG, JPEG or TIFF).", "warning")
+
+    def _on_image_done(self, event: jobs.ImageDone) -> None:
+        result = event.result
+        self.results[result.image] = result
+        self.summary.add(result)
+        for cell in result.cells:
+            self.cells[cell.cell_id] = cell
+        self.gallery.add_thumbnails(event.thumbnails)
+        self._update_row(result.image)
+        if not result.ok:
+            self.failures.append(f"{result.image}: {result.status.split(':', 1)[-1].strip()}")
+            n = len(self.failures)
+            self.show_message(f"{n} image{'s' if n > 1 else ''} could not be read (marked in the list):\n"
+                              + "\n".join(self.failures[-5:]), "warning")
+        if not event.cached:
+            self._analysed += 1
+            if self._analysed == 1:
+                self._analysis_clock = time.perf_counter()
+        self._update_progress(event.done, event.total)
+        pending = self._pending_position
+        if pending is not None and pending.get("image") == result.image:
+            self._pending_position = None
+            self.show_image(result.image)
+            if pending.get("cell_id") in self.cells:
+                self.select_cell(pending["cell_id"])
+        elif self.current_image is None and pending is None:
+            self.show_image(result.image)
+        self._schedule_refresh()
+        emit(self.imageAnalysed, result.image)
+
+    def _update_progress(self, done: int, total: int) -> None:
+        self.progress_bar.setRange(0, max(1, total))
+        self.progress_bar.setValue(done)
+        text = f"{done} / {total} images"
+        if self._analysed >= 2 and done < total:
+            per_image = (time.perf_counter() - self._analysis_clock) / (self._analysed - 1)
+            text += f" · ETA {_format_eta(per_image * (total - done))}"
+        self.progress_label.setText(text)
+
+    def _on_analysis_error(self, worker: Worker, error: Exception) -> None:
+        if not self._is_current(worker):
+            return
+        from training.modelfolder import ModelFolderError
+
+        if isinstance(error, ModelFolderError):
+            status = STATUS_NO_MODEL
+            text = (f"The images cannot be analysed: {error}\n"
+                    "Choose a model folder with File → Choose model folder….")
+        else:
+            log.error("analysis failed", exc_info=error)
+            status = f"not analysed ({type(error).__name__})"
+            text = f"The analysis stopped: {error}"
+        for name, row in self.rows.items():
+            if name not in self.results:
+                row.setText(1, status)
+                row.setForeground(1, QBrush(QColor("#b00020")))
+        self.show_message(text, "error")
+
+    def _on_analysis_finished(self, worker: Worker) -> None:
+        if not self._is_current(worker):
+            return  # a cancelled or replaced run: already reported
+        self._analysis = None
+        n_cells = sum(len(r.cells) for r in self.results.values())
+        seconds = time.perf_counter() - self._run_started
+        if self.summary.images_processed + self.summary.images_failed < self.summary.images_total:
+            self.summary.cancelled = True
+        self._end_progress(f"{len(self.results)} of {len(self.image_names)} images · {n_cells} white cells · "
+                           f"{seconds:.1f} s")
+        self._pending_position = None
+        self._refresh_views()
+        emit(self.analysisFinished)
+
+    # ================================================================ showing images and cells
+
+    def _states_for(self, cells) -> dict:
+        return {c.cell_id: (final_label(c, self.session), bool(self._reviewed(c.cell_id))) for c in cells}
+
+    def _reviewed(self, cell_id: str) -> str | None:
+        return self.session.reviewed_label(cell_id) if self.session else None
+
+    def show_image(self, image: str | None) -> None:
+        """Show an image: its outlines at once, its pixels when a worker has decoded them."""
+        if image is None or image not in self.rows:
+            return
+        if image != self.current_image:
+            self.current_image = image
+            self.current_cell = None
+            self._pending_position = None if self._pending_position and self._pending_position.get(
+                "image") != image else self._pending_position
+            result = self.results.get(image)
+            cells = result.cells if result else []
+            self.view.show_image(image, result.width if result else 0, result.height if result else 0, cells,
+                                 self._states_for(cells))
+            self._load_display_image(image)
+            self._schedule_position_save()
+        row = self.rows[image]
+        if self.image_list.currentItem() is not row:
+            self.image_list.setCurrentItem(row)
+        self.image_list.scrollToItem(row)
+        self._update_summary()
+        self._update_histogram()
+
+    def _load_display_image(self, image: str) -> None:
+        if self._display is not None:
+            self._display.cancel()
+        self._display = self._start(jobs.load_display_image, self.folder / image, image,
+                                    on_returned=self._on_display_image, on_errored=self._on_display_error,
+                                    name="display-image")
+
+    def _on_display_image(self, display: jobs.DisplayImage) -> None:
+        if self._closed or display.image != self.current_image:
+            return
+        if not self.results.get(display.image) or not self.results[display.image].width:
+            self.view.scene().setSceneRect(0, 0, display.width, display.height)
+            self.view.fit()
+        self.view.set_pixmap(display.image, QPixmap.fromImage(display.qimage), display.scale)
+        emit(self.displayImageShown, display.image)
+        if self.gradcam_action.isChecked():
+            self._request_gradcam()
+
+    def _on_display_error(self, error: Exception) -> None:
+        if not self._closed:
+            self.statusBar().showMessage(f"The image cannot be shown: {error}", 10000)
+
+    def select_cell(self, cell_id: str | None, centre: bool = True) -> None:
+        cell = self.cells.get(cell_id) if cell_id else None
+        if cell is None:
+            return
+        self._pending_position = None
+        if cell.image != self.current_image:
+            self.show_image(cell.image)
+        self.current_cell = cell_id
+        self.view.select_cell(cell_id, centre=centre)
+        self.gallery.set_current(cell_id)
+        self.view.set_heatmap(None)
+        if self.gradcam_action.isChecked():
+            self._request_gradcam()
+        self._update_summary()
+        self._schedule_position_save()
+
+    def _navigation_order(self) -> list[str]:
+        return self.gallery.order() if self.gallery.order() else sorted(self.cells)
+
+    def _step(self, delta: int) -> None:
+        order = self._navigation_order()
+        if not order:
+            return
+        if self.current_cell in order:
+            index = (order.index(self.current_cell) + delta) % len(order)
+        else:
+            in_image = [c for c in order if self.cells[c].image == self.current_image]
+            target = (in_image or order)[0 if delta > 0 else -1]
+            index = order.index(target)
+        self.select_cell(order[index])
+
+    def next_cell(self) -> None:
+        self._step(+1)
+
+    def previous_cell(self) -> None:
+        self._step(-1)
+
+    # ================================================================ review
+
+    def reviewer(self) -> str | None:
+        """The reviewer's name; asked once (first review) and kept in the settings."""
+        if not self.settings.reviewer:
+            name = ReviewerDialog.ask(self, "")
+            if not name:
+                self.statusBar().showMessage("A review needs the reviewer's name; nothing was recorded.", 8000)
+                return None
+            self.settings.reviewer = name
+            self._save_settings()
+        return self.settings.reviewer
+
+    def change_reviewer(self) -> None:
+        name = ReviewerDialog.ask(self, self.settings.reviewer)
+        if name:
+            self.settings.reviewer = name
+            self._save_settings()
+
+    def label_current(self, label: str, advance: bool = True) -> None:
+        """Record ``label`` for the selected cell (saved at once) and move to the next cell."""
+        if self.help_overlay.isVisible():
+            self.help_overlay.hide()
+            return
+        cell = self.cells.get(self.current_cell) if self.current_cell else None
+        if cell is None:
+            self.statusBar().showMessage("Select a cell first (click it, or press → / J).", 5000)
+            return
+        if self.session is None:
+            self.show_message("This folder's review cannot be saved, so labels are not recorded.", "error")
+            return
+        reviewer = self.reviewer()
+        if not reviewer:
+            return
+        order = self._navigation_order()
+        following = None
+        if advance and cell.cell_id in order and len(order) > 1:
+            following = order[(order.index(cell.cell_id) + 1) % len(order)]
+        try:
+            self.session.set_label(cell.cell_id, label, cell.label, reviewer)
+        except (ReviewError, OSError) as error:
+            self.show_message(f"The review could not be saved: {error}", "error")
+            return
+        self._after_review_change(cell.cell_id)
+        self.statusBar().showMessage(f"{cell.cell_id}: {label}"
+                                     + (" (confirmed)" if label == cell.label else f" (model: {cell.label})"), 4000)
+        if following:
+            self.select_cell(following)
+
+    def confirm_current(self) -> None:
+        cell = self.cells.get(self.current_cell) if self.current_cell else None
+        if cell is None:
+            self.statusBar().showMessage("Select a cell first (click it, or press → / J).", 5000)
+            return
+        self.label_current(cell.label)
+
+    def _on_cell_dropped(self, cell_id: str, label: str) -> None:
+        if cell_id in self.cells:
+            self.select_cell(cell_id)
+            self.label_current(label, advance=False)
+
+    def undo(self) -> None:
+        self._undo_redo(redo=False)
+
+    def redo(self) -> None:
+        self._undo_redo(redo=True)
+
+    def _undo_redo(self, redo: bool) -> None:
+        if self.session is None or not (self.session.can_redo() if redo else self.session.can_undo()):
+            self.statusBar().showMessage(f"Nothing to {'redo' if redo else 'undo'}.", 3000)
+            return
+        reviewer = self.reviewer()
+        if not reviewer:
+            return
+        try:
+            cell_id = self.session.redo(reviewer) if redo else self.session.undo(reviewer)
+        except (ReviewError, OSError) as error:
+            self.show_message(f"The review could not be saved: {error}", "error")
+            return
+        if cell_id:
+            self._after_review_change(cell_id)
+            self.select_cell(cell_id)
+            self.statusBar().showMessage(f"{'Redone' if redo else 'Undone'}: {cell_id}", 4000)
+
+    def _after_review_change(self, cell_id: str) -> None:
+        cell = self.cells.get(cell_id)
+        if cell is None:
+            return
+        reviewed = self._reviewed(cell_id)
+        self.view.set_cell_state(cell_id, reviewed or cell.label, bool(reviewed))
+        self._update_row(cell.image)
+        self._refresh_views()
+
+    # ================================================================ refreshing the views
+
+    def _update_row(self, image: str) -> None:
+        row = self.rows.get(image)
+        result = self.results.get(image)
+        if row is None or result is None:
+            return
+        counts = reviewed_counts(result.cells, self.session)
+        status = result.status
+        colour = "#1b7f3b" if status == STATUS_OK else ("#777777" if status == STATUS_NO_CELLS else "#b00020")
+        row.setText(1, "ok" if status == STATUS_OK else status)
+        row.setToolTip(1, status)
+        row.setForeground(1, QBrush(QColor(colour)))
+        if result.ok:
+            row.setText(2, str(counts["white_cells"]))
+            row.setText(3, str(counts["blasts"]))
+            row.setText(4, str(counts["uncertain"]))
+            row.setText(5, f"{counts['reviewed']}/{counts['white_cells']}" if counts["white_cells"] else "")
+            row.setForeground(3, QBrush(QColor(hex_colour(LABEL_BLAST) if counts["blasts"] else "#444444")))
+
+    def _schedule_refresh(self) -> None:
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def _refresh_views(self) -> None:
+        if self._closed:
+            return
+        cells = [GalleryCell(c.cell_id, c.image, c.blast_probability, c.label, final_label(c, self.session),
+                             bool(self._reviewed(c.cell_id))) for c in self.cells.values()]
+        self.gallery.set_cells(cells, self.current_cell)
+        self._update_summary()
+        if self.is_analysing():
+            if not self._histogram_timer.isActive():
+                self._histogram_timer.start()
+        else:
+            self._update_histogram()
+
+    def _update_summary(self) -> None:
+        result = self.results.get(self.current_image) if self.current_image else None
+        case_model = self.summary.to_dict() if self.folder else {}
+        all_cells = list(self.cells.values())
+        self.summary_panel.set_counts(
+            self.current_image,
+            result.counts() if result else {}, reviewed_counts(result.cells, self.session) if result else {},
+            case_model, reviewed_counts(all_cells, self.session) if self.folder else {})
+
+    def _update_histogram(self) -> None:
+        self._histogram_timer.stop()
+        result = self.results.get(self.current_image) if self.current_image else None
+        self.summary_panel.histogram.set_probabilities([c.blast_probability for c in self.cells.values()],
+                                                       [c.blast_probability for c in result.cells] if result else [])
+
+    def _schedule_position_save(self) -> None:
+        self._position_timer.start()
+
+    def _save_position(self) -> None:
+        if self.session is None or self._closed:
+            return
+        position = {"image": self.current_image, "cell_id": self.current_cell}
+        if position != self.session.position:
+            try:
+                self.session.set_position(self.current_image, self.current_cell)
+            except OSError as error:
+                self.statusBar().showMessage(f"The position could not be saved: {error}", 8000)
+
+    # ================================================================ overlays and Grad-CAM
+
+    def _on_overlays_toggled(self, checked: bool) -> None:
+        self.view.set_overlays_visible(checked)
+        self.settings.overlays.outlines = checked
+
+    def _on_gradcam_toggled(self, checked: bool) -> None:
+        self.settings.overlays.gradcam = checked
+        if checked:
+            self._request_gradcam()
+        else:
+            self.view.set_heatmap(None)
+
+    def _request_gradcam(self) -> None:
+        cell = self.cells.get(self.current_cell) if self.current_cell else None
+        if cell is None or self.folder is None:
+            return
+        cached = self._heatmaps.get(cell.cell_id)
+        if cached is not None:
+            self._show_heatmap(cached)
+            return
+        if self._gradcam is not None:
+            self._gradcam.cancel()
+        self.statusBar().showMessage(f"Grad-CAM of {cell.cell_id}…", 3000)
+        self._gradcam = self._start(jobs.cell_gradcam, self.model_dir, self.folder / cell.image, cell,
+                                    on_returned=self._on_gradcam, on_errored=self._on_gradcam_error, name="gradcam")
+
+    def _on_gradcam(self, heatmap: jobs.CellHeatmap) -> None:
+        if self._closed:
+            return
+        self._heatmaps[heatmap.cell_id] = heatmap
+        if heatmap.cell_id == self.current_cell and self.gradcam_action.isChecked():
+            self._show_heatmap(heatmap)
+
+    def _show_heatmap(self, heatmap: jobs.CellHeatmap) -> None:
+        self.view.set_heatmap(QPixmap.fromImage(heatmap.qimage), heatmap.left, heatmap.top)
+        emit(self.gradcamShown, heatmap.cell_id)
+
+    def _on_gradcam_error(self, error: Exception) -> None:
+        if not self._closed:
+            self.show_message(f"Grad-CAM is not available: {error}", "warning")
+
+    # ================================================================ dialogs
+
+    def show_about(self) -> AboutDialog:
+        dialog = AboutDialog(self, self.model_folder())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()  # not modal: the review goes on behind it
+        return dialog
+
+    # ================================================================ workers and window life
+
+    def _start(self, fn, *args, name: str = "", **slots) -> Worker:
+        worker = start_worker(fn, *args, name=name, **slots)
+        return self._track(worker)
+
+    def track(self, worker: Worker) -> Worker:
+        """Remember a worker of this window (or of a dialog it opened), so closing it cancels and waits for it."""
+        self._workers.add(worker)
+        worker.signals.finished.connect(lambda w=worker: self._workers.discard(w))
+        return worker
+
+    _track = track
+
+    def _save_settings(self) -> None:
+        try:
+            self.settings.save()
+        except OSError as error:
+            self.statusBar().showMessage(f"Settings could not be saved: {error}", 8000)
+
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event):
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        folder = paths[0] if paths[0].is_dir() else paths[0].parent
+        event.acceptProposedAction()
+        self.open_folder(folder)
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        if self.help_overlay.isVisible():
+            self.help_overlay.setGeometry(self.help_overlay.parentWidget().rect())
+
+    def closeEvent(self, event):
+        """Stop every worker cleanly and save the position and settings before the window goes."""
+        if self._position_timer.isActive():
+            self._position_timer.stop()
+            self._save_position()
+        self._save_settings()
+        self._closed = True
+        self.summary_panel.histogram.stop()
+        for worker in list(self._workers):
+            worker.cancel()
+        if not wait_for_workers(120_000):
+            log.warning("workers still running at close: %s", list(self._workers))
+        self._refresh_timer.stop()
+        self._histogram_timer.stop()
+        super().closeEvent(event)
+
+    def sizeHint(self):
+        return QSize(1500, 900)

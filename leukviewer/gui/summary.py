@@ -1,0 +1,159 @@
+"""The summary panel: counts for the shown image and the whole case, as the model gave them and after review,
+and a histogram of the case's blast probabilities with the model's threshold and uncertainty band."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from .signals import emit
+from .style import hex_colour
+
+BINS = np.linspace(0.0, 1.0, 21)
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value:.1f} %"
+
+
+def render_histogram(case: list[float], image: list[float], threshold: float, band: tuple[float, float],
+                     width: int, height: int, dpi: int = 90) -> QImage:
+    """The histogram drawn by matplotlib (Agg) into a QImage. Runs in a worker: a draw costs tens of
+    milliseconds of Python, which on the GUI thread would freeze the window while an analysis competes for it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=0.12, right=0.97, top=0.94, bottom=0.27)
+    axes = figure.add_subplot(1, 1, 1)
+    counts, _ = np.histogram(np.asarray(case, float), bins=BINS)
+    lo, hi = band
+    if hi > lo:
+        axes.axvspan(lo, hi, color=hex_colour("UNCERTAIN"), alpha=0.18, linewidth=0, label="uncertain")
+    colours = [hex_colour("ALL") if left >= threshold else "#8a8f98" for left in BINS[:-1]]
+    axes.bar(BINS[:-1], counts, width=BINS[1] - BINS[0], align="edge", color=colours, edgecolor="white",
+             linewidth=0.5)
+    axes.axvline(threshold, color=hex_colour("ALL"), linewidth=1.2)
+    if image:
+        axes.plot(list(image), [0.0] * len(image), "|", color="#00b4ff", markersize=10, markeredgewidth=2,
+                  clip_on=False)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, max(1, int(counts.max(initial=0))) * 1.12)
+    axes.set_xlabel("P(blast) — bars: case, blue ticks: this image", fontsize=7)
+    axes.set_ylabel("cells", fontsize=7)
+    axes.tick_params(labelsize=7)
+    axes.spines[["top", "right"]].set_visible(False)
+    figure.canvas.draw()
+    rgba = np.asarray(figure.canvas.buffer_rgba())
+    h, w = rgba.shape[:2]
+    return QImage(rgba.tobytes(), w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+
+
+class ProbabilityHistogram(QLabel):
+    """Blast probabilities of the case (bars) and of the shown image (ticks), drawn by matplotlib in a worker.
+
+    Updates coalesce: while one picture is being drawn, further changes wait and only the latest is drawn.
+    """
+    rendered = Signal()
+
+    def __init__(self, parent=None, start=None):
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(160)
+        self.setMinimumWidth(300)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setStyleSheet("background:white")
+        self._start = start
+        self._worker = None
+        self._dirty = False
+        self.threshold, self.band = 0.5, (0.5, 0.5)
+        self.case: list[float] = []
+        self.image: list[float] = []
+        self.counts = np.zeros(len(BINS) - 1, int)
+
+    def set_decision(self, threshold: float, band: tuple[float, float]) -> None:
+        self.threshold, self.band = float(threshold), (float(band[0]), float(band[1]))
+        self._request()
+
+    def set_probabilities(self, case: list[float], image: list[float]) -> None:
+        self.case, self.image = list(case), list(image)
+        self.counts, _ = np.histogram(np.asarray(self.case, float), bins=BINS)
+        self._request()
+
+    def is_rendering(self) -> bool:
+        return self._worker is not None
+
+    def stop(self) -> None:
+        """No more drawing (the window is closing)."""
+        self._start = None
+        self._dirty = False
+
+    def _request(self) -> None:
+        if self._start is None:
+            return
+        if self._worker is not None:
+            self._dirty = True
+            return
+        self._dirty = False
+        width = max(300, self.width())
+        self._worker = self._start(render_histogram, self.case, self.image, self.threshold, self.band, width,
+                                   self.height(), on_returned=self._on_rendered, on_finished=self._on_finished,
+                                   name="histogram")
+
+    def _on_rendered(self, image: QImage) -> None:
+        self.setPixmap(QPixmap.fromImage(image))
+        emit(self.rendered)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        if self._dirty:
+            self._request()
+
+
+class SummaryPanel(QWidget):
+    def __init__(self, parent=None, start=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.table = QLabel()
+        self.table.setTextFormat(Qt.TextFormat.RichText)
+        self.table.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.table.setWordWrap(True)
+        self.histogram = ProbabilityHistogram(self, start)
+        layout.addWidget(self.table)
+        layout.addWidget(self.histogram)
+        self.image_counts: dict = {}
+        self.case_counts: dict = {}
+        self.set_counts(None, {}, {}, {}, {})
+
+    def set_counts(self, image: str | None, image_model: dict, image_reviewed: dict, case_model: dict,
+                   case_reviewed: dict) -> None:
+        """Counts as ``ImageResult.counts()`` / ``CaseSummary`` (model) and ``reviewed_counts`` (after review)."""
+        self.image_counts = {"model": image_model, "reviewed": image_reviewed}
+        self.case_counts = {"model": case_model, "reviewed": case_reviewed}
+
+        def row(name, key, fmt=str, colour=None):
+            values = [d.get(key) for d in (image_model, image_reviewed, case_model, case_reviewed)]
+            cells = "".join(f"<td align='right'>{'–' if v is None else fmt(v)}</td>" for v in values)
+            swatch = f"<span style='color:{colour}'>■</span> " if colour else ""
+            return f"<tr><td>{swatch}{name}</td>{cells}</tr>"
+
+        reviewed_img = image_reviewed.get("reviewed")
+        reviewed_case = case_reviewed.get("reviewed")
+        title = image or "no image"
+        self.table.setText(
+            "<style>td{padding:1px 5px;} th{padding:1px 5px; color:#555;}</style>"
+            "<table cellspacing='0'>"
+            f"<tr><th></th><th colspan='2'>Image</th><th colspan='2'>Case</th></tr>"
+            "<tr><th></th><th>model</th><th>reviewed</th><th>model</th><th>reviewed</th></tr>"
+            + row("White cells", "white_cells")
+            + row("Blasts (ALL)", "blasts", colour=hex_colour("ALL"))
+            + row("Uncertain", "uncertain", colour=hex_colour("UNCERTAIN"))
+            + row("Normal (HEM)", "normal", colour=hex_colour("HEM"))
+            + row("Blast %", "blast_percentage", fmt=lambda v: _pct(v))
+            + "</table>"
+            f"<div style='color:#555'>{title}: {reviewed_img if reviewed_img is not None else 0} of "
+            f"{image_model.get('white_cells') or 0} cells reviewed · case: "
+            f"{reviewed_case if reviewed_case is not None else 0} of {case_model.get('white_cells') or 0}</div>")

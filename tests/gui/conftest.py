@@ -1,0 +1,128 @@
+"""GUI fixtures: a review window on the tiny model, case folders copied from the real fixtures, and a guard that
+fails any test leaving a worker thread running (napari's ``_dangling_qthreads``)."""
+import shutil
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+
+@pytest.fixture(autouse=True)
+def _no_dangling_workers(qapp):
+    threads_before = {t for t in threading.enumerate() if not isinstance(t, threading._DummyThread)}
+    yield
+    from leukviewer.gui import worker
+
+    running = [w for w in worker.active_workers() if not w.is_finished()]
+    worker.pool().waitForDone(2_000)  # finished workers are leaving their thread: a moment, not a leak
+    new_threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()
+                   and not isinstance(t, threading._DummyThread) and not t.daemon]
+    if running:  # clean up so the next test starts clean, then fail this one
+        worker.cancel_all()
+        worker.wait_for_workers(60_000)
+    assert not running, f"the test left workers running: {running}"
+    assert worker.pool().activeThreadCount() == 0, "the test left pool threads busy"
+    assert not new_threads, f"the test left threads running: {new_threads}"
+
+
+@pytest.fixture
+def reviewer_name(monkeypatch):
+    """The first review asks for a name: answer for the reviewer."""
+    from leukviewer.gui.dialogs import ReviewerDialog
+
+    asked = []
+
+    def ask(cls, parent=None, current=""):
+        asked.append(current)
+        return "Dr. Test"
+
+    monkeypatch.setattr(ReviewerDialog, "ask", classmethod(ask))
+    return asked
+
+
+@pytest.fixture(scope="session")
+def bccd_images(shared_data):
+    images = sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))
+    assert len(images) >= 10
+    return images
+
+
+def copy_case(images, dest):
+    """A case folder of our own (the review is saved beside the images; never in the shared fixtures)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for image in images:
+        shutil.copy2(image, dest / image.name)
+    return dest
+
+
+@pytest.fixture
+def case_folder(tmp_path, bccd_images):
+    """Factory: a case folder of our own with the first ``n`` BCCD fields (all when n is None)."""
+    def make(name="case", n=None):
+        return copy_case(bccd_images[:n] if n else bccd_images, tmp_path / name)
+    return make
+
+
+@pytest.fixture
+def make_window(qtbot, tiny_model_dir):
+    """Factory: a shown review window on the tiny model; closed (workers stopped) at the end of the test."""
+    from leukviewer.gui.main_window import MainWindow
+
+    windows = []
+
+    def make(model_dir=tiny_model_dir, wait_model=True):
+        window = MainWindow(model_dir=model_dir)
+        qtbot.addWidget(window)
+        window.show()
+        if wait_model and model_dir is not None:
+            if window.loaded_model is None:
+                with qtbot.waitSignal(window.modelLoaded, timeout=120_000):
+                    pass
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+
+
+class StallMeter:
+    """The longest gap between ticks of a 10 ms timer: how long the event loop was ever blocked."""
+
+    def __init__(self):
+        from PySide6.QtCore import QTimer
+
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.longest = 0.0
+        self.ticks = 0
+        self.gaps = []           # (gap seconds, when it began, seconds after the start)
+        self._last = self._start = None
+
+    def _tick(self):
+        now = time.perf_counter()
+        if self._last is not None:
+            gap = now - self._last
+            self.longest = max(self.longest, gap)
+            self.gaps.append((gap, self._last - self._start))
+        self._last = now
+        self.ticks += 1
+
+    def worst(self, n=5) -> str:
+        return ", ".join(f"{g * 1000:.0f} ms at {t:.2f} s" for g, t in sorted(self.gaps, reverse=True)[:n])
+
+    def __enter__(self):
+        self._last = self._start = time.perf_counter()
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.stop()
+
+
+@pytest.fixture
+def stall_meter():
+    return StallMeter
