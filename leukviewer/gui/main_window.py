@@ -51,6 +51,7 @@ class MainWindow(QMainWindow):
     modelLoaded = Signal()
     modelFailed = Signal(str)
     gradcamShown = Signal(str)        # cell_id
+    reportExported = Signal(object)   # list of written file paths
     displayImageShown = Signal(str)   # image name: its pixels are on screen
 
     def __init__(self, model_dir: str | Path | None = None, settings: Settings | None = None):
@@ -192,6 +193,8 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(False)
         self.model_action = a("Choose &model folder…", self.choose_model_folder)
         self.bundled_model_action = a("Use the &bundled model", lambda: self.set_model_folder(None))
+        self.export_action = a("&Export report…", self.export_report, ["Ctrl+E"],
+                               tip="Write the case's PDF report, CSV tables and QuPath outlines")
         self.quit_action = a("&Quit", self.close, [QKeySequence.StandardKey.Quit])
 
         self.overlay_action = a("Show &outlines", self._on_overlays_toggled, ["O"], checkable=True,
@@ -222,6 +225,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self._fill_recent_menu()
+        file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self.model_action)
         file_menu.addAction(self.bundled_model_action)
@@ -831,6 +835,50 @@ class MainWindow(QMainWindow):
         return dialog
 
     # ================================================================ workers and window life
+
+    # ---------------------------------------------------------------- export
+
+    def export_report(self) -> None:
+        """File → Export report…: choose where and what, then write it in the worker."""
+        from .export_dialog import ExportDialog
+
+        if not self.folder or not self.results:
+            self.show_message("Open and analyse a folder before exporting a report.", "info")
+            return
+        if self.is_analysing():
+            self.show_message("The analysis is still running: export when it has finished.", "info")
+            return
+        choice = ExportDialog.ask(self, default_dir=self.folder)
+        if choice is None:
+            return
+        from ..core.reports import export_case
+
+        model = self.loaded_model
+        info = model.classifier.info if model else jobs.model_identity(self.model_dir)
+        results = [self.results[name] for name in self.image_names if name in self.results]
+
+        def run(worker=None):
+            return export_case(results, self.session, info, choice.out_dir, formats=choice.formats,
+                               reviewer=self.settings.reviewer or None, overwrite=choice.overwrite,
+                               folder=self.folder, model_dir=self.model_folder(),
+                               on_progress=(lambda done, total, message: worker.report_progress(message)),
+                               should_stop=worker.is_cancelled)
+
+        self.statusBar().showMessage("Exporting the report…")
+        self.export_worker = self._start(run, name="export-report", on_returned=self._on_exported,
+                                         on_errored=self._on_export_failed,
+                                         on_progress=lambda message: self.statusBar().showMessage(str(message)))
+
+    def _on_exported(self, paths) -> None:
+        names = ", ".join(Path(p).name for p in paths)
+        folder = Path(paths[0]).parent if paths else ""
+        self.statusBar().showMessage(f"Report written: {names}", 10000)
+        emit(self.reportExported, [str(p) for p in paths])
+        self.show_message(f"Report written to {folder}: {names}", "info")
+
+    def _on_export_failed(self, error: Exception) -> None:
+        self.statusBar().clearMessage()
+        self.show_message(f"The report was not written: {error}")
 
     def _start(self, fn, *args, name: str = "", **slots) -> Worker:
         worker = start_worker(fn, *args, name=name, **slots)
