@@ -45,6 +45,16 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def _registry_model() -> Path | None:
+    """The active model of the model manager (None: the bundled one); a damaged registry falls back to it."""
+    try:
+        from ..core.models import ModelRegistry, app_model_folder
+
+        return app_model_folder(ModelRegistry().active())
+    except Exception:  # the registry is a convenience; the bundled model always works
+        return None
+
+
 class MainWindow(QMainWindow):
     analysisFinished = Signal()       # the current run ended (done, cancelled or failed)
     imageAnalysed = Signal(str)       # an image's result was applied (image name)
@@ -57,7 +67,7 @@ class MainWindow(QMainWindow):
     def __init__(self, model_dir: str | Path | None = None, settings: Settings | None = None):
         super().__init__()
         self.settings = settings or Settings.load()
-        chosen = model_dir or self.settings.last_model_folder or None
+        chosen = model_dir or self.settings.last_model_folder or _registry_model() or None
         self.model_dir: Path | None = Path(chosen) if chosen else None
         self.loaded_model: jobs.LoadedModel | None = None
         self.folder: Path | None = None
@@ -242,6 +252,9 @@ class MainWindow(QMainWindow):
                        self.uncertain_action, self.confirm_action, None, self.undo_action, self.redo_action, None,
                        self.reviewer_action):
             review_menu.addSeparator() if action is None else review_menu.addAction(action)
+        from .retrain_wizard import install_menus
+
+        install_menus(self)
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self.help_action)
         help_menu.addAction(self.about_action)
@@ -888,6 +901,8 @@ class MainWindow(QMainWindow):
         """Remember a worker of this window (or of a dialog it opened), so closing it cancels and waits for it."""
         self._workers.add(worker)
         worker.signals.finished.connect(lambda w=worker: self._workers.discard(w))
+        if worker.is_finished():  # it may have finished before the connection above existed
+            self._workers.discard(worker)
         return worker
 
     _track = track

@@ -101,7 +101,10 @@ def test_gradcam_toggle_shows_a_heat_map_for_the_selected_cell(qtbot, make_windo
     assert not heat.qimage.isNull() and heat.qimage.hasAlphaChannel()
     qtbot.keyClick(window.view, Qt.Key.Key_G)
     assert not window.view.has_heatmap()
-    qtbot.waitUntil(lambda: not window._workers, timeout=30_000)
+    try:
+        qtbot.waitUntil(lambda: not window._workers, timeout=30_000)
+    except Exception:
+        raise AssertionError(f"workers still running: {window._workers}") from None
 
 
 def test_view_keys_help_overlay_and_about(qtbot, make_window, case_folder):
