@@ -4,7 +4,8 @@
   batch is padded to the next of them, so a field with 3 cells costs 4, not 32, and each graph is traced once
   and never again. Runs on a GPU when TensorFlow sees one.
 * LiteRT path (``backend="tflite"``): the network converted from the model folder at first use and cached by
-  the weights' SHA-256 (a changed model can never reuse a stale conversion); XNNPACK runs it on the CPU.
+  the weights' SHA-256 (a changed model can never reuse a stale conversion); XNNPACK runs it on the CPU, with
+  one interpreter per batch shape (the same power-of-two shapes).
 
 Both return logits; probabilities are ``softmax(logits / temperature)`` with the folder's temperature.
 """
@@ -71,7 +72,7 @@ class InferenceEngine:
         self.device = f"GPU ({gpus[0].name})" if gpus else f"CPU ({self.threads} threads)"
 
     def buckets(self) -> list[int]:
-        """The batch shapes the TF path uses: 1, 2, 4, ... up to batch_size (which is always one)."""
+        """The batch shapes the engine uses: 1, 2, 4, ... up to batch_size (which is always one)."""
         sizes, b = [], 1
         while b < self.batch_size:
             sizes.append(b)
@@ -122,21 +123,33 @@ class InferenceEngine:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             Interpreter = tf.lite.Interpreter
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter announces its move to LiteRT
-            self._interp = Interpreter(model_path=str(path), num_threads=self.threads)
-        self._in = self._interp.get_input_details()[0]["index"]
-        self._interp.resize_tensor_input(self._in, [self.batch_size, self.size, self.size, 3], strict=False)
-        self._interp.allocate_tensors()
-        self._out = self._interp.get_output_details()[0]["index"]
+        self._tflite_file = str(path)
+        self._Interpreter = Interpreter
+        self._interpreters = {}   # one per batch shape, made on first use (weights are mapped from one file)
         self.device = f"CPU, LiteRT/XNNPACK ({self.threads} threads)"
 
+    def _interpreter(self, batch: int):
+        import warnings
+
+        if batch not in self._interpreters:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tf.lite.Interpreter announces its move to LiteRT
+                interp = self._Interpreter(model_path=self._tflite_file, num_threads=self.threads)
+            inp = interp.get_input_details()[0]["index"]
+            interp.resize_tensor_input(inp, [batch, self.size, self.size, 3], strict=False)
+            interp.allocate_tensors()
+            self._interpreters[batch] = (interp, inp, interp.get_output_details()[0]["index"])
+        return self._interpreters[batch]
+
     def _run_tflite(self, x: np.ndarray) -> np.ndarray:
-        if len(x) < self.batch_size:
-            x = np.concatenate([x, np.zeros((self.batch_size - len(x),) + x.shape[1:], x.dtype)])
-        self._interp.set_tensor(self._in, x)
-        self._interp.invoke()
-        return self._interp.get_tensor(self._out).copy()
+        n = len(x)
+        b = next(size for size in self.buckets() if size >= n)
+        if b > n:
+            x = np.concatenate([x, np.zeros((b - n,) + x.shape[1:], x.dtype)])
+        interp, inp, out = self._interpreter(b)
+        interp.set_tensor(inp, x)
+        interp.invoke()
+        return interp.get_tensor(out)[:n].copy()
 
     # ------------------------------------------------------------------ public
 
@@ -162,7 +175,8 @@ class InferenceEngine:
         return softmax(self.logits(batch), self.model.temperature)
 
     def warm_up(self) -> None:
-        """Trace/allocate every shape once, so the first real cell does not wait for it."""
+        """Prepare the single-cell and the full-batch shape now, so the first cell does not wait for them;
+        the shapes between are prepared on first use (each costs a few seconds for B3)."""
         zeros = np.zeros((self.batch_size, self.size, self.size, 3), np.uint8)
-        for b in (self.buckets() if self.backend == "tf" else [self.batch_size]):
+        for b in sorted({1, self.batch_size}):
             self.logits(zeros[:b])
