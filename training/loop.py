@@ -81,6 +81,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     patience: int = 4                    # early stopping on validation loss (0: off)
     max_steps_per_epoch: int | None = None
+    bn_recalibration_batches: int = 20   # re-estimate BatchNorm statistics before each validation (0: off)
     seed: int = 0
     tta: bool = False                    # evaluate with 8 flips/rotations averaged
     uncertainty_target_accuracy: float = 0.95
@@ -444,7 +445,8 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
                 run.restore_optimizer(model.optimizer, model.trainable_variables)
         sequence = _make_sequence(data, config, start)
         callback = _RunCallback(run, state, config, phase_name, first, end, base_lr, total_epochs,
-                                sequence.n_batches, report, stop, has_val=x_val is not None)
+                                sequence.n_batches, report, stop, has_val=x_val is not None,
+                                calibration_images=_recalibration_images(data, config))
         try:
             model.fit(sequence, epochs=end, initial_epoch=start, verbose=0, callbacks=[callback],
                       validation_data=(x_val, y_val) if x_val is not None else None,
@@ -473,6 +475,48 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
     return result
 
 
+def _recalibration_images(data: PreparedData, config: TrainConfig) -> np.ndarray | None:
+    """Un-augmented training cells, classes balanced, for re-estimating BatchNorm statistics."""
+    n = config.bn_recalibration_batches * config.batch_size
+    if n <= 0:
+        return None
+    rng = np.random.default_rng([config.seed, 99])
+    order = _epoch_order(data.labels, data.split.train, True, rng)[:n]
+    return data.images[order]
+
+
+def recalibrate_batchnorm(model, images: np.ndarray, batch_size: int, momentum: float = 0.9) -> int:
+    """Re-estimate the moving statistics of every trainable BatchNormalization layer on ``images``.
+
+    While the weights change quickly (from scratch, high learning rate) the moving averages lag far behind them,
+    and the network in inference mode can predict one class for everything although it trains well: measured
+    here on EfficientNet-B3 from scratch after 3 epochs (every cell called ALL; after re-estimation training
+    subjects separated again). Forward passes in training mode with a short memory fix that. Frozen layers
+    (fine-tuning pre-trained weights) are left alone. Returns the number of layers updated.
+    """
+    import keras
+
+    def sublayers(layer):
+        for child in getattr(layer, "layers", []):
+            yield child
+            yield from sublayers(child)
+
+    layers = [layer for layer in sublayers(model) if isinstance(layer, keras.layers.BatchNormalization)
+              and layer.trainable]
+    if not layers or len(images) == 0:
+        return 0
+    saved = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = momentum
+    try:
+        for i in range(0, len(images), batch_size):
+            model(images[i:i + batch_size].astype("float32"), training=True)
+    finally:
+        for layer, m in zip(layers, saved):
+            layer.momentum = m
+    return len(layers)
+
+
 class _RunCallback:
     """Progress, cancellation, per-epoch checkpoint, early stopping and the LR schedule, resumably."""
 
@@ -481,8 +525,10 @@ class _RunCallback:
 
         class Impl(keras.callbacks.Callback):
             def __init__(self, run, state, config, phase, first, end, base_lr, total_epochs, n_batches, report,
-                         stop, has_val):
+                         stop, has_val, calibration_images=None):
                 super().__init__()
+                self.calibration_images = calibration_images
+                self.calibrated_epoch = None
                 self.run, self.state, self.config = run, state, config
                 self.phase, self.first, self.end, self.base_lr = phase, first, end, base_lr
                 self.total_epochs, self.n_batches = total_epochs, n_batches
@@ -496,6 +542,17 @@ class _RunCallback:
                 self.model.optimizer.learning_rate.assign(_cosine_lr(self.base_lr, epoch, self.first, self.end))
                 self.epoch = epoch
                 self.t_epoch = self.t_batch = time.time()
+
+            def _recalibrate(self):
+                if self.calibration_images is not None and self.calibrated_epoch != self.epoch:
+                    self.calibrated_epoch = self.epoch
+                    self.report(ProgressEvent("train", "re-estimating BatchNorm statistics", phase=self.phase,
+                                              epoch=self.epoch + 1, epochs=self.total_epochs))
+                    recalibrate_batchnorm(self.model, self.calibration_images, self.config.batch_size)
+
+            def on_test_begin(self, logs=None):
+                if hasattr(self, "epoch"):   # validation inside fit: measure the network as it will be used
+                    self._recalibrate()
 
             def on_train_batch_end(self, batch, logs=None):
                 now = time.time()
@@ -513,6 +570,7 @@ class _RunCallback:
                     raise Cancelled()
 
             def on_epoch_end(self, epoch, logs=None):
+                self._recalibrate()   # no-op when validation already did it this epoch
                 logs = {k: float(v) for k, v in (logs or {}).items()}
                 st = self.state
                 for k, v in logs.items():

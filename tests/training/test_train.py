@@ -176,3 +176,24 @@ def test_cross_validation_reports_each_fold_and_mean_sd(cnmc_root, tmp_path):
     # finished folds are reused, not retrained
     again = cross_validate(cfg, k=3)
     assert again["mean"] == summary["mean"]
+
+
+def test_batchnorm_recalibration_updates_trainable_statistics_only(cnmc_root):
+    import keras
+
+    from training.loop import recalibrate_batchnorm
+    from training.model import build_classifier, set_trainable
+
+    model = build_classifier("tiny", 32, 2)
+    from training.preprocess import PreprocessConfig
+
+    images = np.stack([preprocess_cell(read_rgb(p), PreprocessConfig(size=32))
+                       for p in sorted((cnmc_root / "training_data" / "fold_1").glob("*/*.png"))[:32]])
+    bn = [l for l in model.get_layer("backbone").layers if isinstance(l, keras.layers.BatchNormalization)][0]
+    before = np.array(bn.moving_mean)
+    assert recalibrate_batchnorm(model, images, 16) == 3
+    after = np.array(bn.moving_mean)
+    assert not np.allclose(before, after) and bn.momentum == 0.99   # momentum restored
+    set_trainable(model, "head")
+    assert recalibrate_batchnorm(model, images, 16) == 0               # frozen backbone untouched
+    assert np.array_equal(np.array(bn.moving_mean), after)
