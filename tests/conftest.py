@@ -11,6 +11,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _folder_digest(folder: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        h.update(p.relative_to(folder).as_posix().encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def folder_digest():
+    """SHA-256 over a folder's file names and contents (to prove a folder was not modified)."""
+    return _folder_digest
+
+
 def data_root() -> Path:
     return Path(os.environ.get("LEUKVIEWER_DATA", REPO.parent / "shared" / "data")).resolve()
 

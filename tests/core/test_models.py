@@ -1,20 +1,10 @@
 """The model registry: the bundled model first and untouchable, verified adds, the active model and rollback."""
-import hashlib
 import json
 import shutil
 
 import pytest
 
 from leukviewer.core.models import BUNDLED, ModelRegistry, RegistryError, app_model_folder, models_dir
-
-
-def tree_digest(folder):
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        h.update(p.relative_to(folder).as_posix().encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def variant(tiny_model_dir, dest, name, version, classes=None):
@@ -45,8 +35,9 @@ def test_models_live_in_the_user_data_dir_and_the_bundled_model_is_listed_first(
     assert "Model card" in models[0].card_text()  # rendered from model.json when there is no MODEL_CARD.md
 
 
-def test_add_activate_rollback_with_history_and_the_bundled_model_untouched(registry, tiny_model_dir, tmp_path):
-    before = tree_digest(registry.bundled_folder)
+def test_add_activate_rollback_with_history_and_the_bundled_model_untouched(folder_digest, registry,
+                                                                          tiny_model_dir, tmp_path):
+    before = folder_digest(registry.bundled_folder)
     a = registry.add(variant(tiny_model_dir, tmp_path / "a", "lab-model", "1.0.0"))
     b = registry.add(variant(tiny_model_dir, tmp_path / "b", "lab-model", "1.1.0"), move=True)
     assert not (tmp_path / "b").exists() and (tmp_path / "a").is_dir()        # moved vs copied
@@ -78,7 +69,7 @@ def test_add_activate_rollback_with_history_and_the_bundled_model_untouched(regi
         registry.remove(a.name)
     registry.remove(b.name)
     assert registry.names() == [BUNDLED, a.name]
-    assert tree_digest(registry.bundled_folder) == before
+    assert folder_digest(registry.bundled_folder) == before
 
 
 def test_tampered_or_foreign_models_are_refused(registry, tiny_model_dir, tmp_path):

@@ -1,5 +1,4 @@
 """The retraining wizard and the model manager, driven offscreen on the real C-NMC fixtures with a tiny network."""
-import hashlib
 import shutil
 import threading
 
@@ -22,15 +21,6 @@ from training.modelfolder import load_model_folder, verify
 
 TINY = {"epochs": 1, "batch_size": 16, "patience": 0, "workers": 2}
 LONG = 180_000
-
-
-def tree_digest(folder):
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        h.update(p.relative_to(folder).as_posix().encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 class FakeMainWindow(QMainWindow):
@@ -92,9 +82,9 @@ def wait_data(qtbot, wizard):
                     timeout=LONG)
 
 
-def test_wizard_trains_through_the_library_and_accept_activates_the_new_model(
+def test_wizard_trains_through_the_library_and_accept_activates_the_new_model(folder_digest,
         qtbot, registry, cnmc_root, tiny_model_dir, train_spy, close_all):
-    bundled_before = tree_digest(tiny_model_dir)
+    bundled_before = folder_digest(tiny_model_dir)
     window = FakeMainWindow()
     qtbot.addWidget(window)
     wizard = open_retrain_wizard(window, registry, case_folders=[], defaults={**TINY, "data": str(cnmc_root)})
@@ -177,7 +167,7 @@ def test_wizard_trains_through_the_library_and_accept_activates_the_new_model(
     qtbot.mouseClick(dialog.rollback_button, Qt.MouseButton.LeftButton)
     assert registry.active_name() == BUNDLED and window.model_folders[-1] is None
     assert dialog.table.topLevelItem(0).text(0) == "●"
-    assert tree_digest(tiny_model_dir) == bundled_before
+    assert folder_digest(tiny_model_dir) == bundled_before
 
 
 def gated_train(monkeypatch, gate):
