@@ -54,6 +54,17 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def replace_folder(staging: Path, dest: Path) -> None:
+    """Put a fully written folder in place of ``dest`` (which may exist), never leaving a half-made one."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(staging, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, dest)
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
     z = z - z.max(axis=1, keepdims=True)
@@ -93,13 +104,7 @@ def save_model_folder(model, folder: str | Path, meta: dict, overwrite: bool = F
         meta.setdefault("temperature", 1.0)
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False, default=_json_default),
                                          encoding="utf-8")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(staging, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, folder)
+        replace_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -26,12 +26,9 @@ BACKENDS = ("tf", "tflite")
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("LEUKVIEWER_CACHE_DIR")
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_dir
+    from .paths import user_dir
 
-    return Path(user_cache_dir("leukviewer"))
+    return user_dir("cache")
 
 
 def cpu_threads() -> int:

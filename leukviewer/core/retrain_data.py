@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from training.datasets import CNMC_CLASSES, DatasetError, load_dataset
-from training.modelfolder import atomic_write_text
+from training.modelfolder import atomic_write_text, replace_folder
 
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
 from .imageio import UnreadableImage, read_image
@@ -294,13 +294,7 @@ def export_reviewed_cells(case_folders: Iterable[str | Path], dest: str | Path,
         writer.writerows(rows)
         atomic_write_text(staging / CELLS_FILE, text.getvalue())
         os.chmod(staging, 0o755)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-            os.replace(staging, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, dest)
+        replace_folder(staging, dest)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -30,12 +30,9 @@ class ReviewError(ValueError):
 
 
 def user_data_dir() -> Path:
-    env = os.environ.get("LEUKVIEWER_DATA_DIR")
-    if env:
-        return Path(env)
-    from platformdirs import user_data_dir as _udd
+    from .paths import user_dir
 
-    return Path(_udd("leukviewer"))
+    return user_dir("data")
 
 
 def now_iso() -> str:

@@ -17,12 +17,9 @@ MAX_RECENT_FOLDERS = 10
 
 
 def config_dir() -> Path:
-    env = os.environ.get("LEUKVIEWER_CONFIG_DIR")
-    if env:
-        return Path(env)
-    from platformdirs import user_config_dir
+    from .paths import user_dir
 
-    return Path(user_config_dir("leukviewer"))
+    return user_dir("config")
 
 
 def default_settings_path() -> Path:
