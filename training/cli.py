@@ -7,7 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
+from .augment import AugmentConfig
 from .datasets import DatasetError
+
+AUG_DEFAULTS = AugmentConfig()
 
 EPILOG = """\
 examples:
@@ -45,11 +48,20 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the unfrozen phase (cosine decay)")
     g.add_argument("--lr-head", type=float, default=1e-3)
     g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--patience", type=int, default=4, help="early stopping on validation loss (0: off)")
+    g.add_argument("--patience", type=int, default=4, help="early stopping on the monitored figure (0: off)")
+    g.add_argument("--monitor", choices=["val_loss", "val_auc"], default="val_loss",
+                   help="validation figure that picks the best epoch and drives early stopping; val_auc ranks "
+                        "cells of unseen subjects, val_loss also weighs their calibration")
     g.add_argument("--max-steps-per-epoch", type=int, help="cap the batches per epoch (quick trials)")
     g.add_argument("--class-weights", action="store_true", help="weight the loss by class (besides oversampling)")
     g.add_argument("--no-oversample", action="store_true", help="do not oversample the minority class")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    g.add_argument("--stain-sigma", type=float, default=AUG_DEFAULTS.stain_sigma,
+                   help="multiplicative jitter of each stain's optical density")
+    g.add_argument("--stain-bias", type=float, default=AUG_DEFAULTS.stain_bias,
+                   help="additive jitter of each stain's optical density")
+    g.add_argument("--brightness", type=float, default=AUG_DEFAULTS.brightness, help="brightness jitter (+- fraction)")
+    g.add_argument("--contrast", type=float, default=AUG_DEFAULTS.contrast, help="contrast jitter (+- fraction)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--tta", action="store_true", help="evaluate with the 8 flips/rotations averaged")
     g = p.add_argument_group("split")
@@ -66,7 +78,6 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from(args):
-    from .augment import AugmentConfig
     from .loop import TrainConfig
 
     split = "image" if args.leaky_image_split else "subject"
@@ -78,10 +89,12 @@ def _config_from(args):
         val_fraction=(0.10 if args.leaky_image_split and args.val_fraction == 0.15 else args.val_fraction),
         test_fraction=(0.20 if args.leaky_image_split and args.test_fraction == 0.15 else args.test_fraction),
         oversample=not args.no_oversample, class_weights=args.class_weights,
-        augment=(AugmentConfig.off() if args.no_augment else AugmentConfig()).to_dict(),
+        augment=(AugmentConfig.off() if args.no_augment else AugmentConfig(
+            stain_sigma=args.stain_sigma, stain_bias=args.stain_bias, brightness=args.brightness,
+            contrast=args.contrast)).to_dict(),
         skip_unreadable=args.skip_unreadable, batch_size=args.batch_size, head_epochs=args.head_epochs,
         epochs=args.epochs, unfreeze=args.unfreeze, lr_head=args.lr_head, lr=args.lr, patience=args.patience,
-        max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, tta=args.tta)
+        max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, tta=args.tta, monitor=args.monitor)
 
 
 class _Bar:
@@ -104,7 +117,7 @@ class _Bar:
                 self.key = key
             self.bar.n = e.batch
             logs = {k: round(v, 4) for k, v in e.logs.items() if k in ("loss", "accuracy", "val_loss",
-                                                                         "val_accuracy")}
+                                                                         "val_accuracy", "val_auc")}
             self.bar.set_postfix(logs, refresh=True)
         elif e.message:
             self.close()

@@ -79,7 +79,8 @@ class TrainConfig:
     lr_head: float = 1e-3
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    patience: int = 4                    # early stopping on validation loss (0: off)
+    patience: int = 4                    # early stopping on the monitored validation figure (0: off)
+    monitor: str = "val_loss"            # val_loss (lower is better) | val_auc (higher is better; binary only)
     max_steps_per_epoch: int | None = None
     bn_recalibration_batches: int = 20   # re-estimate BatchNorm statistics before each validation (0: off)
     seed: int = 0
@@ -330,6 +331,8 @@ def _initial_model(config: TrainConfig, n_classes: int):
         raise WeightsError(f"unknown init {config.init!r}: use scratch, imagenet or model")
     model = build_classifier(config.backbone, config.input_size, n_classes, config.dropout, imagenet_file,
                              config.seed)
+    if config.monitor not in ("val_loss", "val_auc"):
+        raise ValueError(f"unknown monitor {config.monitor!r}: use val_loss or val_auc")
     if config.init == "model":
         if not config.parent_model:
             raise WeightsError("init=model needs parent_model (a model folder)")
@@ -422,7 +425,7 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
 
     phases = _phases(config)
     total_epochs = phases[-1][2]
-    x_val = data.images[data.split.val].astype("float32") if data.split.val else None
+    x_val = data.images[data.split.val] if data.split.val else None
     y_val = data.labels[data.split.val] if data.split.val else None
     class_weight = None
     if config.class_weights:
@@ -445,12 +448,13 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
                 run.restore_optimizer(model.optimizer, model.trainable_variables)
         sequence = _make_sequence(data, config, start)
         callback = _RunCallback(run, state, config, phase_name, first, end, base_lr, total_epochs,
-                                sequence.n_batches, report, stop, has_val=x_val is not None,
-                                calibration_images=_recalibration_images(data, config))
+                                sequence.n_batches, report, stop,
+                                validation=(x_val, y_val) if x_val is not None else None,
+                                calibration_images=_recalibration_images(data, config),
+                                positive=_positive_index(data.dataset.class_names))
         try:
             model.fit(sequence, epochs=end, initial_epoch=start, verbose=0, callbacks=[callback],
-                      validation_data=(x_val, y_val) if x_val is not None else None,
-                      validation_batch_size=config.batch_size, class_weight=class_weight)
+                      class_weight=class_weight)
         except Cancelled:
             report(ProgressEvent("done", f"cancelled; the last checkpoint (epoch {state['epochs_done']}) is kept "
                                  f"in {run.path}", epoch=state["epochs_done"], epochs=total_epochs))
@@ -473,6 +477,27 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
     report(ProgressEvent("done", "finished" + (f"; model folder {result.model_folder}" if result.model_folder else ""),
                          epoch=state["epochs_done"], epochs=total_epochs))
     return result
+
+
+def _positive_index(class_names) -> int | None:
+    names = list(class_names)
+    if POSITIVE_CLASS in names:
+        return names.index(POSITIVE_CLASS)
+    return 1 if len(names) == 2 else None
+
+
+def validation_logs(model, x_val: np.ndarray, y_val: np.ndarray, batch_size: int, positive: int | None) -> dict:
+    """Loss, accuracy and (binary) ROC-AUC of the network in inference mode on the validation part."""
+    logits = predict_logits(model, x_val, batch_size)
+    logp = logits - logits.max(axis=1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    logs = {"val_loss": float(-logp[np.arange(len(y_val)), y_val].mean()),
+            "val_accuracy": float((logits.argmax(axis=1) == y_val).mean())}
+    if positive is not None and logits.shape[1] == 2 and len(np.unique(y_val)) == 2:
+        from sklearn.metrics import roc_auc_score
+
+        logs["val_auc"] = float(roc_auc_score(y_val == positive, logp[:, positive]))
+    return logs
 
 
 def _recalibration_images(data: PreparedData, config: TrainConfig) -> np.ndarray | None:
@@ -525,8 +550,10 @@ class _RunCallback:
 
         class Impl(keras.callbacks.Callback):
             def __init__(self, run, state, config, phase, first, end, base_lr, total_epochs, n_batches, report,
-                         stop, has_val, calibration_images=None):
+                         stop, validation=None, calibration_images=None, positive=None):
                 super().__init__()
+                self.validation, self.positive = validation, positive
+                has_val = validation is not None
                 self.calibration_images = calibration_images
                 self.calibrated_epoch = None
                 self.run, self.state, self.config = run, state, config
@@ -550,10 +577,6 @@ class _RunCallback:
                                               epoch=self.epoch + 1, epochs=self.total_epochs))
                     recalibrate_batchnorm(self.model, self.calibration_images, self.config.batch_size)
 
-            def on_test_begin(self, logs=None):
-                if hasattr(self, "epoch"):   # validation inside fit: measure the network as it will be used
-                    self._recalibrate()
-
             def on_train_batch_end(self, batch, logs=None):
                 now = time.time()
                 self.batch_times.append(now - self.t_batch)
@@ -570,8 +593,10 @@ class _RunCallback:
                     raise Cancelled()
 
             def on_epoch_end(self, epoch, logs=None):
-                self._recalibrate()   # no-op when validation already did it this epoch
+                self._recalibrate()   # measure (and save) the network as it will be used: inference mode
                 logs = {k: float(v) for k, v in (logs or {}).items()}
+                if self.validation is not None:
+                    logs.update(validation_logs(self.model, *self.validation, self.config.batch_size, self.positive))
                 st = self.state
                 for k, v in logs.items():
                     st["history"].setdefault(k, []).append(v)
@@ -579,7 +604,11 @@ class _RunCallback:
                 st["history"].setdefault("lr", []).append(float(np.asarray(self.model.optimizer.learning_rate)))
                 st["epochs_done"] = epoch + 1
                 st["train_seconds"] = st.get("train_seconds", 0.0) + (time.time() - self.t_epoch)
-                monitor = logs.get("val_loss", logs.get("loss"))
+                # best_val_loss keeps its name in state.json; it holds the monitored figure, lower is better
+                if self.config.monitor == "val_auc" and "val_auc" in logs:
+                    monitor = -logs["val_auc"]
+                else:
+                    monitor = logs.get("val_loss", logs.get("loss"))
                 if st["best_val_loss"] is None or monitor < st["best_val_loss"] - 1e-4:
                     st["best_val_loss"], st["best_epoch"], st["wait"] = monitor, epoch + 1, 0
                     self.run.save_weights(self.model, self.run.best_weights)

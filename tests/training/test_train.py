@@ -197,3 +197,13 @@ def test_batchnorm_recalibration_updates_trainable_statistics_only(cnmc_root):
     set_trainable(model, "head")
     assert recalibrate_batchnorm(model, images, 16) == 0               # frozen backbone untouched
     assert np.array_equal(np.array(bn.moving_mean), after)
+
+
+def test_best_epoch_can_follow_validation_auc_of_unseen_subjects(cnmc_root, tmp_path):
+    result = train(tiny_config(cnmc_root, tmp_path, output=None, epochs=3, monitor="val_auc", test_fraction=0.0))
+    history = result.meta["training"]["history"]
+    aucs = history["val_auc"]
+    assert len(aucs) == 3 and all(0.0 <= a <= 1.0 for a in aucs)
+    assert result.meta["training"]["best_epoch"] == int(np.argmax(aucs)) + 1
+    with pytest.raises(ValueError, match="monitor"):
+        train(tiny_config(cnmc_root, tmp_path / "x", monitor="accuracy"))
