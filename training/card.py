@@ -82,8 +82,11 @@ def render_card(meta: dict, cv_summary: dict | None = None, paper_protocol: dict
               f"cell's pixels), resize to {pre.get('size')} px; {pre.get('backbone_scaling')}", "",
               "## Training recipe"]
     cfg = tr.get("config", {})
-    lines += [f"- Epochs trained {tr.get('epochs_trained')} (best epoch {tr.get('best_epoch')}); head epochs "
-              f"{cfg.get('head_epochs')}, unfrozen epochs {cfg.get('epochs')} ({cfg.get('unfreeze')}), batch "
+    lowres = (f", then {cfg.get('epochs')} at {arch.get('input_size')}; first {cfg.get('lowres_epochs')} unfrozen "
+              f"epochs at {cfg.get('lowres_size')} px (progressive resizing)" if cfg.get("lowres_epochs") else "")
+    lines += [f"- Epochs trained {tr.get('epochs_trained')} (best epoch {tr.get('best_epoch')}, chosen by "
+              f"{cfg.get('monitor', 'val_loss')} on the validation subjects); head epochs "
+              f"{cfg.get('head_epochs')}, unfrozen epochs {cfg.get('epochs')} ({cfg.get('unfreeze')}){lowres}, batch "
               f"{cfg.get('batch_size')}, AdamW lr {cfg.get('lr')} cosine decay, early stopping patience "
               f"{cfg.get('patience')}",
               f"- Minority class oversampled: {cfg.get('oversample')}; augmentation: flips, 90° turns, rotations "

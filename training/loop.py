@@ -14,7 +14,7 @@ import platform
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -74,7 +74,10 @@ class TrainConfig:
     # schedule
     batch_size: int = 32
     head_epochs: int = 0                 # phase 1: backbone frozen (useful with pre-trained weights)
-    epochs: int = 12                     # phase 2: unfrozen
+    lowres_epochs: int = 0               # phase 2: unfrozen, at lowres_size px (progressive resizing, ~4x cheaper)
+    lowres_size: int | None = None
+    lr_lowres: float | None = None       # peak learning rate of the low-resolution phase (None: lr)
+    epochs: int = 12                     # phase 3: unfrozen, at input_size
     unfreeze: str = "all"                # all | top:N
     lr_head: float = 1e-3
     lr: float = 1e-3
@@ -219,8 +222,10 @@ def _epoch_order(labels: np.ndarray, indices: list[int], oversample: bool, rng: 
     return rng.permutation(np.concatenate(parts))
 
 
-def _make_sequence(data: PreparedData, config: TrainConfig, start_epoch: int):
+def _make_sequence(data: PreparedData, config: TrainConfig, start_epoch: int, images: np.ndarray | None = None):
     import keras
+
+    images = data.images if images is None else images
 
     aug = AugmentConfig.from_dict(config.augment)
 
@@ -249,7 +254,7 @@ def _make_sequence(data: PreparedData, config: TrainConfig, start_epoch: int):
             order = self._current_order()
             sel = order[i * config.batch_size:(i + 1) * config.batch_size]
             rng = np.random.default_rng([config.seed, self.epoch, i, 7])
-            x = np.stack([augment(data.images[j], rng, aug) for j in sel]).astype("float32")
+            x = np.stack([augment(images[j], rng, aug) for j in sel]).astype("float32")
             return x, data.labels[sel]
 
         def on_epoch_end(self):
@@ -364,16 +369,34 @@ def _compile(model, lr: float, weight_decay: float):
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
-def _phases(config: TrainConfig) -> list[tuple[str, int, int, float]]:
-    """(name, first_epoch, end_epoch, lr) for each phase, epochs counted over the whole run."""
+def _phases(config: TrainConfig) -> list[tuple[str, int, int, float, int]]:
+    """(name, first_epoch, end_epoch, lr, input side) for each phase, epochs counted over the whole run."""
     phases = []
+    end = 0
     if config.head_epochs > 0:
-        phases.append(("head", 0, config.head_epochs, config.lr_head))
+        phases.append(("head", end, end + config.head_epochs, config.lr_head, config.input_size))
+        end += config.head_epochs
+    if config.lowres_epochs > 0:
+        if not config.lowres_size or not 16 <= config.lowres_size < config.input_size:
+            raise ValueError("lowres_epochs needs a lowres_size between 16 and input_size - 1")
+        phases.append(("lowres", end, end + config.lowres_epochs, config.lr_lowres or config.lr,
+                       config.lowres_size))
+        end += config.lowres_epochs
     if config.epochs > 0:
-        phases.append(("finetune", config.head_epochs, config.head_epochs + config.epochs, config.lr))
-    if not phases:
-        raise ValueError("nothing to train: head_epochs and epochs are both 0")
+        phases.append(("finetune", end, end + config.epochs, config.lr, config.input_size))
+    if not phases or phases[-1][4] != config.input_size:
+        raise ValueError("nothing to train at the model's input size: head_epochs and epochs are both 0")
     return phases
+
+
+def _resized(images: np.ndarray | None, size: int) -> np.ndarray | None:
+    """Cells shrunk to ``size`` px (area interpolation) for the low-resolution phase."""
+    import cv2
+
+    if images is None or images.shape[1] == size:
+        return images
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]) \
+        if len(images) else np.zeros((0, size, size, 3), np.uint8)
 
 
 def _cosine_lr(base: float, epoch: int, first: int, end: int) -> float:
@@ -432,13 +455,22 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
         counts = np.bincount(data.labels[data.split.train], minlength=n_classes)
         class_weight = {i: float(len(data.split.train) / (n_classes * max(1, c))) for i, c in enumerate(counts)}
 
-    model = _initial_model(config, n_classes)
+    model = full_model = _initial_model(config, n_classes)
     pretrained = config.init in ("imagenet", "model")
     stopped_early = False
+    recal_images = _recalibration_images(data, config)
 
-    for phase_name, first, end, base_lr in phases:
+    for phase_name, first, end, base_lr, size in phases:
         if state["epochs_done"] >= end or state.get("early_stopped"):
             continue
+        if size != config.input_size:
+            # The same network built for smaller inputs shares every weight; it hands them on through the
+            # phase's last checkpoint, which the full-size network loads when the next phase starts.
+            model = _initial_model(replace(config, input_size=size), n_classes)
+            if first == 0 or not run.last_weights.is_file():
+                model.set_weights(full_model.get_weights())
+        else:
+            model = full_model
         set_trainable(model, "head" if phase_name == "head" else config.unfreeze, freeze_batchnorm=pretrained)
         _compile(model, base_lr, config.weight_decay)
         start = max(first, state["epochs_done"])
@@ -446,12 +478,13 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
             _load_weights(model, run.last_weights)
             if start > first:
                 run.restore_optimizer(model.optimizer, model.trainable_variables)
-        sequence = _make_sequence(data, config, start)
+        sequence = _make_sequence(data, config, start, _resized(data.images, size))
         callback = _RunCallback(run, state, config, phase_name, first, end, base_lr, total_epochs,
                                 sequence.n_batches, report, stop,
-                                validation=(x_val, y_val) if x_val is not None else None,
-                                calibration_images=_recalibration_images(data, config),
-                                positive=_positive_index(data.dataset.class_names))
+                                validation=(_resized(x_val, size), y_val) if x_val is not None else None,
+                                calibration_images=_resized(recal_images, size),
+                                positive=_positive_index(data.dataset.class_names),
+                                track_best=size == config.input_size)
         try:
             model.fit(sequence, epochs=end, initial_epoch=start, verbose=0, callbacks=[callback],
                       class_weight=class_weight)
@@ -467,6 +500,7 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
 
     state["train_seconds"] = state.get("train_seconds", 0.0)
     report(ProgressEvent("evaluate", "calibrating and evaluating"))
+    model = full_model
     if run.best_weights.is_file():
         _load_weights(model, run.best_weights)
     result = _finalize(model, data, config, state, run, report)
@@ -550,8 +584,9 @@ class _RunCallback:
 
         class Impl(keras.callbacks.Callback):
             def __init__(self, run, state, config, phase, first, end, base_lr, total_epochs, n_batches, report,
-                         stop, validation=None, calibration_images=None, positive=None):
+                         stop, validation=None, calibration_images=None, positive=None, track_best=True):
                 super().__init__()
+                self.track_best = track_best
                 self.validation, self.positive = validation, positive
                 has_val = validation is not None
                 self.calibration_images = calibration_images
@@ -609,7 +644,9 @@ class _RunCallback:
                     monitor = -logs["val_auc"]
                 else:
                     monitor = logs.get("val_loss", logs.get("loss"))
-                if st["best_val_loss"] is None or monitor < st["best_val_loss"] - 1e-4:
+                if not self.track_best:
+                    pass   # a low-resolution epoch is not a candidate for the model that will be used
+                elif st["best_val_loss"] is None or monitor < st["best_val_loss"] - 1e-4:
                     st["best_val_loss"], st["best_epoch"], st["wait"] = monitor, epoch + 1, 0
                     self.run.save_weights(self.model, self.run.best_weights)
                 else:
@@ -621,7 +658,7 @@ class _RunCallback:
                                           epoch=epoch + 1, epochs=self.total_epochs, batch=self.n_batches,
                                           batches=self.n_batches, logs=logs,
                                           fraction=(epoch + 1) / self.total_epochs))
-                if (self.config.patience and self.has_val and self.phase != "head"
+                if (self.config.patience and self.has_val and self.track_best and self.phase != "head"
                         and st["wait"] >= self.config.patience):
                     self.early_stopped = True
                     self.model.stop_training = True

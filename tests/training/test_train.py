@@ -207,3 +207,29 @@ def test_best_epoch_can_follow_validation_auc_of_unseen_subjects(cnmc_root, tmp_
     assert result.meta["training"]["best_epoch"] == int(np.argmax(aucs)) + 1
     with pytest.raises(ValueError, match="monitor"):
         train(tiny_config(cnmc_root, tmp_path / "x", monitor="accuracy"))
+
+
+def test_low_resolution_phase_hands_its_weights_to_the_full_size_network(cnmc_root, tmp_path):
+    from training.loop import RunFolder, _initial_model
+
+    cfg = tiny_config(cnmc_root, tmp_path, lowres_size=16, lowres_epochs=2, epochs=1, max_steps_per_epoch=2)
+    epochs_seen = []
+
+    def stop_after_lowres():
+        return len(epochs_seen) > 0 and epochs_seen[-1] >= 3
+
+    # stop when the full-size phase is about to start: the checkpoint holds the low-resolution weights
+    result = train(cfg, on_progress=lambda e: epochs_seen.append(e.epoch), should_stop=stop_after_lowres)
+    assert result.cancelled and RunFolder(tmp_path / "run").load_state()["epochs_done"] == 2
+    full = _initial_model(cfg, 2)
+    fresh = [w.copy() for w in full.get_weights()]
+    full.load_weights(tmp_path / "run" / "last.weights.h5")     # 16-px weights load into the 32-px network
+    assert any(not np.array_equal(a, b) for a, b in zip(fresh, full.get_weights()))
+
+    result = train(cfg, resume=True)
+    history = result.meta["training"]["history"]
+    assert history["phase"] == ["lowres", "lowres", "finetune"]
+    assert result.meta["training"]["best_epoch"] == 3          # only full-size epochs can be the best
+    assert load_model_folder(result.model_folder).preprocessing.size == 32
+    with pytest.raises(ValueError, match="lowres_size"):
+        train(tiny_config(cnmc_root, tmp_path / "bad", lowres_epochs=1, lowres_size=64))
