@@ -18,6 +18,9 @@ DEFAULT_LIMITATIONS = [
     "Only 3 healthy subjects are in the available data (C-NMC fold_1): specificity for normal cells rests on very "
     "few people and is the least certain figure.",
     "Cells found in smear fields are cropped and masked to look like C-NMC crops; that domain shift is not measured.",
+    "A model that keeps cell size (pad_canvas) reads size in the source image's pixels: smear images whose pixel "
+    "size differs from C-NMC's (100x oil objective) show cells larger or smaller than it learned, and its output "
+    "shifts; the app does not rescale for the microscope yet.",
     "The model separates B-lymphoblasts from normal B-lymphoid precursors; it was never shown other white cells "
     "(neutrophils, monocytes, ...), so its output on them has no meaning.",
 ]
@@ -77,7 +80,10 @@ def render_card(meta: dict, cv_summary: dict | None = None, paper_protocol: dict
     pre = meta.get("preprocessing", {})
     lines += ["## Preprocessing (read by inference from model.json)",
               f"- Steps: {', '.join(pre.get('steps', []))}; crop to the non-black region (threshold "
-              f"{pre.get('black_threshold')}, margin {pre.get('crop_margin')} px), pad to a square, contrast "
+              f"{pre.get('black_threshold')}, margin {pre.get('crop_margin')} px), "
+              + (f"centre on a fixed {pre.get('canvas_px')} px square of source pixels (cell size kept; larger "
+                 f"cells shrink to fit)" if "pad_canvas" in pre.get("steps", []) else
+                 "pad to a square (every cell fills the frame: size is not seen)") + ", contrast "
               f"{pre.get('contrast')} ({pre.get('low_percentile')}–{pre.get('high_percentile')} percentiles of the "
               f"cell's pixels), resize to {pre.get('size')} px; {pre.get('backbone_scaling')}", "",
               "## Training recipe"]

@@ -36,6 +36,9 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--backbone", default="EfficientNetB3", help="EfficientNetB0..B3 (default B3) or tiny (tests)")
     g.add_argument("--input-size", type=int, default=128, help="input side in pixels (default 128)")
+    g.add_argument("--canvas-px", type=int, default=0,
+                   help="keep cell size: centre each cell on a square of this many source pixels before resizing "
+                        "(0: the paper's crop-to-fill, which hides cell size)")
     g.add_argument("--dropout", type=float, default=0.3)
     g.add_argument("--init", choices=["scratch", "imagenet", "model"], default="scratch",
                    help="initial weights: random, ImageNet from a local file, or a model folder (--parent)")
@@ -89,7 +92,7 @@ def _config_from(args):
     return TrainConfig(
         data=str(Path(args.data).expanduser()), run_dir=args.run_dir, output=getattr(args, "out", None),
         name=args.name, version=args.version, folds=args.folds, backbone=args.backbone,
-        input_size=args.input_size, dropout=args.dropout, init=args.init, imagenet_weights=args.imagenet_weights,
+        input_size=args.input_size, canvas_px=args.canvas_px, dropout=args.dropout, init=args.init, imagenet_weights=args.imagenet_weights,
         parent_model=args.parent_model, split=split, leaky_image_split=args.leaky_image_split,
         val_fraction=(0.10 if args.leaky_image_split and args.val_fraction == 0.15 else args.val_fraction),
         test_fraction=(0.20 if args.leaky_image_split and args.test_fraction == 0.15 else args.test_fraction),

@@ -55,6 +55,7 @@ class TrainConfig:
     # model
     backbone: str = "EfficientNetB3"
     input_size: int = 128
+    canvas_px: int = 0                   # > 0: keep cell size, each cell centred on this many source pixels
     dropout: float = 0.3
     init: str = "scratch"                # scratch | imagenet | model
     imagenet_weights: str | None = None  # local efficientnetb3_notop.h5 (never downloaded)
@@ -176,7 +177,8 @@ def _load_images(dataset: Dataset, pre: PreprocessConfig, workers: int, skip_unr
 
 def prepare_data(config: TrainConfig, report=lambda e: None) -> PreparedData:
     dataset = load_dataset(config.data, folds=config.folds)
-    pre = PreprocessConfig(size=config.input_size)
+    pre = (PreprocessConfig.fixed_scale(config.input_size, config.canvas_px) if config.canvas_px
+           else PreprocessConfig(size=config.input_size))
     images, keep = _load_images(dataset, pre, config.workers, config.skip_unreadable, report)
     if len(keep) < len(dataset.samples):
         dropped = len(dataset.samples) - len(keep)
@@ -428,7 +430,7 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
     if resume and run.exists():
         state = run.load_state()
         saved = TrainConfig.from_dict(state["config"])
-        for key in ("data", "backbone", "input_size", "split", "seed", "cv_fold", "init"):
+        for key in ("data", "backbone", "input_size", "canvas_px", "split", "seed", "cv_fold", "init"):
             if getattr(saved, key) != getattr(config, key):
                 raise ValueError(f"cannot resume {run.path}: its {key} was {getattr(saved, key)!r}, "
                                  f"now {getattr(config, key)!r}")

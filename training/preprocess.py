@@ -1,7 +1,9 @@
 """The paper's preprocessing, as one function that training and inference both call.
 
 crop to the cell (remove the black frame) -> pad to a square with black -> contrast normalisation over the
-cell's pixels -> resize. The result is uint8 RGB in 0..255; the EfficientNet backbone applies its own input
+cell's pixels -> resize. The paper's "pad_square" makes every cell fill the frame, so the network never sees a
+cell's size; "pad_canvas" instead centres the cell on a fixed ``canvas_px`` square of source pixels, so a cell
+twice as wide stays twice as wide (cell size is a hematologist's first cue to a blast). The result is uint8 RGB in 0..255; the EfficientNet backbone applies its own input
 scaling inside the network. The parameters travel with the model folder (``PreprocessConfig.to_dict``).
 """
 from __future__ import annotations
@@ -22,6 +24,12 @@ class PreprocessConfig:
     high_percentile: float = 99.0
     backbone_scaling: str = "built into the network (EfficientNet: input is RGB 0..255)"
     steps: tuple = field(default=("crop_nonblack", "pad_square", "contrast", "resize"))
+    canvas_px: int = 0                 # with the "pad_canvas" step: side of the fixed square, in source pixels
+
+    @classmethod
+    def fixed_scale(cls, size: int, canvas_px: int) -> "PreprocessConfig":
+        """Keep cell size: centre each cell on a canvas_px square of source pixels, then resize to size."""
+        return cls(size=size, canvas_px=canvas_px, steps=("crop_nonblack", "pad_canvas", "contrast", "resize"))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -69,6 +77,17 @@ def pad_square(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+def pad_canvas(rgb: np.ndarray, canvas_px: int) -> np.ndarray:
+    """Centre the cell on a black ``canvas_px`` square (its size kept); a larger cell is padded to its own square
+    and so shrinks to fit, the only case where its size is not kept."""
+    h, w = rgb.shape[:2]
+    side = max(h, w, int(canvas_px))
+    out = np.zeros((side, side, 3), dtype=rgb.dtype)
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    out[y0:y0 + h, x0:x0 + w] = rgb
+    return out
+
+
 def normalise_contrast(rgb: np.ndarray, black_threshold: int = 12, low: float = 1.0,
                        high: float = 99.0) -> np.ndarray:
     """Stretch the cell's luminance so its [low, high] percentiles span 0..255, keeping hue.
@@ -98,6 +117,10 @@ def preprocess_cell(rgb: np.ndarray, config: PreprocessConfig = PreprocessConfig
         out = crop_to_cell(out, config.black_threshold, config.crop_margin)
     if "pad_square" in config.steps:
         out = pad_square(out)
+    if "pad_canvas" in config.steps:
+        if config.canvas_px <= 0:
+            raise ValueError("the pad_canvas step needs canvas_px > 0")
+        out = pad_canvas(out, config.canvas_px)
     if "contrast" in config.steps and config.contrast == "percentile_stretch":
         out = normalise_contrast(out, config.black_threshold, config.low_percentile, config.high_percentile)
     if "resize" in config.steps and out.shape[:2] != (config.size, config.size):

@@ -83,8 +83,8 @@ def _normalise(cam: np.ndarray) -> np.ndarray:
 def map_to_crop(cam: np.ndarray, crop: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """Undo the geometry of the preprocessing: a map on the network input -> a map over the crop's pixels.
 
-    The preprocessing crops the black frame (with a margin), pads to a square and resizes; the map is resized to
-    the padded square, un-padded and placed where the frame crop was. Pixels outside that stay 0.
+    The preprocessing crops the black frame (with a margin), pads to a square (or a fixed canvas) and resizes; the
+    map is resized to the padded square, un-padded and placed where the frame crop was. Pixels outside that stay 0.
     """
     import cv2
 
@@ -98,7 +98,12 @@ def map_to_crop(cam: np.ndarray, crop: np.ndarray, config: PreprocessConfig) -> 
             x0, y0 = max(0, bx - m), max(0, by - m)
             x1, y1 = min(width, bx + bw + m), min(height, by + bh + m)
     w, h = x1 - x0, y1 - y0
-    side = max(w, h) if "pad_square" in config.steps else None
+    if "pad_square" in config.steps:
+        side = max(w, h)
+    elif "pad_canvas" in config.steps:
+        side = max(w, h, config.canvas_px)
+    else:
+        side = None
     out = np.zeros((height, width), np.float32)
     if side is None:
         out[y0:y1, x0:x1] = cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -54,3 +54,28 @@ def test_dihedral_views_are_the_eight_symmetries(cells):
     views = dihedral_views(batch)
     assert len(views) == 8
     assert len({v.tobytes() for v in views}) == 8
+
+
+def test_fixed_canvas_keeps_cell_size_where_the_paper_crop_hides_it():
+    from training.preprocess import PreprocessConfig, preprocess_cell
+
+    def disc(radius):
+        import cv2
+        img = np.zeros((450, 450, 3), np.uint8)
+        cv2.circle(img, (225, 225), radius, (150, 60, 170), -1)
+        img[225, 225] = (90, 20, 120)          # some contrast for the normalisation
+        return img
+
+    def width(out):
+        cols = np.where((out.max(axis=2) > 12).any(axis=0))[0]
+        return cols[-1] - cols[0] + 1
+
+    fixed = PreprocessConfig.fixed_scale(128, 352)
+    small, large = preprocess_cell(disc(60), fixed), preprocess_cell(disc(120), fixed)
+    assert small.shape == large.shape == (128, 128, 3)
+    assert abs(width(large) / width(small) - 2.0) < 0.1          # twice as wide stays twice as wide
+    fill = PreprocessConfig(size=128)
+    assert abs(width(preprocess_cell(disc(120), fill)) - width(preprocess_cell(disc(60), fill))) <= 6   # only the 4 px margin differs
+    huge = preprocess_cell(disc(220), fixed)                       # larger than the canvas: shrinks to fit
+    assert width(huge) <= 128
+    assert PreprocessConfig.from_dict(fixed.to_dict()) == fixed
