@@ -9,7 +9,9 @@ not depend on the weights. Parts:
      LiteRT/XNNPACK, all on the same prepared cells in this process;
   2. end to end on the BCCD fields: fields/s, cells/s, time to the first result after the model is loaded;
   3. model load time;
-  4. peak memory (max RSS of a child process) analysing 100 vs 1,000 fields.
+  4. peak memory (max RSS of a child process) analysing 100 vs 1,000 fields;
+  5. a profile of one BCCD pass, stage by stage (decode, localise, preprocess, classify), run one after another;
+  6. with --quantization: LiteRT with dynamic-range int8 and with float16 weights vs float32, speed and max |dp|.
 Exits non-zero only on error.
 """
 from __future__ import annotations
@@ -78,6 +80,86 @@ def report_memory(model_dir: Path) -> None:
           f"{peaks[1000]:.0f} MB ({peaks[1000] / peaks[100]:.2f}x)")
 
 
+def profile_stages(bccd: Path, clf) -> None:
+    """Seconds per stage over the BCCD fields, each stage run alone (the pipeline overlaps decode/localise with
+    classification in a reader thread; this shows which one bounds it)."""
+    from leukviewer.core.imageio import read_image
+    from leukviewer.core.pipeline import locate
+
+    paths = sorted(bccd.glob("*.jpg"))
+    t = {"decode": 0.0, "localise": 0.0, "preprocess": 0.0, "classify": 0.0}
+    prepared = []
+    for p in paths:
+        t0 = time.perf_counter()
+        rgb = read_image(p)
+        t1 = time.perf_counter()
+        _, _, crops = locate(rgb)
+        t2 = time.perf_counter()
+        prepared += [clf.prepare(c) for c in crops]
+        t3 = time.perf_counter()
+        t["decode"] += t1 - t0
+        t["localise"] += t2 - t1
+        t["preprocess"] += t3 - t2
+    import numpy as np
+
+    t0 = time.perf_counter()
+    clf.engine.logits(np.stack(prepared))
+    t["classify"] = time.perf_counter() - t0
+    total = sum(t.values())
+    print(f"\n5. profile of one pass over {len(paths)} BCCD fields, {len(prepared)} cells, stages run alone "
+          f"({clf.engine.device}):")
+    for k, v in t.items():
+        print(f"   {k:<11} {v:6.2f} s  {100 * v / total:5.1f}%  ({len(prepared) / v if v else float('inf'):.1f} "
+              "cells/s alone)")
+
+
+def report_quantization(model, cells) -> None:
+    """LiteRT variants of the same network: float32, dynamic-range int8 weights, float16 weights."""
+    import shutil
+
+    import numpy as np
+    import tensorflow as tf
+
+    from training.modelfolder import softmax
+
+    work = Path(tempfile.mkdtemp(prefix="lv-quant-"))
+    try:
+        model.network.export(str(work / "sm"), format="tf_saved_model", verbose=False)
+        variants = {}
+        for name in ("float32", "dynamic-range int8", "float16"):
+            conv = tf.lite.TFLiteConverter.from_saved_model(str(work / "sm"))
+            if name != "float32":
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            if name == "float16":
+                conv.target_spec.supported_types = [tf.float16]
+            variants[name] = conv.convert()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    x = cells[:32].astype(np.float32)
+    probe = cells[:84].astype(np.float32)
+    print("\n6. LiteRT weight quantisation, batch 32:")
+    ref, ref_rate = None, None
+    for name, flat in variants.items():
+        interp = tf.lite.Interpreter(model_content=flat, num_threads=os.cpu_count())
+        inp = interp.get_input_details()[0]["index"]
+        out = interp.get_output_details()[0]["index"]
+
+        def run(batch):
+            interp.resize_tensor_input(inp, list(batch.shape), strict=False)
+            interp.allocate_tensors()
+            interp.set_tensor(inp, batch)
+            interp.invoke()
+            return interp.get_tensor(out).copy()
+
+        probs = softmax(np.concatenate([run(probe[i:i + 1]) for i in range(len(probe))]), model.temperature)
+        run(x)
+        cps = rate(lambda: (interp.set_tensor(inp, x), interp.invoke()), len(x), repeat=3)
+        if ref is None:
+            ref, ref_rate = probs, cps
+        print(f"   {name:<20} {len(flat) / 1e6:5.1f} MB  {cps:6.1f} cells/s ({cps / ref_rate:.2f}x)  "
+              f"max |dp| vs float32 {float(np.abs(probs - ref).max()):.2e}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model folder (default: bundled, else an untrained B3)")
@@ -85,6 +167,7 @@ def main() -> int:
     ap.add_argument("--naive-cells", type=int, default=32)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--only-memory", action="store_true")
+    ap.add_argument("--quantization", action="store_true", help="also measure int8/float16 LiteRT variants")
     args = ap.parse_args()
 
     import numpy as np
@@ -161,6 +244,9 @@ def main() -> int:
               f"{n_fields / dt:.1f} fields/s, {n_cells / dt:.1f} cells/s; first result {t_first:.2f} s after "
               "the folder was opened (model loaded)")
 
+    profile_stages(bccd, CellClassifier(model_dir, backend="tflite", warm_up=True))
+    if args.quantization:
+        report_quantization(model, cells)
     if not args.skip_memory:
         report_memory(model_dir)
     print(f"\nthis process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
