@@ -172,6 +172,8 @@ def main(argv=None) -> int:
     p.add_argument("--cv-summary", help="cv_summary.json written by 'python -m training cv'")
     p.add_argument("--paper-protocol", help="result.json of a --leaky-image-split run, shown for contrast")
     p.add_argument("--data-source", help="text naming the training data's source and licence")
+    p.add_argument("--section", action="append", default=[], metavar="TITLE=FILE",
+                   help="add a section (Markdown from FILE) under TITLE, e.g. the table of recipes compared")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -216,8 +218,15 @@ def main(argv=None) -> int:
             if paper and "metrics" in paper:
                 paper = paper["metrics"].get("test") or {}
             layout = read_meta(args.model).get("training", {}).get("data", {}).get("layout")
+            sections = {}
+            for item in args.section:
+                title, sep, file = item.partition("=")
+                if not sep or not title.strip():
+                    raise ValueError(f"--section wants TITLE=FILE, got {item!r}")
+                sections[title.strip()] = Path(file).read_text(encoding="utf-8").strip()
             path = write_model_card(args.model, cv_summary=load_json(args.cv_summary), paper_protocol=paper,
-                                    data_source=args.data_source or (CNMC_SOURCE if layout == "cnmc" else None))
+                                    data_source=args.data_source or (CNMC_SOURCE if layout == "cnmc" else None),
+                                    extra_sections=sections)
             print(f"model card: {path}")
         elif args.command == "export":
             from .loop import export_run

@@ -159,6 +159,20 @@ def test_model_card_states_use_data_and_limits(trained):
     assert "## Limitations" in card and "3 healthy subjects" in card
 
 
+def test_card_command_adds_a_section_of_recipes_compared(trained, tmp_path):
+    result, _, _ = trained
+    folder = tmp_path / "model"
+    shutil.copytree(result.model_folder, folder)
+    table = tmp_path / "recipes.md"
+    table.write_text("| recipe | weighted F1 |\n|---|---|\n| (a) from scratch | 0.700 |\n")
+    run = subprocess.run([sys.executable, "-m", "training", "card", "--model", str(folder),
+                          "--section", f"Recipes compared={table}"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "## Recipes compared" in card and "| (a) from scratch | 0.700 |" in card
+    verify(folder)                                  # the card is documentation: the hash still verifies
+
+
 def test_cross_validation_reports_each_fold_and_mean_sd(cnmc_root, tmp_path):
     from training.evaluate import cross_validate, format_cv_table
 
