@@ -53,6 +53,8 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lowres-size", type=int, help="input side of the low-resolution epochs")
     g.add_argument("--lr-lowres", type=float, help="peak learning rate of the low-resolution epochs (default --lr)")
     g.add_argument("--unfreeze", default="all", help="'all' or 'top:N' EfficientNet blocks (default all)")
+    g.add_argument("--train-batchnorm", action="store_true",
+                   help="with pre-trained weights, let BatchNorm layers learn (default: keep their statistics)")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the unfrozen phase (cosine decay)")
     g.add_argument("--lr-head", type=float, default=1e-3)
     g.add_argument("--batch-size", type=int, default=32)
@@ -102,7 +104,8 @@ def _config_from(args):
             contrast=args.contrast)).to_dict(),
         skip_unreadable=args.skip_unreadable, batch_size=args.batch_size, head_epochs=args.head_epochs,
         epochs=args.epochs, lowres_epochs=args.lowres_epochs,
-        lowres_size=args.lowres_size, lr_lowres=args.lr_lowres, unfreeze=args.unfreeze, lr_head=args.lr_head, lr=args.lr, patience=args.patience,
+        lowres_size=args.lowres_size, lr_lowres=args.lr_lowres, unfreeze=args.unfreeze,
+        train_batchnorm=args.train_batchnorm, lr_head=args.lr_head, lr=args.lr, patience=args.patience,
         max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, tta=args.tta, monitor=args.monitor)
 
 

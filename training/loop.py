@@ -80,6 +80,7 @@ class TrainConfig:
     lr_lowres: float | None = None       # peak learning rate of the low-resolution phase (None: lr)
     epochs: int = 12                     # phase 3: unfrozen, at input_size
     unfreeze: str = "all"                # all | top:N
+    train_batchnorm: bool = False        # with pre-trained weights: let BatchNorm layers learn (default: frozen)
     lr_head: float = 1e-3
     lr: float = 1e-3
     weight_decay: float = 1e-5
@@ -458,7 +459,9 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
         class_weight = {i: float(len(data.split.train) / (n_classes * max(1, c))) for i, c in enumerate(counts)}
 
     model = full_model = _initial_model(config, n_classes)
-    pretrained = config.init in ("imagenet", "model")
+    # Pre-trained BatchNorm statistics are kept by default (ImageNet's are better than a small data set's); a
+    # backbone pre-trained on another lab's images (PBC) may need them re-learnt: train_batchnorm=True.
+    pretrained = config.init in ("imagenet", "model") and not config.train_batchnorm
     stopped_early = False
     recal_images = _recalibration_images(data, config)
 

@@ -247,3 +247,21 @@ def test_low_resolution_phase_hands_its_weights_to_the_full_size_network(cnmc_ro
     assert load_model_folder(result.model_folder).preprocessing.size == 32
     with pytest.raises(ValueError, match="lowres_size"):
         train(tiny_config(cnmc_root, tmp_path / "bad", lowres_epochs=1, lowres_size=64))
+
+
+@pytest.mark.parametrize("train_batchnorm", [False, True])
+def test_fine_tuning_keeps_or_relearns_batchnorm_statistics_as_asked(trained, cnmc_root, tmp_path, train_batchnorm):
+    import keras
+
+    result, _, _ = trained
+    parent = load_model_folder(result.model_folder).network
+
+    def bn_means(net):
+        return [np.asarray(layer.moving_mean) for layer in net.get_layer("backbone").layers
+                if isinstance(layer, keras.layers.BatchNormalization)]
+
+    r = train(tiny_config(cnmc_root, tmp_path, init="model", parent_model=str(result.model_folder), epochs=1,
+                          train_batchnorm=train_batchnorm, max_steps_per_epoch=2))
+    child = load_model_folder(r.model_folder).network
+    same = all(np.allclose(a, b) for a, b in zip(bn_means(parent), bn_means(child)))
+    assert same is not train_batchnorm
