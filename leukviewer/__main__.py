@@ -1,5 +1,6 @@
-"""``leukviewer [FOLDER]`` (the review window), ``leukviewer batch ...`` and ``leukviewer report ...`` (headless):
-one entry point."""
+"""``leukviewer [FOLDER]`` (the review window), ``leukviewer batch ...`` and ``leukviewer report ...`` (headless),
+``leukviewer --self-test`` / ``--smoke-test`` (installation checks, see ``selftest.py``): one entry point, the same
+in a checkout and in the frozen bundle."""
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"leukviewer {__version__}")
     parser.add_argument("folder", nargs="?", help="case folder to open")
     parser.add_argument("--model", help="model folder (default: the bundled model)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation without a display or network: verify the model's SHA-256, "
+                             "classify the bundled sample cell, print the result; exit 0 when it passes")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="open the review window offscreen on the bundled sample, wait for its analysis, "
+                             "exit 0 when it passes")
+    parser.add_argument("--screenshot", metavar="PNG", help="with --smoke-test: save the window's picture here")
     args = parser.parse_args(argv)
+    if args.self_test or args.smoke_test:
+        from . import selftest
+
+        if args.self_test:
+            code = selftest.run_self_test(model_dir=args.model)
+            if code or not args.smoke_test:
+                return code
+        return selftest.run_smoke_test(model_dir=args.model, screenshot=args.screenshot)
     if _exists("leukviewer.gui.app"):  # arrives with the review-application issue
         from .gui.app import run_app
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFrame, QHBoxLayout, QLabel, QLineEdit, QTextBrowser,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+                               QSplitter, QTabWidget, QTextBrowser, QToolButton, QTreeWidget, QTreeWidgetItem,
+                               QVBoxLayout, QWidget)
 
 from .. import RUO_NOTICE, __version__
 from .signals import emit
@@ -94,11 +95,94 @@ def model_card_markdown(model_dir: Path | None) -> str:
     return "\n".join(lines)
 
 
+def licences_folder() -> Path:
+    from ..core.classifier import assets_dir
+
+    return assets_dir() / "licenses"
+
+
+def bundled_licences(folder: Path | None = None) -> list[dict]:
+    """The third-party components leukviewer ships, with their licences (``assets/licenses/index.json``, written by
+    packaging/collect_licenses.py), and the build machine's system libraries in an installed bundle
+    (``system/index.json``, written by the build). Each entry: name, version, licence, url, files."""
+    folder = folder or licences_folder()
+    entries = []
+    for index in (folder / "index.json", folder / "system" / "index.json"):
+        try:
+            entries += json.loads(index.read_text(encoding="utf-8"))["components"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return entries
+
+
+def licence_text(entry: dict, folder: Path | None = None) -> str:
+    """The licence files of one component, one after the other."""
+    folder = folder or licences_folder()
+    parts = [f"{entry.get('name', '')} {entry.get('version', '')}".strip(), f"Licence: {entry.get('licence', '')}"]
+    if entry.get("url"):
+        parts.append(entry["url"])
+    for name in entry.get("files", []):
+        try:
+            text = (folder / name).read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            text = f"(cannot be read: {e})"
+        parts.append(f"\n=== {name} ===\n\n{text}")
+    return "\n".join(parts)
+
+
+class LicencesPanel(QWidget):
+    """Every bundled component and its licence; selecting one shows its licence texts."""
+
+    def __init__(self, parent=None, folder: Path | None = None):
+        super().__init__(parent)
+        self.folder = folder or licences_folder()
+        self.entries = bundled_licences(self.folder)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        intro = QLabel("leukviewer includes the software and data below, each under its own licence. Qt is used "
+                       "under the LGPL-3.0; its libraries are separate files in the installation folder and can be "
+                       "replaced.")
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        self.table = QTreeWidget()
+        self.table.setHeaderLabels(["Component", "Version", "Licence"])
+        self.table.setRootIsDecorated(False)
+        for entry in self.entries:
+            self.table.addTopLevelItem(QTreeWidgetItem([entry.get("name", ""), entry.get("version", ""),
+                                                        entry.get("licence", "")]))
+        self.table.resizeColumnToContents(0)
+        self.text = QPlainTextEdit()
+        self.text.setReadOnly(True)
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        if not self.entries:
+            self.text.setPlainText(f"The licence index is missing from {self.folder}.")
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.text)
+        splitter.setSizes([220, 260])
+        layout.addWidget(splitter, 1)
+        self.table.currentItemChanged.connect(self._show_selected)
+        if self.entries:
+            self.table.setCurrentItem(self.table.topLevelItem(0))
+
+    def _show_selected(self, item, _previous=None) -> None:
+        if item is not None:
+            self.text.setPlainText(licence_text(self.entries[self.table.indexOfTopLevelItem(item)], self.folder))
+
+    def select(self, name: str) -> None:
+        """Show the licence of the first component whose name contains ``name``."""
+        for i, entry in enumerate(self.entries):
+            if name.lower() in entry.get("name", "").lower():
+                self.table.setCurrentItem(self.table.topLevelItem(i))
+                return
+        raise KeyError(name)
+
+
 class AboutDialog(QDialog):
     def __init__(self, parent=None, model_dir: Path | None = None):
         super().__init__(parent)
         self.setWindowTitle("About leukviewer")
-        self.resize(620, 560)
+        self.resize(680, 600)
         layout = QVBoxLayout(self)
         notice = QLabel(RUO_NOTICE)
         notice.setObjectName("ruo")
@@ -111,8 +195,12 @@ class AboutDialog(QDialog):
         self.card.setOpenExternalLinks(False)
         self.card_markdown = model_card_markdown(model_dir)
         self.card.setMarkdown(self.card_markdown)
-        layout.addWidget(QLabel("Model card"))
-        layout.addWidget(self.card, 1)
+        self.licences = LicencesPanel(self)
+        self.licence_table = self.licences.table
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.card, "Model card")
+        self.tabs.addTab(self.licences, "Licences")
+        layout.addWidget(self.tabs, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
