@@ -89,7 +89,7 @@ def save_model_folder(model, folder: str | Path, meta: dict, overwrite: bool = F
     try:
         os.chmod(staging, 0o755)  # mkdtemp makes it private; a model folder is meant to be shared
         weights = staging / WEIGHTS_FILE
-        model.save(weights)
+        _without_optimizer(model).save(weights)
         meta = dict(meta)
         meta.update({
             "format": FORMAT,
@@ -109,6 +109,16 @@ def save_model_folder(model, folder: str | Path, meta: dict, overwrite: bool = F
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def _without_optimizer(model):
+    """The network alone: a compiled model would carry its optimizer's state (AdamW: twice the weights) into the
+    file that ships, and inference never needs it."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    clone = type(model).from_config(model.get_config())   # uncompiled (keras' clone_model compiles it too)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def _json_default(o):

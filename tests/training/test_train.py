@@ -42,6 +42,14 @@ def test_tiny_training_writes_a_self_describing_model_folder(trained):
     assert meta["training"]["data"]["per_class"] == {"HEM": 18, "ALL": 66}
     assert meta["metrics"]["test"]["n"] > 0 and "subject-disjoint" in meta["metrics"]["measured_on"]
     assert len(meta["weights"]["sha256"]) == 64
+    # the network alone ships, not the optimizer's state (AdamW's would triple the file)
+    import io
+    import zipfile
+
+    import h5py
+    with zipfile.ZipFile(result.model_folder / meta["weights"]["file"]) as z:
+        with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as h5:
+            assert "layers" in h5 and "optimizer" not in h5
     assert (result.model_folder / "figures" / "confusion_matrix.png").is_file()
     # progress: per batch with an ETA, per epoch, and a final event
     batch_events = [e for e in events if e.stage == "train" and e.batch and e.eta_s is not None]
