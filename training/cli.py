@@ -59,9 +59,10 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-head", type=float, default=1e-3)
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--patience", type=int, default=4, help="early stopping on the monitored figure (0: off)")
-    g.add_argument("--monitor", choices=["val_loss", "val_auc"], default="val_loss",
+    g.add_argument("--monitor", choices=["val_loss", "val_auc", "last"], default="val_loss",
                    help="validation figure that picks the best epoch and drives early stopping; val_auc ranks "
-                        "cells of unseen subjects, val_loss also weighs their calibration")
+                        "cells of unseen subjects, val_loss also weighs their calibration; last keeps the last "
+                        "epoch of the schedule (validation is still measured and used for calibration)")
     g.add_argument("--max-steps-per-epoch", type=int, help="cap the batches per epoch (quick trials)")
     g.add_argument("--class-weights", action="store_true", help="weight the loss by class (besides oversampling)")
     g.add_argument("--no-oversample", action="store_true", help="do not oversample the minority class")

@@ -85,7 +85,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     patience: int = 4                    # early stopping on the monitored validation figure (0: off)
-    monitor: str = "val_loss"            # val_loss (lower is better) | val_auc (higher is better; binary only)
+    monitor: str = "val_loss"            # val_loss (lower is better) | val_auc (higher; binary) | last (the last
+                                         # full-size epoch is kept: a fixed schedule, validation only watched)
     max_steps_per_epoch: int | None = None
     bn_recalibration_batches: int = 20   # re-estimate BatchNorm statistics before each validation (0: off)
     seed: int = 0
@@ -339,8 +340,8 @@ def _initial_model(config: TrainConfig, n_classes: int):
         raise WeightsError(f"unknown init {config.init!r}: use scratch, imagenet or model")
     model = build_classifier(config.backbone, config.input_size, n_classes, config.dropout, imagenet_file,
                              config.seed)
-    if config.monitor not in ("val_loss", "val_auc"):
-        raise ValueError(f"unknown monitor {config.monitor!r}: use val_loss or val_auc")
+    if config.monitor not in ("val_loss", "val_auc", "last"):
+        raise ValueError(f"unknown monitor {config.monitor!r}: use val_loss, val_auc or last")
     if config.init == "model":
         if not config.parent_model:
             raise WeightsError("init=model needs parent_model (a model folder)")
@@ -533,7 +534,7 @@ def validation_logs(model, x_val: np.ndarray, y_val: np.ndarray, batch_size: int
     logs = {"val_loss": float(-logp[np.arange(len(y_val)), y_val].mean()),
             "val_accuracy": float((logits.argmax(axis=1) == y_val).mean())}
     if positive is not None and logits.shape[1] == 2 and len(np.unique(y_val)) == 2:
-        from sklearn.metrics import roc_auc_score
+        from .metrics import roc_auc_score
 
         logs["val_auc"] = float(roc_auc_score(y_val == positive, logp[:, positive]))
     return logs
@@ -645,7 +646,9 @@ class _RunCallback:
                 st["epochs_done"] = epoch + 1
                 st["train_seconds"] = st.get("train_seconds", 0.0) + (time.time() - self.t_epoch)
                 # best_val_loss keeps its name in state.json; it holds the monitored figure, lower is better
-                if self.config.monitor == "val_auc" and "val_auc" in logs:
+                if self.config.monitor == "last":
+                    monitor = -float(epoch)          # every epoch beats the one before
+                elif self.config.monitor == "val_auc" and "val_auc" in logs:
                     monitor = -logs["val_auc"]
                 else:
                     monitor = logs.get("val_loss", logs.get("loss"))

@@ -227,6 +227,9 @@ def test_best_epoch_can_follow_validation_auc_of_unseen_subjects(cnmc_root, tmp_
     aucs = history["val_auc"]
     assert len(aucs) == 3 and all(0.0 <= a <= 1.0 for a in aucs)
     assert result.meta["training"]["best_epoch"] == int(np.argmax(aucs)) + 1
+    last = train(tiny_config(cnmc_root, tmp_path / "last", output=None, epochs=3, monitor="last",
+                             test_fraction=0.0))
+    assert last.meta["training"]["best_epoch"] == 3 and len(last.meta["training"]["history"]["val_auc"]) == 3
     with pytest.raises(ValueError, match="monitor"):
         train(tiny_config(cnmc_root, tmp_path / "x", monitor="accuracy"))
 
