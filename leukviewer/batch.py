@@ -30,6 +30,9 @@ def add_arguments(p) -> None:
     p.add_argument("--pdf", action="store_true", help="write report.pdf (the model's suggestions, not yet reviewed)")
     p.add_argument("--geojson", action="store_true", help="write cells.geojson (cell outlines for QuPath)")
     p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--engine", choices=["auto", "tf", "litert"], default="auto",
+                   help="inference engine: litert (LiteRT/XNNPACK, converted once and cached; ~1.6-2x faster on "
+                        "a CPU), tf (TensorFlow; a GPU when it sees one), auto (litert when already converted)")
     p.add_argument("--recursive", action="store_true", help="also analyse images in sub-folders")
     p.add_argument("--kind", choices=["auto", "single_cell", "smear_field"], default="auto",
                    help="image kind: detected per image (auto), or forced")
@@ -65,7 +68,7 @@ def run(args) -> int:
         print(f"error: {out} already holds {', '.join(existing)}; use --overwrite or another --out", file=sys.stderr)
         return 2
     try:
-        classifier = CellClassifier(args.model)
+        classifier = CellClassifier(args.model, backend={"litert": "tflite"}.get(args.engine, args.engine))
     except ModelFolderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

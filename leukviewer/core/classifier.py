@@ -51,7 +51,7 @@ class ModelInfo:
 class CellClassifier:
     """Classifies cell crops (RGB uint8, cell on black) in batches through a model folder."""
 
-    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32, backend: str = "tf",
+    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32, backend: str = "auto",
                  warm_up: bool = False):
         folder = Path(model_dir) if model_dir else bundled_model_dir()
         if not (folder / "model.json").is_file() and not folder.is_dir():

@@ -52,3 +52,28 @@ def test_wrong_cell_size_is_refused(model):
     with pytest.raises(ValueError, match="expected cells of 32x32x3"):
         engine.logits(np.zeros((2, 64, 64, 3), np.uint8))
     assert engine.logits(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 2)
+
+
+def test_auto_engine_uses_litert_only_once_converted(model, cells, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEUKVIEWER_CACHE_DIR", str(tmp_path / "cache"))
+    before = InferenceEngine(model, "auto", batch_size=8)
+    assert before.backend == "tf"                       # nothing converted yet: no wait for a conversion
+    InferenceEngine(model, "tflite", batch_size=16)     # converts; one file serves every batch size
+    after = InferenceEngine(model, "auto", batch_size=8)
+    assert after.backend == "tflite" and "LiteRT" in after.device
+    assert np.max(np.abs(after.probabilities(cells) - before.probabilities(cells))) <= 1e-3
+
+
+def test_prepare_engine_command_converts_the_model(tiny_model_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LEUKVIEWER_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-m", "leukviewer", "--prepare-engine", "--model", str(tiny_model_dir)],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "LiteRT engine ready" in run.stdout and list((tmp_path / "cache" / "tflite").glob("*.tflite"))
+    bad = subprocess.run([sys.executable, "-m", "leukviewer", "--prepare-engine", "--model", str(tmp_path / "no")],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "not found" in bad.stderr and "Traceback" not in bad.stderr
