@@ -4,6 +4,11 @@
 Every entry says why leaving it out is safe. ``import tensorflow`` itself imports nearly all of TensorFlow's Python
 packages (lite, tpu, distribute, profiler, ...), so TensorFlow is trimmed by files, not by modules: its C++ headers,
 the three extension modules nothing imports, and the symbol tables of its libraries (``strip``).
+
+What is loaded but never run is replaced by a stand-in of the same name: a Python module whose functions raise
+(STUBBED_MODULES), or on Linux a generated shared library with the same SONAME, symbol versions and functions, each
+of which prints what was called and aborts (STUBBED_LIBRARIES); Qt's ICU data keeps only what Qt's ICU calls read
+(ICU_DATA_LEFT_OUT). The test runs the app with these stand-ins and the trimmed ICU data too.
 """
 from __future__ import annotations
 
@@ -32,6 +37,14 @@ EXCLUDED_MODULES = [
     "readline",
     # Pillow's AVIF codec (libavif, ~5 MB): the app reads BMP, PNG, JPEG and TIFF; Pillow skips a missing codec.
     "PIL._avif",
+    # SciPy and scikit-learn (~0.1 GB): training/metrics.py computes every metric with numpy; they are only in
+    # the development environment, as the test extra's reference for those metrics. Keras imports scikit-learn
+    # for its optional wrappers (``try: import sklearn``) and SciPy only for STFT windows; neither runs here.
+    "scipy", "sklearn", "joblib", "threadpoolctl",
+    # Keras's other backends (the app runs Keras on TensorFlow; JAX, PyTorch and OpenVINO are not installed, and
+    # the NumPy backend needs SciPy) and Pygments (rich's syntax highlighting; Keras prints with rich tables only).
+    "keras.src.backend.jax", "keras.src.backend.torch", "keras.src.backend.openvino", "keras.src.backend.numpy",
+    "pygments",
     # TensorFlow's dependencies that only its development tools import (clang: op wrapper generation;
     # grpc: distributed runtime servers; tensorboard: the dashboard).
     "clang", "grpc", "tensorboard",
@@ -46,6 +59,8 @@ EXCLUDED_FILES = [
     "tensorflow/include/*", "tensorflow/xla_aot_runtime_src/*",
     # A protobuf helper library loaded by nothing in TensorFlow's Python code.
     "tensorflow/python/framework/lib_native_proto_caster.so",
+    # TensorFlow's third-party notices: read by nothing; the bundle carries them in assets/licenses/tensorflow-cpu.
+    "tensorflow/THIRD_PARTY_NOTICES.txt",
     # Qt translations of Qt's own dialogs: the app's text is English, which needs none.
     "PySide6/Qt/translations/*",
     # Qt plugins for modules the app does not use: printing, SQL, TLS/network information, QML tooling,
@@ -65,9 +80,58 @@ EXCLUDED_FILES = [
     "PySide6/Qt/plugins/platformthemes/libqgtk3.so",
     # matplotlib's example data (only its own tests and galleries read it).
     "matplotlib/mpl-data/sample_data/*",
+    # matplotlib's fonts other than its default DejaVu Sans (and its last-resort glyph font): serif, monospace and
+    # TeX-math faces and the PostScript/PDF core-font metrics. The app's figures (training figures, report charts)
+    # are PNGs in the default sans-serif without mathematical text.
+    "matplotlib/mpl-data/fonts/ttf/STIX*", "matplotlib/mpl-data/fonts/ttf/cm*",
+    "matplotlib/mpl-data/fonts/ttf/DejaVuSerif*", "matplotlib/mpl-data/fonts/ttf/DejaVuSansMono*",
+    "matplotlib/mpl-data/fonts/ttf/DejaVuSansDisplay.ttf", "matplotlib/mpl-data/fonts/afm/*",
+    "matplotlib/mpl-data/fonts/pdfcorefonts/*",
     # Type stubs and C headers shipped inside wheels.
     "*.pyi", "numpy/_core/include/*", "numpy/core/include/*", "PySide6/include/*", "shiboken6/include/*",
 ]
+
+STUBS = posixpath.join(posixpath.dirname(__file__.replace("\\", "/")), "stubs")
+
+# Python extension modules replaced by a pure-Python stand-in (module name: file in packaging/stubs/).
+STUBBED_MODULES = {
+    # TensorFlow's remote-profiler client (tf.profiler.experimental.client: gRPC traces of a TensorFlow server),
+    # 21 MB, imported by ``import tensorflow`` and called by nothing in the app or in Keras.
+    "tensorflow.python.profiler.internal._pywrap_profiler_plugin": "tf_profiler_plugin.py",
+}
+
+# Shared libraries (glob on the path inside the bundle) that OpenCV or Pillow link to, so importing them needs a
+# file of that name, for features the app never calls; replaced on Linux by generated stand-ins
+# (make_stub_library). The app calls ~45 cv2 functions (imgproc drawing, morphology, contours, watershed, resize,
+# colour maps; imwrite of PNG), none of which reaches them. What only they link to goes too
+# (prune_unneeded_libraries): libswresample, libvpx, OpenSSL 1.1, libdrm, libgfortran, libquadmath from
+# opencv_python_headless.libs, libXau from pillow.libs. (libavif stays: cv2.imwrite creates every image encoder,
+# AVIF's included, before writing a PNG.)
+STUBBED_LIBRARIES = {
+    # FFmpeg: video files and cameras (cv2.VideoCapture/VideoWriter); the app reads still images with Pillow.
+    "opencv_python_headless.libs/libavcodec-*": "OpenCV video I/O (FFmpeg)",
+    "opencv_python_headless.libs/libavformat-*": "OpenCV video I/O (FFmpeg)",
+    "opencv_python_headless.libs/libavutil-*": "OpenCV video I/O (FFmpeg)",
+    "opencv_python_headless.libs/libswscale-*": "OpenCV video I/O (FFmpeg)",
+    # LAPACK: OpenCV calls it only for large matrices (solve/invert/SVD/eigen above its size thresholds, e.g.
+    # 100x100 for LU), which no imgproc function the app calls builds.
+    "opencv_python_headless.libs/libopenblas*": "OpenCV LAPACK for large matrices",
+    # AV1 codec behind libavif: used only to encode or decode AVIF pictures (libavif itself stays: cv2.imwrite
+    # creates its encoder object, which calls no AV1 function, before writing a PNG).
+    "opencv_python_headless.libs/libaom-*": "AVIF encoding and decoding (libaom)",
+    # X11 client library of Pillow, for PIL.ImageGrab's screenshots (with libXau, 2 MB); the app grabs no screen.
+    "pillow.libs/libxcb-*": "Pillow's X11 screen grabs (ImageGrab)",
+}
+
+# Qt's ICU data (libicudata, 32 MB) keeps only what the ICU functions Qt calls can read. Qt 6 calls ICU for
+# collation (ucol_*: QCollator, e.g. sorting in file dialogs), character-set converters (ucnv_*), time-zone names
+# (ucal_*) and case mapping (u_strToUpper/Lower, whose data is built into libicuuc); none of them opens these
+# trees, which serve ICU's formatting, break-iteration and transliteration APIs that nothing in the bundle links
+# to (tests/test_installer.py checks the list of ICU functions Qt imports).
+ICU_DATA_LIBRARY = "PySide6/Qt/lib/libicudata.so.*"
+ICU_DATA_LEFT_OUT = ("brkitr/*", "unit/*", "curr/*", "lang/*", "region/*", "translit/*", "rbnf/*",
+                     "unames.icu", "*.spp", "*.cfu")
+ICU_FUNCTIONS_QT_CALLS = ("u_strToLower", "u_strToUpper", "ucal_", "ucnv_", "UCNV_", "ucol_")
 
 
 # On Linux every library is stripped of its symbol tables (``strip --strip-unneeded``; TensorFlow's alone carry
@@ -101,9 +165,11 @@ def strip_copy(source: str, target: str, strip: str) -> bool:
     return False
 
 
-# Libraries the bundle keeps only while something in it still links to them: after the exclusions above, the
-# libraries that only excluded plugins needed (GTK, Pango, Cairo, Kerberos, ...) are dropped too.
-PRUNABLE_LIBRARY_DIRS = ("", "PySide6/Qt/lib")
+# Libraries the bundle keeps only while something in it still links to them: after the exclusions and stand-ins
+# above, the libraries that only excluded plugins or replaced libraries needed (GTK, Pango, Cairo, Kerberos, ...;
+# OpenCV's libvpx, libswresample, OpenSSL 1.1, libdrm, libgfortran and libquadmath; Pillow's libXau) are dropped
+# too.
+PRUNABLE_LIBRARY_DIRS = ("", "PySide6/Qt/lib", "opencv_python_headless.libs", "pillow.libs")
 NEVER_PRUNED = ("libpython*",)
 
 
@@ -115,6 +181,178 @@ def _matches(path: str, patterns) -> bool:
 def is_excluded_file(bundle_path: str) -> bool:
     """True for a path inside the bundle (as PyInstaller names it) that the bundle leaves out."""
     return _matches(bundle_path, EXCLUDED_FILES)
+
+
+def stubbed_library_reason(bundle_path: str) -> str | None:
+    """Why the library at this path inside the bundle is replaced by a stand-in, or None when it is kept."""
+    path = bundle_path.replace("\\", "/")
+    return next((why for pattern, why in STUBBED_LIBRARIES.items() if fnmatch.fnmatch(path, pattern)), None)
+
+
+def stub_module_entries() -> list[tuple[str, str, str]]:
+    """PyInstaller TOC entries (name, source, "PYMODULE") of the Python stand-ins."""
+    return [(name, posixpath.join(STUBS, file), "PYMODULE") for name, file in STUBBED_MODULES.items()]
+
+
+def dynamic_symbols(path: str) -> list[tuple[str, str, str, str]]:
+    """(name, version, type, section index) of every dynamic symbol of an ELF file; version "" when unversioned."""
+    import subprocess
+
+    result = subprocess.run(["readelf", "--dyn-syms", "-W", path], capture_output=True, text=True)
+    symbols = []
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) < 8 or not fields[0].rstrip(":").isdigit() or fields[3] == "SECTION":
+            continue
+        name, _, version = fields[7].partition("@")
+        symbols.append((name, version.lstrip("@"), fields[3], fields[6]))
+    return symbols
+
+
+def elf_soname(path: str) -> str | None:
+    """The SONAME of an ELF shared library (``readelf -d``), or None."""
+    import subprocess
+
+    result = subprocess.run(["readelf", "-d", path], capture_output=True, text=True)
+    for line in result.stdout.splitlines():
+        if "(SONAME)" in line:
+            return line.split("[", 1)[1].split("]", 1)[0]
+    return None
+
+
+def make_stub_library(real: str, users: list[str], target: str, why: str, compiler: str) -> list[str]:
+    """Build at ``target`` a stand-in for the shared library ``real``: same SONAME, same version nodes, and every
+    function that one of ``users`` (the bundled files that stay) imports from it, each printing its name and
+    aborting. Returns the exported names; raises RuntimeError when the stand-in cannot replace ``real``."""
+    import os
+    import subprocess
+    import tempfile
+
+    soname = elf_soname(real)
+    defined = {name: (version, kind) for name, version, kind, index in dynamic_symbols(real) if index != "UND"}
+    wanted = sorted({name for user in users for name, _, _, index in dynamic_symbols(user)
+                     if index == "UND" and name in defined})
+    if soname is None:
+        raise RuntimeError(f"{real} has no SONAME")
+    not_functions = [name for name in wanted if defined[name][1] != "FUNC"]
+    if not_functions:
+        raise RuntimeError(f"{real}: the bundle uses data, not only functions, from it: {', '.join(not_functions)}")
+    versions: dict[str, list[str]] = {}
+    for name in wanted:
+        versions.setdefault(defined[name][0], []).append(name)
+    with tempfile.TemporaryDirectory() as work:
+        source = os.path.join(work, "stub.c")
+        with open(source, "w", encoding="utf-8") as f:
+            f.write("#include <stdio.h>\n#include <stdlib.h>\n"
+                    "static void left_out(const char *function) {\n"
+                    f'    fprintf(stderr, "leukviewer: %s() of {soname} was called, but {why} is not part of this '
+                    'bundle (packaging/bundle.py, STUBBED_LIBRARIES)\\n", function);\n'
+                    "    abort();\n}\n")
+            for name in wanted:
+                f.write(f'void {name}(void) {{ left_out("{name}"); }}\n')
+        command = [compiler, "-shared", "-fPIC", "-O1", "-s", "-o", target, source, f"-Wl,-soname,{soname}"]
+        if any(versions):
+            script = os.path.join(work, "versions.map")
+            with open(script, "w", encoding="utf-8") as f:
+                for version, names in versions.items():
+                    if version:
+                        f.write(f"{version} {{ global: {'; '.join(names)}; }};\n")
+            command.append(f"-Wl,--version-script={script}")
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"building the stand-in for {real} failed: {done.stderr.strip()}")
+    exported = {(name, version) for name, version, _, index in dynamic_symbols(target) if index != "UND"}
+    missing = [name for name in wanted if (name, defined[name][0]) not in exported]
+    if missing or elf_soname(target) != soname:
+        raise RuntimeError(f"the stand-in for {real} lacks {', '.join(missing) or 'its SONAME'}")
+    return wanted
+
+
+def _read_icu_package(data: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """(header, [(name, item bytes)]) of an ICU common data package (ICU's ucmndata.h: a data header, then a table
+    of contents of (name offset, data offset) pairs relative to its start, the names, and the items)."""
+    import struct
+
+    header_size = struct.unpack_from("<H", data, 0)[0]
+    count = struct.unpack_from("<I", data, header_size)[0]
+    offsets = [struct.unpack_from("<II", data, header_size + 4 + 8 * i) for i in range(count)]
+    names = [data[header_size + n:data.index(b"\0", header_size + n)].decode("ascii") for n, _ in offsets]
+    starts = [header_size + d for _, d in offsets] + [len(data)]
+    return data[:header_size], [(names[i], data[starts[i]:starts[i + 1]]) for i in range(count)]
+
+
+def _write_icu_package(header: bytes, items: list[tuple[str, bytes]]) -> bytes:
+    """An ICU common data package of ``items`` (names sorted as given; every item 16-byte aligned)."""
+    import struct
+
+    names = b"".join(name.encode("ascii") + b"\0" for name, _ in items)
+    toc_size = 4 + 8 * len(items)
+    first = len(header) + toc_size + len(names)
+    first += -first % 16
+    name_offsets, data_offsets, body, position = [], [], [], first
+    offset = toc_size
+    for name, item in items:
+        name_offsets.append(offset)
+        offset += len(name) + 1
+        data_offsets.append(position - len(header))
+        body.append(item + b"\0" * (-len(item) % 16))
+        position += len(body[-1])
+    toc = struct.pack("<I", len(items)) + b"".join(struct.pack("<II", n, d) for n, d in zip(name_offsets,
+                                                                                             data_offsets))
+    out = header + toc + names
+    return out + b"\0" * (first - len(out)) + b"".join(body)
+
+
+def _exported_object(path: str) -> tuple[str, bytes]:
+    """(name, bytes) of the one data object an ICU data library exports (icudtNN_dat)."""
+    import re
+    import subprocess
+
+    symbols = [s for s in dynamic_symbols(path) if s[3] != "UND" and s[2] == "OBJECT"]
+    if len(symbols) != 1 or not re.fullmatch(r"icudt\d+_dat", symbols[0][0]):
+        raise RuntimeError(f"{path} does not look like ICU's data library")
+    name = symbols[0][0]
+    table = subprocess.run(["readelf", "--dyn-syms", "-W", path], capture_output=True, text=True).stdout
+    fields = next(line.split() for line in table.splitlines() if line.split()[-1:] == [name])
+    address, size = int(fields[1], 16), int(fields[2], 0)
+    sections = subprocess.run(["readelf", "-SW", path], capture_output=True, text=True).stdout
+    for line in sections.splitlines():
+        parts = line.replace("[ ", "[").split()
+        if len(parts) > 5 and parts[0].startswith("[") and parts[1] == ".rodata":
+            section_address, section_offset = int(parts[3], 16), int(parts[4], 16)
+            with open(path, "rb") as f:
+                f.seek(section_offset + address - section_address)
+                return name, f.read(size)
+    raise RuntimeError(f"{path} has no .rodata section")
+
+
+def make_trimmed_icu_data(real: str, target: str, compiler: str) -> tuple[int, int]:
+    """Build at ``target`` ICU's data library ``real`` without the items ICU_DATA_LEFT_OUT names (same SONAME and
+    symbol). Returns (items kept, items left out); raises RuntimeError when it cannot."""
+    import os
+    import subprocess
+    import tempfile
+
+    symbol, data = _exported_object(real)
+    header, items = _read_icu_package(data)
+    prefix = items[0][0].split("/", 1)[0] + "/"
+    kept = [(name, item) for name, item in items
+            if not any(fnmatch.fnmatch(name[len(prefix):], pattern) for pattern in ICU_DATA_LEFT_OUT)]
+    with tempfile.TemporaryDirectory() as work:
+        package, source = os.path.join(work, "icudt.dat"), os.path.join(work, "icudt.s")
+        with open(package, "wb") as f:
+            f.write(_write_icu_package(header, kept))
+        with open(source, "w", encoding="utf-8") as f:
+            f.write(f'  .section .rodata\n  .globl {symbol}\n  .type {symbol}, @object\n  .balign 16\n{symbol}:\n'
+                    f'  .incbin "{package}"\n  .size {symbol}, . - {symbol}\n'
+                    '  .section .note.GNU-stack,"",@progbits\n')
+        done = subprocess.run([compiler, "-shared", "-nostdlib", "-o", target, source,
+                               f"-Wl,-soname,{elf_soname(real)}"], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"building the trimmed ICU data failed: {done.stderr.strip()}")
+    if _read_icu_package(_exported_object(target)[1])[1] != [(n, i + b"\0" * (-len(i) % 16)) for n, i in kept]:
+        raise RuntimeError("the trimmed ICU data does not read back")
+    return len(kept), len(items) - len(kept)
 
 
 def prune_unneeded_libraries(binaries: list, needed_by) -> tuple[list, list]:

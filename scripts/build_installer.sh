@@ -75,19 +75,20 @@ case "$os" in
     rm -rf "$stage" "$DIST/$base.tar.gz"
     mkdir -p "$stage"
     cp -al "$DIST/$name" "$stage/$name" 2>/dev/null || cp -a "$DIST/$name" "$stage/$name"  # hard links: no copy
+    rm -f "$stage/$name/$name-probe"  # a test build's probe (LEUKVIEWER_BUILD_PROBE=1) never ships
     cp packaging/linux/install.sh packaging/linux/uninstall.sh packaging/linux/leukviewer.desktop "$stage/"
     cp assets/icons/leukviewer.png "$stage/leukviewer.png"
     glibc="$(find "$DIST/$name" -type f -name '*.so*' -exec objdump -T {} + 2>/dev/null \
              | grep -o 'GLIBC_2\.[0-9]*' | sort -t. -k2 -n -u | tail -1 | sed 's/GLIBC_//')"
     built_on="$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || uname -sr)"
-    size="$(du -sh "$DIST/$name" | cut -f1)"
+    size="$(du -sh "$stage/$name" | cut -f1)"
     sed -e "s|@VERSION@|$version|g" -e "s|@GLIBC@|${glibc:-?}|g" -e "s|@BUILT_ON@|$built_on|g" \
         -e "s|@SIZE@|$size|g" packaging/linux/README.txt > "$stage/README.txt"
     compressor=gzip
     command -v pigz >/dev/null 2>&1 && compressor=pigz
     tar -C "$DIST" -cf - "$base" | "$compressor" -6 > "$DIST/$base.tar.gz"
     echo
-    echo "folder:  $DIST/$name  $(du -sb "$DIST/$name" | cut -f1) bytes ($size)"
+    echo "folder:  $DIST/$name  $(du -sb "$stage/$name" | cut -f1) bytes ($size)"
     echo "archive: $DIST/$base.tar.gz  $(stat -c %s "$DIST/$base.tar.gz") bytes ($(du -h "$DIST/$base.tar.gz" | cut -f1))"
     echo "sha256:  $(sha256sum "$DIST/$base.tar.gz" | cut -d' ' -f1)"
     echo "needs glibc ${glibc:-?} or newer (built on $built_on)"

@@ -1,14 +1,125 @@
-"""Metrics, calibration and the decision threshold (numpy/scikit-learn only, no TensorFlow)."""
+"""Metrics, calibration and the decision threshold (numpy only: no TensorFlow, SciPy or scikit-learn, so the
+installer need not bundle them). Each metric gives the same value as scikit-learn's function of the same name."""
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from sklearn import metrics as skm
 
 from .modelfolder import softmax
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Counts [true class, predicted class] for the classes 0..n_classes-1 (others are ignored)."""
+    y_true = np.asarray(y_true, dtype=np.int64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
+    known = (y_true >= 0) & (y_true < n_classes) & (y_pred >= 0) & (y_pred < n_classes)
+    cells = y_true[known] * n_classes + y_pred[known]
+    return np.bincount(cells, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's ``zero_division=0``)."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
+
+
+def precision_recall_f1_support(y_true, y_pred, n_classes: int):
+    """Per-class precision, recall, F1 and support (arrays of length n_classes; 0 where undefined)."""
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    hits, predicted, support = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
+    return _ratio(hits, predicted), _ratio(hits, support), _ratio(2 * hits, predicted + support), support
+
+
+def weighted_f1(y_true, y_pred, n_classes: int) -> float:
+    """F1 per class averaged with the classes' support as weights (0 for no cells)."""
+    _, _, f1, support = precision_recall_f1_support(y_true, y_pred, n_classes)
+    return float(_ratio(np.sum(f1 * support), np.sum(support)))
+
+
+def balanced_accuracy(y_true, y_pred) -> float:
+    """Mean recall over the classes present in y_true."""
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values``, tied values sharing the mean of their ranks."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)
+    return (last - (counts - 1) / 2.0)[inverse.ravel()]
+
+
+def roc_auc_score(is_positive, score) -> float:
+    """Area under the ROC curve of ``score`` for the binary truth ``is_positive``: the probability that a positive
+    cell scores higher than a negative one, ties counting one half (the Mann-Whitney U statistic).
+
+    Raises ValueError when one class is missing or a score is not finite.
+    """
+    is_positive = np.asarray(is_positive).ravel().astype(bool)
+    score = np.asarray(score, dtype=np.float64).ravel()
+    if len(is_positive) != len(score):
+        raise ValueError(f"{len(is_positive)} labels but {len(score)} scores")
+    if not np.all(np.isfinite(score)):
+        raise ValueError("the scores contain NaN or infinity")
+    n_pos = int(is_positive.sum())
+    n_neg = len(is_positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("ROC-AUC needs both classes in the truth")
+    u = _average_ranks(score)[is_positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def roc_auc_one_vs_rest(y_true, proba) -> float | None:
+    """Mean over classes of the ROC-AUC of each class's probability against all other classes; None when a class
+    has no cells (or every cell) in y_true, or the rows of ``proba`` are not probabilities."""
+    y_true = np.asarray(y_true).ravel()
+    proba = np.asarray(proba, dtype=np.float64)
+    if not np.allclose(1.0, proba.sum(axis=1)):
+        return None
+    try:
+        return float(np.mean([roc_auc_score(y_true == c, proba[:, c]) for c in range(proba.shape[1])]))
+    except ValueError:
+        return None
+
+
+def roc_curve(is_positive, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate, threshold) at every distinct score, from (0, 0) to (1, 1)."""
+    is_positive = np.asarray(is_positive).ravel().astype(bool)
+    score = np.asarray(score, dtype=np.float64).ravel()
+    order = np.argsort(-score, kind="mergesort")
+    score, is_positive = score[order], is_positive[order]
+    last_of_each = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]
+    tp = np.cumsum(is_positive)[last_of_each]
+    fp = (last_of_each + 1) - tp
+    tpr = np.r_[0.0, _ratio(tp, np.full(tp.shape, tp[-1]))]
+    fpr = np.r_[0.0, _ratio(fp, np.full(fp.shape, fp[-1]))]
+    return fpr, tpr, np.r_[np.inf, score[last_of_each]]
+
+
+GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+
+
+def minimise_unimodal(f, low: float, high: float, tolerance: float = 1e-6) -> float:
+    """The x in [low, high] minimising a unimodal f, by golden-section search (to ``tolerance`` in x)."""
+    a, b = float(low), float(high)
+    c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
+    fc, fd = f(c), f(d)
+    while b - a > tolerance:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - GOLDEN * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + GOLDEN * (b - a)
+            fd = f(d)
+    # A minimum on a bound is approached but never evaluated inside: compare with the bounds themselves.
+    candidates = [(fc, c), (fd, d), (f(float(low)), float(low)), (f(float(high)), float(high))]
+    return min(candidates, key=lambda value_x: value_x[0])[1]
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int = 15) -> float:
@@ -35,8 +146,8 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
         p = softmax(logits, np.exp(log_t))
         return -np.mean(np.log(np.clip(p[np.arange(len(y_true)), y_true], 1e-12, None)))
 
-    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(res.x))
+    # The NLL is convex in 1/T, hence unimodal in log T: golden-section search finds its minimum.
+    return float(np.exp(minimise_unimodal(nll, np.log(0.05), np.log(20.0))))
 
 
 def choose_threshold(y_true: np.ndarray, p_positive: np.ndarray, positive: int = 1) -> float:
@@ -51,7 +162,7 @@ def choose_threshold(y_true: np.ndarray, p_positive: np.ndarray, positive: int =
     candidates = np.unique(np.concatenate([[0.5], np.clip(p_positive, 0.01, 0.99)]))
     best, best_score = 0.5, -1.0
     for t in candidates:
-        score = skm.balanced_accuracy_score(y, (p_positive >= t).astype(int))
+        score = balanced_accuracy(y, (p_positive >= t).astype(int))
         if score > best_score + 1e-9 or (abs(score - best_score) <= 1e-9 and abs(t - 0.5) < abs(best - 0.5)):
             best, best_score = float(t), score
     return best
@@ -87,16 +198,15 @@ def classification_metrics(y_true, proba, class_names, subjects=None, positive: 
         pred = np.where(proba[:, positive] >= t, positive, 1 - positive)
     else:
         pred = proba.argmax(axis=1)
-    labels = list(range(n_classes))
-    p, r, f, support = skm.precision_recall_fscore_support(y_true, pred, labels=labels, zero_division=0)
+    p, r, f, support = precision_recall_f1_support(y_true, pred, n_classes)
     out = {
         "n": int(len(y_true)),
-        "accuracy": float(skm.accuracy_score(y_true, pred)),
-        "weighted_f1": float(skm.f1_score(y_true, pred, labels=labels, average="weighted", zero_division=0)),
-        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, pred)) if len(set(y_true)) > 1 else None,
+        "accuracy": float(np.mean(y_true == pred)) if len(y_true) else 0.0,
+        "weighted_f1": weighted_f1(y_true, pred, n_classes),
+        "balanced_accuracy": balanced_accuracy(y_true, pred) if len(set(y_true)) > 1 else None,
         "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                           "support": int(support[i])} for i, c in enumerate(class_names)},
-        "confusion_matrix": skm.confusion_matrix(y_true, pred, labels=labels).tolist(),
+        "confusion_matrix": confusion_matrix(y_true, pred, n_classes).tolist(),
         "ece": expected_calibration_error(y_true, proba),
     }
     if binary:
@@ -104,13 +214,9 @@ def classification_metrics(y_true, proba, class_names, subjects=None, positive: 
         out["positive_class"] = class_names[positive]
         out["sensitivity"] = float(r[positive])
         out["specificity"] = float(r[1 - positive])
-        out["roc_auc"] = (float(skm.roc_auc_score((y_true == positive).astype(int), proba[:, positive]))
-                          if len(set(y_true)) > 1 else None)
+        out["roc_auc"] = roc_auc_score(y_true == positive, proba[:, positive]) if len(set(y_true)) > 1 else None
     else:
-        try:
-            out["roc_auc"] = float(skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=labels))
-        except ValueError:
-            out["roc_auc"] = None
+        out["roc_auc"] = roc_auc_one_vs_rest(y_true, proba)
     if subjects is not None:
         per = defaultdict(list)
         for s, yt, yp in zip(subjects, y_true, pred):
@@ -152,7 +258,7 @@ def save_figures(folder: Path, y_true, proba, class_names, positive: int | None 
 
     if len(class_names) == 2 and len(set(y_true)) > 1:
         pos = 1 if positive is None else positive
-        fpr, tpr, _ = skm.roc_curve((y_true == pos).astype(int), proba[:, pos])
+        fpr, tpr, _ = roc_curve(y_true == pos, proba[:, pos])
         fig, ax = plt.subplots(figsize=(4, 3.6), dpi=110)
         ax.plot(fpr, tpr, label=f"AUC {m['roc_auc']:.3f}")
         ax.plot([0, 1], [0, 1], "k--", lw=0.8)
