@@ -131,6 +131,14 @@ def render_card(meta: dict, cv_summary: dict | None = None, paper_protocol: dict
                 f"{s} {_fmt(a)} (n={test.get('per_subject_n', {}).get(s)})"
                 for s, a in test["per_subject_accuracy"].items()))
             lines.append("")
+    val = metrics.get("validation")
+    if val and not test:
+        lines += ["### On its validation subjects (they also chose the threshold and the temperature: optimistic)", "",
+                  "| metric | value |", "|---|---|", *_metrics_rows(val), ""]
+        if val.get("per_subject_accuracy"):
+            lines.append("Per validation subject accuracy: " + ", ".join(
+                f"{s} {_fmt(a)}" for s, a in val["per_subject_accuracy"].items()))
+            lines.append("")
     if metrics.get("warning"):
         lines += [f"**{metrics['warning']}**", ""]
     if paper_protocol:
