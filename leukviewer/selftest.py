@@ -153,6 +153,24 @@ def _classify_sample(folder: Path, sample: Path, out) -> None:
                          f"by {cell.model_name} {cell.model_version}; {agreement} the reference label")
 
 
+def _checked_model_folder(model_dir: str | Path | None, out) -> Path:
+    """The model folder to test, its SHA-256 verified (the bundled one unless a folder or LEUKVIEWER_MODEL says)."""
+    folder = _model_folder(model_dir)
+    _verify_model(folder, bundled=model_dir is None and not os.environ.get("LEUKVIEWER_MODEL"), out=out)
+    return folder
+
+
+def _refuse_if_network_was_tried() -> None:
+    if _network_attempts:
+        raise SelfTestError(f"network access was attempted: {'; '.join(_network_attempts[:3])}")
+
+
+def _failed(e: Exception, out) -> int:
+    print(f"self-test FAILED: {e}", file=sys.stderr, flush=True)
+    print(RUO_NOTICE, file=out, flush=True)
+    return 1
+
+
 def run_self_test(model_dir: str | Path | None = None, out=None) -> int:
     """The headless installation check; returns the exit code (0: passed)."""
     _prepare_environment()
@@ -162,16 +180,12 @@ def run_self_test(model_dir: str | Path | None = None, out=None) -> int:
           file=out, flush=True)
     try:
         with _NoNetwork():
-            folder = _model_folder(model_dir)
-            _verify_model(folder, bundled=model_dir is None and not os.environ.get("LEUKVIEWER_MODEL"), out=out)
+            folder = _checked_model_folder(model_dir, out)
             _start_qt(out)
             _classify_sample(folder, sample_cell_path(), out)
-            if _network_attempts:
-                raise SelfTestError(f"network access was attempted: {'; '.join(_network_attempts[:3])}")
+            _refuse_if_network_was_tried()
     except SelfTestError as e:
-        print(f"self-test FAILED: {e}", file=sys.stderr, flush=True)
-        print(RUO_NOTICE, file=out, flush=True)
-        return 1
+        return _failed(e, out)
     _line(out, "networking", "none used (connections and name lookups refused while testing)")
     print(f"self-test passed in {time.perf_counter() - t0:.1f} s", file=out)
     print(RUO_NOTICE, file=out, flush=True)
@@ -196,8 +210,7 @@ def run_smoke_test(model_dir: str | Path | None = None, screenshot: str | Path |
     try:
         _isolated_user_folders(work)
         with _NoNetwork():
-            folder = _model_folder(model_dir)
-            _verify_model(folder, bundled=model_dir is None and not os.environ.get("LEUKVIEWER_MODEL"), out=out)
+            folder = _checked_model_folder(model_dir, out)
             sample = sample_cell_path()
             if not sample.is_file():
                 raise SelfTestError(f"the bundled sample cell is missing: {sample}")
@@ -208,12 +221,9 @@ def run_smoke_test(model_dir: str | Path | None = None, screenshot: str | Path |
             failure = _run_window(app, folder, case, screenshot, timeout_s, out)
             if failure:
                 raise SelfTestError(failure)
-            if _network_attempts:
-                raise SelfTestError(f"network access was attempted: {'; '.join(_network_attempts[:3])}")
+            _refuse_if_network_was_tried()
     except SelfTestError as e:
-        print(f"self-test FAILED: {e}", file=sys.stderr, flush=True)
-        print(RUO_NOTICE, file=out, flush=True)
-        return 1
+        return _failed(e, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"smoke test passed in {time.perf_counter() - t0:.1f} s", file=out)
