@@ -170,7 +170,9 @@ class CellGallery(QWidget):
         layout = self.layout()
         for label, group in self.groups.items():
             n = len(by_label.get(label, []))
-            group.setMinimumHeight(ICON + 30 if n else 30)
+            # one full row of thumbnails with their probability labels, inside the list's frame
+            full_row = group.gridSize().height() + 2 * group.frameWidth() + 2 * group.spacing() + 4
+            group.setMinimumHeight(full_row if n else 30)
             group.setMaximumHeight(16_777_215 if n else 30)
             layout.setStretchFactor(group, min(n, 40) + 1 if n else 0)
         self.set_current(current)
