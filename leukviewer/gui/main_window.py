@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHeaderView, QLabel, QMainWindow, QProgressBar,
                                QSplitter, QToolButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from .. import RUO_NOTICE, __version__
-from ..core.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from ..core.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN, assets_dir
 from ..core.results import STATUS_NO_CELLS, STATUS_OK, CaseSummary, ImageResult
 from ..core.review import ReviewError, ReviewSession, final_label, reviewed_counts, state_dir_for
 from ..core.settings import Settings
@@ -94,6 +94,9 @@ class MainWindow(QMainWindow):
         self._closed = False
 
         self.setWindowTitle(f"leukviewer {__version__} — {RUO_NOTICE}")
+        icon = assets_dir() / "icons" / "leukviewer.png"
+        if icon.is_file():  # the taskbar / window-switcher icon (the installer bundles the same file)
+            self.setWindowIcon(QIcon(str(icon)))
         self.resize(1500, 900)
         self.setAcceptDrops(True)
         self._build_views()

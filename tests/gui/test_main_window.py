@@ -26,6 +26,7 @@ def test_bccd_case_overlays_summary_and_screenshot(qtbot, make_window, tiny_mode
     expected = json.loads((batch_out / "summary.json").read_text())
 
     window = make_window()
+    assert not window.windowIcon().isNull()  # the app's icon in the title bar and task switcher
     with stall_meter() as meter:
         run_to_end(qtbot, window, case)
     print(f"\nlongest event-loop stall during the BCCD run: {meter.longest * 1000:.1f} ms ({meter.ticks} ticks; "
