@@ -279,8 +279,25 @@ def _run_window(app, folder: Path, case: Path, screenshot, timeout_s: float, out
         if licences == 0:
             return finish("the About dialog lists no licences")
         if screenshot:
-            window.grab().save(str(screenshot))
-            _line(out, "screenshot", str(screenshot))
+            return grab_when_drawn(about)
+        about.close()
+        finish(None)
+
+    def grab_when_drawn(about, waited_ms: int = 0):
+        """Grab the window once the histogram's worker has drawn the case (it draws after the analysis)."""
+        if "failure" in outcome:
+            return
+        histogram = window.summary_panel.histogram
+        drawn = (not histogram.is_rendering() and not window._histogram_timer.isActive()
+                 and not window._refresh_timer.isActive()
+                 and histogram.pixmap() is not None and not histogram.pixmap().isNull())
+        if not drawn and waited_ms < 10_000:
+            QTimer.singleShot(50, lambda: grab_when_drawn(about, waited_ms + 50))
+            return
+        if not drawn:
+            _line(out, "screenshot", "the histogram was not drawn within 10 s; grabbing without it")
+        window.grab().save(str(screenshot))
+        _line(out, "screenshot", str(screenshot))
         about.close()
         finish(None)
 

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from leukviewer import RUO_NOTICE, selftest
@@ -85,3 +86,10 @@ def test_smoke_test_opens_the_window_on_the_sample(tiny_model_dir, tmp_path):
     assert "sample analysed" in done.stdout and "image shown: UID_16_12_3_all.png" in done.stdout
     assert "licence entries" in done.stdout
     assert picture.stat().st_size > 10_000
+    # The picture is taken after the histogram has drawn the case: the blue tick that marks the shown image's
+    # cell (drawn only by the histogram's worker, after the analysis) is in it.
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(picture).convert("RGB")).astype(int).reshape(-1, 3)
+    tick = np.abs(pixels - [0x00, 0xB4, 0xFF]).max(axis=1) <= 40
+    assert tick.sum() >= 5
