@@ -41,9 +41,22 @@ def _metrics_rows(m: dict) -> list[str]:
     return [f"| {label} | {_fmt(m.get(k))} |" for k, label in keys if k in m]
 
 
+# The settings that make a recipe (what is trained how), as opposed to where it runs or how the data are split.
+RECIPE_KEYS = ("backbone", "input_size", "canvas_px", "dropout", "init", "parent_model", "train_batchnorm",
+               "head_epochs", "lowres_epochs", "lowres_size", "lr_lowres", "epochs", "lr", "unfreeze", "oversample",
+               "class_weights", "augment", "tta")
+
+
+def recipe_differences(a: dict | None, b: dict | None) -> list[str]:
+    """The recipe settings in which two training configs differ, as ``key: a vs b`` (split settings ignored)."""
+    if not a or not b:
+        return []
+    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in RECIPE_KEYS if a.get(k) != b.get(k)]
+
+
 def render_card(meta: dict, cv_summary: dict | None = None, paper_protocol: dict | None = None,
                 data_source: str | None = None, limitations: list[str] | None = None,
-                extra_sections: dict[str, str] | None = None) -> str:
+                extra_sections: dict[str, str] | None = None, paper_config: dict | None = None) -> str:
     tr = meta.get("training", {})
     data = tr.get("data", {})
     arch = meta.get("architecture", {})
@@ -146,6 +159,11 @@ def render_card(meta: dict, cv_summary: dict | None = None, paper_protocol: dict
                   "| metric | value |", "|---|---|", *_metrics_rows(paper_protocol), "",
                   "An image-level split puts cells of the same patient in training and test; the difference to the "
                   "subject-disjoint figures above is how much it flatters the model.", ""]
+        differences = recipe_differences(paper_config, (cv_summary or {}).get("config"))
+        if differences:
+            lines += ["**Not like for like:** this image-level run used another recipe than the cross-validation "
+                      "above (image-level run vs cross-validation): " + "; ".join(differences) + ". Part of the "
+                      "difference may come from the recipe, not only from the split.", ""]
     for title, body in (extra_sections or {}).items():
         lines += [f"## {title}", body, ""]
     lines += ["## Limitations", *[f"- {x}" for x in (limitations or DEFAULT_LIMITATIONS)], "", f"*{RUO}*", ""]

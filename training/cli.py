@@ -219,7 +219,9 @@ def main(argv=None) -> int:
             from .modelfolder import read_meta
 
             paper = load_json(args.paper_protocol)
+            paper_config = None
             if paper and "metrics" in paper:
+                paper_config = paper.get("training", {}).get("config")
                 paper = paper["metrics"].get("test") or {}
             layout = read_meta(args.model).get("training", {}).get("data", {}).get("layout")
             sections = {}
@@ -230,7 +232,7 @@ def main(argv=None) -> int:
                 sections[title.strip()] = Path(file).read_text(encoding="utf-8").strip()
             path = write_model_card(args.model, cv_summary=load_json(args.cv_summary), paper_protocol=paper,
                                     data_source=args.data_source or (CNMC_SOURCE if layout == "cnmc" else None),
-                                    extra_sections=sections)
+                                    extra_sections=sections, paper_config=paper_config)
             print(f"model card: {path}")
         elif args.command == "export":
             from .loop import export_run
