@@ -288,9 +288,7 @@ def _run_window(app, folder: Path, case: Path, screenshot, timeout_s: float, out
         if "failure" in outcome:
             return
         histogram = window.summary_panel.histogram
-        drawn = (not histogram.is_rendering() and not window._histogram_timer.isActive()
-                 and not window._refresh_timer.isActive()
-                 and histogram.pixmap() is not None and not histogram.pixmap().isNull())
+        drawn = window.views_settled() and histogram.pixmap() is not None and not histogram.pixmap().isNull()
         if not drawn and waited_ms < 10_000:
             QTimer.singleShot(50, lambda: grab_when_drawn(about, waited_ms + 50))
             return

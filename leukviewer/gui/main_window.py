@@ -781,6 +781,11 @@ class MainWindow(QMainWindow):
             result.counts() if result else {}, reviewed_counts(result.cells, self.session) if result else {},
             case_model, reviewed_counts(all_cells, self.session) if self.folder else {})
 
+    def views_settled(self) -> bool:
+        """No deferred refresh and no histogram draw pending: what is on screen now is final (for screenshots)."""
+        return not (self._refresh_timer.isActive() or self._histogram_timer.isActive()
+                    or self.summary_panel.histogram.is_rendering())
+
     def _update_histogram(self) -> None:
         self._histogram_timer.stop()
         result = self.results.get(self.current_image) if self.current_image else None
