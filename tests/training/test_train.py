@@ -1,4 +1,5 @@
 """The training loop on the real C-NMC fixtures with a tiny network (seconds, not hours)."""
+import json
 import shutil
 import subprocess
 import sys
@@ -179,6 +180,24 @@ def test_card_command_adds_a_section_of_recipes_compared(trained, tmp_path):
     card = (folder / "MODEL_CARD.md").read_text()
     assert "## Recipes compared" in card and "| (a) from scratch | 0.700 |" in card
     verify(folder)                                  # the card is documentation: the hash still verifies
+
+
+def test_card_command_flags_a_contrast_run_of_another_recipe(trained, tmp_path):
+    """--paper-protocol takes a run's result (here the model's own model.json, same layout); a cross-validation of
+    another recipe makes the card say the comparison is not like for like, and name what differs."""
+    result, _, _ = trained
+    folder = tmp_path / "model"
+    shutil.copytree(result.model_folder, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    cv = {"config": {**meta["training"]["config"], "epochs": meta["training"]["config"]["epochs"] + 7},
+          "folds": [], "mean": {}, "sd": {}}
+    (tmp_path / "cv.json").write_text(json.dumps(cv))
+    run = subprocess.run([sys.executable, "-m", "training", "card", "--model", str(folder), "--cv-summary",
+                          str(tmp_path / "cv.json"), "--paper-protocol", str(folder / "model.json")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "Not like for like" in card and "epochs: " in card.split("Not like for like")[1]
 
 
 def test_cross_validation_reports_each_fold_and_mean_sd(cnmc_root, tmp_path):
