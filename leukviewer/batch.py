@@ -34,6 +34,9 @@ def add_arguments(p) -> None:
                    help="inference engine: litert (LiteRT/XNNPACK, converted once and cached; ~1.6-2x faster on "
                         "a CPU), tf (TensorFlow; a GPU when it sees one), auto (litert when already converted)")
     p.add_argument("--recursive", action="store_true", help="also analyse images in sub-folders")
+    p.add_argument("--um-per-px", type=float, metavar="UM",
+                   help="micrometres of slide per image pixel of your microscope and camera (default: from each "
+                        "image's metadata, else its red cells, else the C-NMC calibration for crops on black)")
     p.add_argument("--kind", choices=["auto", "single_cell", "smear_field"], default="auto",
                    help="image kind: detected per image (auto), or forced")
     p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
@@ -113,7 +116,7 @@ def run(args) -> int:
 
     try:
         for result in analyze_folder(folder, classifier, recursive=args.recursive, kind=args.kind, summary=summary,
-                                     on_progress=progress):
+                                     on_progress=progress, um_per_px=args.um_per_px):
             for cell in result.cells:
                 if cells_csv:
                     cells_csv.write(cell_row(cell, folder_text))

@@ -207,8 +207,10 @@ class LoadedModel:
     def sha256(self) -> str:
         return self.meta["weights"]["sha256"]
 
-    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        return preprocess_cell(rgb, self.preprocessing)
+    def preprocess(self, rgb: np.ndarray, um_per_px: float | None = None) -> np.ndarray:
+        """A cell crop -> the network's input; ``um_per_px`` is the image's scale (needed by physical-scale
+        models, ignored by the others)."""
+        return preprocess_cell(rgb, self.preprocessing, um_per_px)
 
     def logits(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Raw logits for preprocessed cells (N, size, size, 3) uint8."""

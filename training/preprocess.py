@@ -25,11 +25,29 @@ class PreprocessConfig:
     backbone_scaling: str = "built into the network (EfficientNet: input is RGB 0..255)"
     steps: tuple = field(default=("crop_nonblack", "pad_square", "contrast", "resize"))
     canvas_px: int = 0                 # with the "pad_canvas" step: side of the fixed square, in source pixels
+    canvas_um: float = 0.0             # with the "pad_canvas_um" step: side of the fixed square, in micrometres
 
     @classmethod
     def fixed_scale(cls, size: int, canvas_px: int) -> "PreprocessConfig":
         """Keep cell size: centre each cell on a canvas_px square of source pixels, then resize to size."""
         return cls(size=size, canvas_px=canvas_px, steps=("crop_nonblack", "pad_canvas", "contrast", "resize"))
+
+    @classmethod
+    def physical_scale(cls, size: int, canvas_um: float) -> "PreprocessConfig":
+        """Keep cell size in micrometres: centre each cell on a ``canvas_um`` square of the slide, whatever the
+        camera (the image's micrometres per pixel is passed to ``preprocess_cell``), then resize to size."""
+        return cls(size=size, canvas_um=float(canvas_um),
+                   steps=("crop_nonblack", "pad_canvas_um", "contrast", "resize"))
+
+    @property
+    def needs_scale(self) -> bool:
+        """Whether ``preprocess_cell`` needs the image's micrometres per pixel."""
+        return "pad_canvas_um" in self.steps
+
+    @property
+    def model_um_per_px(self) -> float | None:
+        """Micrometres of slide per pixel of the network's input (None when the model ignores scale)."""
+        return self.canvas_um / self.size if self.needs_scale and self.canvas_um > 0 else None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -108,8 +126,13 @@ def normalise_contrast(rgb: np.ndarray, black_threshold: int = 12, low: float = 
     return out
 
 
-def preprocess_cell(rgb: np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
-    """One cell image (RGB uint8, any size, cell on black) -> the network's input (size x size x 3 uint8)."""
+def preprocess_cell(rgb: np.ndarray, config: PreprocessConfig = PreprocessConfig(),
+                    um_per_px: float | None = None) -> np.ndarray:
+    """One cell image (RGB uint8, any size, cell on black) -> the network's input (size x size x 3 uint8).
+
+    ``um_per_px`` (micrometres of slide per image pixel) is required by the "pad_canvas_um" step, which maps
+    every image to the model's one physical scale so a 12 µm cell has one size whatever the microscope.
+    """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
     out = rgb
@@ -121,6 +144,12 @@ def preprocess_cell(rgb: np.ndarray, config: PreprocessConfig = PreprocessConfig
         if config.canvas_px <= 0:
             raise ValueError("the pad_canvas step needs canvas_px > 0")
         out = pad_canvas(out, config.canvas_px)
+    if "pad_canvas_um" in config.steps:
+        if config.canvas_um <= 0:
+            raise ValueError("the pad_canvas_um step needs canvas_um > 0")
+        if um_per_px is None or not um_per_px > 0:
+            raise ValueError("this model keeps physical cell size: the image's micrometres per pixel is needed")
+        out = pad_canvas(out, max(1, int(round(config.canvas_um / float(um_per_px)))))
     if "contrast" in config.steps and config.contrast == "percentile_stretch":
         out = normalise_contrast(out, config.black_threshold, config.low_percentile, config.high_percentile)
     if "resize" in config.steps and out.shape[:2] != (config.size, config.size):

@@ -82,9 +82,15 @@ class CellClassifier:
     def input_size(self) -> int:
         return self.model.preprocessing.size
 
-    def prepare(self, crop: np.ndarray) -> np.ndarray:
-        """A cell crop -> the network's input, exactly as in training (model folder preprocessing)."""
-        return self.model.preprocess(crop)
+    @property
+    def needs_scale(self) -> bool:
+        """Whether this model keeps physical cell size (each image's micrometres per pixel is used)."""
+        return self.model.preprocessing.needs_scale
+
+    def prepare(self, crop: np.ndarray, um_per_px: float | None = None) -> np.ndarray:
+        """A cell crop -> the network's input, exactly as in training (model folder preprocessing);
+        ``um_per_px`` is the image's scale, used by models that keep physical cell size."""
+        return self.model.preprocess(crop, um_per_px)
 
     def blast_probabilities(self, prepared: np.ndarray) -> np.ndarray:
         """Calibrated P(ALL) for a batch of prepared cells (N, size, size, 3)."""

@@ -17,8 +17,9 @@ import numpy as np
 
 from .classifier import CellClassifier
 from .imageio import UnreadableImage, list_images, read_image
-from .localize import classify_image_kind, crop_cell, find_single_cell, find_white_cells
+from .localize import classify_image_kind, crop_cell, estimate_rbc_diameter, find_single_cell, find_white_cells
 from .results import STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
+from .scale import image_scale
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,11 @@ def _relative(path: Path, root: Path) -> str:
         return path.name
 
 
-def locate(rgb: np.ndarray, kind: str = "auto"):
-    """(kind, regions, crops) for one image: crops are cells on black, ready for the classifier."""
+def locate(rgb: np.ndarray, kind: str = "auto", rbc_diameter: float | None = None):
+    """(kind, regions, crops) for one image: crops are cells on black, ready for the classifier.
+
+    ``rbc_diameter``: the field's red-cell diameter in pixels when already measured (it is measured otherwise).
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     if kind == "auto":
@@ -46,21 +50,29 @@ def locate(rgb: np.ndarray, kind: str = "auto"):
         # The whole C-NMC crop is what the model was trained on; its preprocessing removes the frame.
         crops = [rgb for _ in regions]
     else:
-        regions = find_white_cells(rgb)
+        regions = find_white_cells(rgb, rbc_diameter=rbc_diameter)
         crops = [crop_cell(rgb, r, mask_background=True) for r in regions]
     return kind, regions, crops
 
 
-def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: str):
-    """One image -> (ImageResult without cells yet, [(region, prepared cell)]). Never raises for bad input."""
+def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: str,
+                     um_per_px: float | None = None):
+    """One image -> (ImageResult without cells yet, [(region, prepared cell)]). Never raises for bad input.
+
+    ``um_per_px``: the user's scale for every image (else metadata, red cells or the C-NMC calibration).
+    """
     t0 = time.perf_counter()
     result = ImageResult(path=str(path), image=_relative(path, root), status=STATUS_OK)
     cells = []
     try:
         rgb = read_image(path)
         result.height, result.width = rgb.shape[:2]
-        result.kind, regions, crops = locate(rgb, kind)
-        cells = [(region, classifier.prepare(crop)) for region, crop in zip(regions, crops)]
+        image_kind = classify_image_kind(rgb) if kind == "auto" else kind
+        rbc = estimate_rbc_diameter(rgb) if image_kind == "smear_field" and not um_per_px else None
+        scale = image_scale(rgb, image_kind, path, um_per_px, rbc)
+        result.um_per_px, result.scale_source = round(scale.um_per_px, 5), scale.source
+        result.kind, regions, crops = locate(rgb, image_kind, rbc)
+        cells = [(region, classifier.prepare(crop, scale.um_per_px)) for region, crop in zip(regions, crops)]
         if not cells:
             result.status = STATUS_NO_CELLS
     except UnreadableImage as e:
@@ -80,14 +92,16 @@ _DONE = object()
 
 def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, kind: str = "auto",
                    on_progress: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
-                   max_pending_images: int = 8, prefetch: int = 2) -> Iterator[ImageResult]:
+                   max_pending_images: int = 8, prefetch: int = 2,
+                   um_per_px: float | None = None) -> Iterator[ImageResult]:
     """Analyse the given image files (relative names taken against ``root``); see the module docstring.
 
     A reader thread decodes and localises up to ``prefetch`` images ahead while cells are classified, so
     decoding overlaps inference. Cells of consecutive images are classified together in batches of up to
     ``classifier.batch_size``; at most ``max_pending_images`` images wait for their batch, which bounds memory and
     the delay before a result appears. Batches depend only on the input, so results are deterministic. Once
-    ``should_stop()`` is true no further image is opened.
+    ``should_stop()`` is true no further image is opened. ``um_per_px`` sets every image's scale (the user's
+    microscope setting); without it each image's scale comes from its metadata, red cells or calibration.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
@@ -102,7 +116,7 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
             for path in images:
                 if stopped():
                     break
-                item = _read_and_locate(path, root, classifier, kind)
+                item = _read_and_locate(path, root, classifier, kind, um_per_px)
                 while not stop.is_set():
                     try:
                         ready.put(item, timeout=0.05)
@@ -176,14 +190,16 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
 
 def analyze_folder(folder: str | Path, classifier: CellClassifier, recursive: bool = False, kind: str = "auto",
                    on_progress: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
-                   summary: CaseSummary | None = None, max_pending_images: int = 8) -> Iterator[ImageResult]:
+                   summary: CaseSummary | None = None, max_pending_images: int = 8,
+                   um_per_px: float | None = None) -> Iterator[ImageResult]:
     """Analyse every image of a folder (optionally recursively). Non-image files are listed in ``summary``."""
     root = Path(folder)
     images, skipped = list_images(root, recursive=recursive)
     if summary is not None:
         summary.images_total = len(images)
         summary.skipped_files = [_relative(p, root) for p in skipped]
-    for result in analyze_images(images, root, classifier, kind, on_progress, should_stop, max_pending_images):
+    for result in analyze_images(images, root, classifier, kind, on_progress, should_stop, max_pending_images,
+                                 um_per_px=um_per_px):
         if summary is not None:
             summary.add(result)
         yield result

@@ -46,6 +46,8 @@ class ImageResult:
     height: int = 0
     cells: list[Cell] = field(default_factory=list)
     seconds: float = 0.0
+    um_per_px: float = 0.0             # micrometres of slide per image pixel (0: not determined)
+    scale_source: str = ""             # user | metadata | red_cells | cnmc_calibration | assumed (untrusted)
 
     @property
     def ok(self) -> bool:
@@ -60,7 +62,8 @@ class ImageResult:
 
     def to_dict(self, with_cells: bool = False) -> dict:
         d = {"image": self.image, "status": self.status, "kind": self.kind, "width": self.width,
-             "height": self.height, **self.counts(), "seconds": round(self.seconds, 3)}
+             "height": self.height, "um_per_px": self.um_per_px, "scale_source": self.scale_source,
+             **self.counts(), "seconds": round(self.seconds, 3)}
         if with_cells:
             d["cells"] = [c.to_dict() for c in self.cells]
             d["path"] = self.path
@@ -71,7 +74,8 @@ class ImageResult:
         """Inverse of ``to_dict(with_cells=True)``."""
         return cls(path=d["path"], image=d["image"], status=d["status"], kind=d.get("kind", ""),
                    width=d.get("width", 0), height=d.get("height", 0),
-                   cells=[Cell.from_dict(c) for c in d.get("cells", [])], seconds=d.get("seconds", 0.0))
+                   cells=[Cell.from_dict(c) for c in d.get("cells", [])], seconds=d.get("seconds", 0.0),
+                   um_per_px=d.get("um_per_px", 0.0), scale_source=d.get("scale_source", ""))
 
 
 @dataclass

@@ -18,7 +18,7 @@ CELL_COLUMNS = ["folder", "image", "cell_id", "x", "y", "width", "height", "cent
                 "p_blast", "label", "reviewed_label", "final_label", "reviewer", "review_time", "partial",
                 "model_name", "model_version", "model_sha256"]
 
-IMAGE_COLUMNS = ["folder", "image", "status", "kind", "width", "height", "white_cells", "blasts", "uncertain",
+IMAGE_COLUMNS = ["folder", "image", "status", "kind", "width", "height", "um_per_px", "scale_source", "white_cells", "blasts", "uncertain",
                  "normal", "blast_percentage", "reviewed_cells", "changed_cells", "blasts_after_review",
                  "uncertain_after_review", "normal_after_review", "blast_percentage_after_review"]
 
@@ -48,7 +48,8 @@ def image_row(result, folder: str = "", after_review: dict | None = None) -> lis
     """One ``images.csv`` row (``IMAGE_COLUMNS``); ``after_review`` is ``review.reviewed_counts`` of its cells."""
     d = result.to_dict()
     r = after_review or {}
-    values = [folder, d["image"], d["status"], d["kind"], d["width"], d["height"], d["white_cells"], d["blasts"],
+    values = [folder, d["image"], d["status"], d["kind"], d["width"], d["height"], d["um_per_px"] or "",
+              d["scale_source"], d["white_cells"], d["blasts"],
               d["uncertain"], d["normal"], d["blast_percentage"], r.get("reviewed", 0), r.get("changed", 0),
               r.get("blasts", d["blasts"]), r.get("uncertain", d["uncertain"]), r.get("normal", d["normal"]),
               r.get("blast_percentage", d["blast_percentage"])]

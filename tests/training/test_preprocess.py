@@ -79,3 +79,32 @@ def test_fixed_canvas_keeps_cell_size_where_the_paper_crop_hides_it():
     huge = preprocess_cell(disc(220), fixed)                       # larger than the canvas: shrinks to fit
     assert width(huge) <= 128
     assert PreprocessConfig.from_dict(fixed.to_dict()) == fixed
+
+
+def test_physical_scale_gives_one_cell_one_size_whatever_the_camera(cells):
+    """The same cell photographed at half the magnification (half the pixels per µm) reaches the network at the
+    same size when each image's scale is given; the pixel canvas of the 1.x models shrinks it by half."""
+    import cv2
+
+    from training.scale import CNMC_UM_PER_PX
+
+    um_cfg = PreprocessConfig.physical_scale(128, 23.0)
+    px_cfg = PreprocessConfig.fixed_scale(128, 352)
+    for img in cells[:4]:
+        half = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        full_um = preprocess_cell(img, um_cfg, CNMC_UM_PER_PX)
+        half_um = preprocess_cell(half, um_cfg, 2 * CNMC_UM_PER_PX)
+        cell_full, cell_half = (full_um.max(axis=2) > 12).sum(), (half_um.max(axis=2) > 12).sum()
+        assert abs(cell_half / cell_full - 1.0) < 0.05
+        full_px, half_px = preprocess_cell(img, px_cfg), preprocess_cell(half, px_cfg)
+        assert (half_px.max(axis=2) > 12).sum() / (full_px.max(axis=2) > 12).sum() < 0.35
+    # at the C-NMC calibration the physical canvas is the 1.x models' 352-pixel canvas
+    assert abs(23.0 / CNMC_UM_PER_PX - 352) < 2
+
+
+def test_physical_scale_needs_the_images_scale(cells):
+    cfg = PreprocessConfig.physical_scale(128, 23.0)
+    assert cfg.needs_scale and abs(cfg.model_um_per_px - 23.0 / 128) < 1e-9
+    assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="micrometres per pixel"):
+        preprocess_cell(cells[0], cfg)
