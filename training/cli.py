@@ -179,6 +179,10 @@ def main(argv=None) -> int:
     p.add_argument("--section", action="append", default=[], metavar="TITLE=FILE",
                    help="add a section (Markdown from FILE) under TITLE, e.g. the table of recipes compared")
 
+    from .wbc import add_parser as add_wbc_parser
+
+    add_wbc_parser(sub)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -234,6 +238,10 @@ def main(argv=None) -> int:
                                     data_source=args.data_source or (CNMC_SOURCE if layout == "cnmc" else None),
                                     extra_sections=sections, paper_config=paper_config)
             print(f"model card: {path}")
+        elif args.command == "wbc":
+            from .wbc import run as run_wbc
+
+            return run_wbc(args)
         elif args.command == "export":
             from .loop import export_run
 

@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 CV_KEYS = ("weighted_f1", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "ece", "accuracy")
 
 
+def _um_per_px(rgb, path, layout: str) -> float:
+    """The scale of a labelled image, found as the app finds it (C-NMC crops: the C-NMC calibration)."""
+    from .scale import CNMC_UM_PER_PX
+
+    if layout == "cnmc":
+        return CNMC_UM_PER_PX
+    from leukviewer.core.localize import classify_image_kind
+    from leukviewer.core.scale import image_scale
+
+    return image_scale(rgb, classify_image_kind(rgb), path).um_per_px
+
+
 def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path | None = None,
                     tta: bool = False, batch_size: int = 32, on_progress=None) -> dict:
     """Metrics of a model folder on every image of a labelled data set (preprocessing from the folder)."""
@@ -33,7 +45,9 @@ def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path
                            f"(it knows {', '.join(names)})")
     images = np.zeros((len(dataset.samples), *model.meta["input_size"], 3), np.uint8)
     for i, s in enumerate(dataset.samples):
-        images[i] = preprocess_cell(read_rgb(s.path), model.preprocessing)
+        rgb = read_rgb(s.path)
+        images[i] = preprocess_cell(rgb, model.preprocessing, _um_per_px(rgb, s.path, dataset.layout)
+                                    if model.preprocessing.needs_scale else None)
         if i % 100 == 0:
             report(ProgressEvent("evaluate", f"preprocessing {i + 1}/{len(images)}", fraction=i / len(images)))
     y = np.array([names.index(s.label) for s in dataset.samples])

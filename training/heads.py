@@ -105,3 +105,34 @@ def join(network, head):
     for layer in head.layers[1:]:
         x = layer(x)
     return keras.Model(inp, x, name="leukviewer_wbc_types")
+
+
+def export_wbc_model(parent_folder, head, out, *, name: str, version: str, temperature: float, threshold: float,
+                     band: tuple[float, float], preprocessing: dict, training: dict, metrics: dict,
+                     class_names=WBC_CLASSES, overwrite: bool = False):
+    """Write the joined network (parent backbone + fitted head) as a self-describing model folder."""
+    from .modelfolder import load_model_folder, save_model_folder
+
+    parent = load_model_folder(parent_folder)
+    network = join(parent.network, head)
+    arch = dict(parent.meta.get("architecture", {}))
+    arch["head"] = ("pooled backbone features -> normalisation -> dropout -> "
+                    + ("dense ReLU -> dropout -> " if any(l.name == "head_hidden" for l in head.layers) else "")
+                    + "dense logits over the white-cell types; p = softmax(logits / temperature)")
+    arch["backbone_from"] = f"{parent.meta.get('name')} {parent.meta.get('version')} (weights SHA-256 {parent.sha256})"
+    meta = {
+        "name": name, "version": version,
+        "intended_use": "For Research Use Only. Not for use in diagnostic procedures.",
+        "class_names": list(class_names), "positive_class": "blast",
+        "architecture": arch, "preprocessing": preprocessing,
+        "temperature": float(temperature),
+        "calibration": {"temperature": float(temperature),
+                        "fitted_on": "out-of-fold logits of C-NMC subjects the backbone never saw (subject CV)"},
+        "decision": {"threshold": float(threshold), "uncertainty_band": [float(band[0]), float(band[1])],
+                     "applies_to": "calibrated P(blast)",
+                     "chosen_by": "threshold maximises balanced accuracy blast vs normal lymphoid on out-of-fold "
+                                  "C-NMC subjects; the band is the narrowest around it outside which that accuracy "
+                                  "is >= 0.95"},
+        "training": training, "metrics": metrics,
+    }
+    return save_model_folder(network, out, meta, overwrite=overwrite)

@@ -80,7 +80,8 @@ def _normalise(cam: np.ndarray) -> np.ndarray:
     return (cam / top).astype(np.float32)
 
 
-def map_to_crop(cam: np.ndarray, crop: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+def map_to_crop(cam: np.ndarray, crop: np.ndarray, config: PreprocessConfig,
+                um_per_px: float | None = None) -> np.ndarray:
     """Undo the geometry of the preprocessing: a map on the network input -> a map over the crop's pixels.
 
     The preprocessing crops the black frame (with a margin), pads to a square (or a fixed canvas) and resizes; the
@@ -102,6 +103,8 @@ def map_to_crop(cam: np.ndarray, crop: np.ndarray, config: PreprocessConfig) -> 
         side = max(w, h)
     elif "pad_canvas" in config.steps:
         side = max(w, h, config.canvas_px)
+    elif "pad_canvas_um" in config.steps and um_per_px:
+        side = max(w, h, int(round(config.canvas_um / float(um_per_px))))
     else:
         side = None
     out = np.zeros((height, width), np.float32)
@@ -114,13 +117,15 @@ def map_to_crop(cam: np.ndarray, crop: np.ndarray, config: PreprocessConfig) -> 
     return np.clip(out, 0.0, 1.0)
 
 
-def cell_heatmap(classifier, crop: np.ndarray, label: str = "ALL", cam: GradCam | None = None) -> np.ndarray:
+def cell_heatmap(classifier, crop: np.ndarray, label: str = "ALL", cam: GradCam | None = None,
+                 um_per_px: float | None = None) -> np.ndarray:
     """Grad-CAM of one cell crop (RGB uint8, as the pipeline cuts it) for ``label``, the size of the crop.
 
     ``classifier`` is a :class:`leukviewer.core.classifier.CellClassifier`; pass ``cam`` to reuse the split
-    network across cells (building it costs more than one map).
+    network across cells (building it costs more than one map). ``um_per_px`` is the image's scale (needed by
+    models that keep physical cell size).
     """
     cam = cam or GradCam(classifier.model.network)
-    prepared = classifier.prepare(crop)
+    prepared = classifier.prepare(crop, um_per_px)
     heat = cam(prepared, classifier.info.class_names.index(label))
-    return map_to_crop(heat, crop, classifier.model.preprocessing)
+    return map_to_crop(heat, crop, classifier.model.preprocessing, um_per_px)

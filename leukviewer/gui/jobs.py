@@ -234,7 +234,13 @@ def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, lab
     region = CellRegion(bbox=tuple(cell.bbox), outline=np.asarray(cell.outline, np.int32), centroid=cell.centroid,
                         area=cell.area, nucleus_area=0, partial=cell.partial)
     crop = crop_cell(rgb, region, mask_background=True)
-    heat = cell_heatmap(model.classifier, crop, label, cam=model.gradcam())
+    um_per_px = None
+    if model.classifier.needs_scale:  # the image's scale, found as the analysis found it
+        from ..core.localize import classify_image_kind
+        from ..core.scale import image_scale
+
+        um_per_px = image_scale(rgb, classify_image_kind(rgb), image_path).um_per_px
+    heat = cell_heatmap(model.classifier, crop, label, cam=model.gradcam(), um_per_px=um_per_px)
     # The same square crop_cell cut: its corner in image pixels.
     x, y, w, h = cell.bbox
     side = crop.shape[0]

@@ -1,0 +1,289 @@
+"""The white-cell-type model: every source's cells -> cached backbone features -> a head -> a model folder.
+
+``python -m training wbc cells|features|fit`` (see ``--help``). The three steps are separate because each one is
+expensive in a different way: cutting cells reads ~12,000 images with the app's localiser (minutes), features run
+the backbone once per view (tens of minutes on a CPU), and a head fit takes seconds, so the evaluation below fits
+one head per fold and per held-out source.
+
+What ``evaluate`` measures (each figure from heads that never saw the cells they are measured on):
+- ``cnmc_cv``: C-NMC blast vs normal on subjects the backbone never saw (fold_0, and fold_1's validation subjects
+  32 and H10), K subject-disjoint folds, each with about two healthy donors unseen; the other sources and the
+  backbone's training subjects are always in training.
+- ``aria_held_out``: the Aria-style fields left out of training: per field, the share of cells called blast,
+  Benign vs B-ALL (ROC-AUC), and the share of cells left UNCERTAIN.
+- ``pbc_held_out``: PBC left out: the share of its normal cells called blast.
+- ``bccd_held_out``: BCCD's white cells (healthy donors, another lab, never used for training): the share called
+  blast and the types given.
+- ``pbc_types_cv``: 5-fold over PBC images: the confusion matrix over types.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .heads import WBC_CLASSES, fit_head, head_logits
+from .metrics import (balanced_accuracy, choose_threshold, choose_uncertainty_band, confusion_matrix,
+                      fit_temperature, roc_auc_score, weighted_f1)
+from .modelfolder import softmax
+
+CNMC_BACKBONE_UNSEEN = ("32", "H10")  # fold_1 subjects kept out of the 1.1.0 backbone's training (validation)
+
+
+@dataclass
+class CellTable:
+    """A cell table (``training.sources.build_cell_table``) with its cached features (views, N, D)."""
+    features: np.ndarray
+    source: np.ndarray
+    group: np.ndarray
+    field: np.ndarray
+    cell_type: np.ndarray
+    summary: dict
+
+    @classmethod
+    def load(cls, cells: str | Path, features: str | Path) -> "CellTable":
+        d = np.load(cells)
+        f = np.load(features).astype(np.float32)
+        if f.shape[1] != len(d["source"]):
+            raise ValueError(f"{features} has {f.shape[1]} cells, {cells} has {len(d['source'])}")
+        return cls(f, d["source"], d["group"], d["field"], d["cell_type"], json.loads(str(d["summary"])))
+
+    @property
+    def y(self) -> np.ndarray:
+        """Class index per cell; -1 for cells without a trainable type (BCCD white cells of unknown type)."""
+        index = {c: i for i, c in enumerate(WBC_CLASSES)}
+        return np.array([index.get(str(t), -1) for t in self.cell_type])
+
+    @property
+    def subject(self) -> np.ndarray:
+        return np.array([g.split(":", 1)[1] if s == "cnmc" else "" for s, g in zip(self.source, self.group)])
+
+
+def _fit(table: CellTable, train_idx, hidden: int, epochs: int, seed: int = 0):
+    views = table.features.shape[0]
+    x = np.concatenate([table.features[v, train_idx] for v in range(views)])
+    y = np.tile(table.y[train_idx], views)
+    return fit_head(x, y, len(WBC_CLASSES), hidden=hidden, epochs=epochs, seed=seed)
+
+
+def _logits(table: CellTable, train_idx, test_idx, hidden: int, epochs: int) -> np.ndarray:
+    return head_logits(_fit(table, train_idx, hidden, epochs), table.features[0, test_idx])
+
+
+def cnmc_folds(table: CellTable, k: int = 5, seed: int = 0) -> list[list[str]]:
+    """Subject-disjoint test folds over the C-NMC subjects the backbone never saw, healthy donors spread evenly."""
+    fold0 = np.array([str(f).startswith("fold_0") for f in table.field])
+    subject = table.subject
+    unseen = (table.source == "cnmc") & (fold0 | np.isin(subject, CNMC_BACKBONE_UNSEEN))
+    subjects = sorted(set(subject[unseen]))
+    healthy = [s for s in subjects if s.upper().startswith("H")]
+    ill = [s for s in subjects if s not in healthy]
+    rng = np.random.default_rng(seed)
+    rng.shuffle(healthy)
+    rng.shuffle(ill)
+    return [sorted(healthy[i::k] + ill[i::k]) for i in range(k)]
+
+
+def _binary_figures(is_blast: np.ndarray, p_blast: np.ndarray, threshold: float, band) -> dict:
+    pred = (p_blast >= threshold).astype(int)
+    y = is_blast.astype(int)
+    return {"n": int(len(y)), "roc_auc": roc_auc_score(y == 1, p_blast), "weighted_f1": weighted_f1(y, pred, 2),
+            "balanced_accuracy": balanced_accuracy(y, pred), "sensitivity": float(pred[y == 1].mean()),
+            "specificity": float(1 - pred[y == 0].mean()),
+            "uncertain_share": float(((p_blast > band[0]) & (p_blast < band[1])).mean())}
+
+
+def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, progress=print) -> dict:
+    """Every figure of the module docstring, plus the temperature, threshold and band they choose."""
+    y, source, trainable = table.y, table.source, table.y >= 0
+    blast = WBC_CLASSES.index("blast")
+    subject = table.subject
+    out: dict = {"settings": {"hidden": hidden, "epochs": epochs, "k": k, "views": int(table.features.shape[0])}}
+
+    folds = cnmc_folds(table, k)
+    oof_idx, oof_logits, per_fold = [], [], []
+    for i, fold in enumerate(folds):
+        test = np.where((source == "cnmc") & np.isin(subject, fold))[0]
+        train = np.where(trainable & ~np.isin(subject, fold))[0]
+        logits = _logits(table, train, test, hidden, epochs)
+        oof_idx.append(test)
+        oof_logits.append(logits)
+        p = softmax(logits)[:, blast]
+        per_fold.append({"subjects": fold, "n": int(len(test)), "roc_auc": roc_auc_score(y[test] == blast, p)})
+        progress(f"C-NMC fold {i + 1}/{k}: ROC-AUC {per_fold[-1]['roc_auc']:.3f} on {len(test)} cells")
+    test = np.concatenate(oof_idx)
+    logits = np.concatenate(oof_logits)
+    temperature = fit_temperature(logits, y[test])
+    p_blast = softmax(logits, temperature)[:, blast]
+    is_blast = y[test] == blast
+    threshold = choose_threshold(is_blast.astype(int), p_blast)
+    band = choose_uncertainty_band(is_blast.astype(int), p_blast, threshold)
+    out["calibration"] = {"temperature": temperature, "threshold": threshold, "uncertainty_band": list(band)}
+    fold_auc = [f["roc_auc"] for f in per_fold]
+    out["cnmc_cv"] = {"folds": per_fold, "roc_auc_mean": float(np.mean(fold_auc)),
+                      "roc_auc_sd": float(np.std(fold_auc)), "pooled": _binary_figures(is_blast, p_blast, threshold, band),
+                      "per_subject_called_blast": {s: float((p_blast[subject[test] == s] >= threshold).mean())
+                                                   for s in sorted(set(subject[test]))}}
+    fold_f1 = []
+    for test_f, logits_f in zip(oof_idx, oof_logits):
+        pb = softmax(logits_f, temperature)[:, blast]
+        fold_f1.append(_binary_figures(y[test_f] == blast, pb, threshold, band)["weighted_f1"])
+    out["cnmc_cv"]["weighted_f1_mean"], out["cnmc_cv"]["weighted_f1_sd"] = float(np.mean(fold_f1)), float(np.std(fold_f1))
+    progress(f"C-NMC CV: {json.dumps(out['cnmc_cv']['pooled'])}")
+
+    def held_out(name):
+        test = np.where(source == name)[0]
+        train = np.where(trainable & (source != name))[0]
+        return test, softmax(_logits(table, train, test, hidden, epochs), temperature)
+
+    test, proba = held_out("aria")
+    p = proba[:, blast]
+    fields: dict[str, list[float]] = {}
+    for i, pi in zip(test, p):
+        fields.setdefault(str(table.field[i]), []).append(float(pi))
+    field_is_ball = np.array([not f.startswith("Benign") for f in fields])
+    share = np.array([np.mean(np.array(v) >= threshold) for v in fields.values()])
+    out["aria_held_out"] = {
+        "cells": int(len(test)), "fields": len(fields),
+        "field_roc_auc_share_called_blast": roc_auc_score(field_is_ball, share),
+        "field_roc_auc_mean_p_blast": roc_auc_score(field_is_ball, np.array([np.mean(v) for v in fields.values()])),
+        "b_all_fields_flagged": float((share[field_is_ball] > 0).mean()),
+        "benign_fields_flagged": float((share[~field_is_ball] > 0).mean()),
+        "cells_uncertain": float(((p > band[0]) & (p < band[1])).mean()),
+        "cells_called_blast_benign": float((p[y[test] != blast] >= threshold).mean()),
+        "cells_called_blast_b_all": float((p[y[test] == blast] >= threshold).mean()),
+        "types_given": {c: int((proba.argmax(1) == i).sum()) for i, c in enumerate(WBC_CLASSES)}}
+    progress(f"Aria held out: {json.dumps(out['aria_held_out'])}")
+
+    test, proba = held_out("pbc")
+    p = proba[:, blast]
+    types = table.cell_type[test]
+    out["pbc_held_out"] = {
+        "cells": int(len(test)), "called_blast": float((p >= threshold).mean()),
+        "cells_uncertain": float(((p > band[0]) & (p < band[1])).mean()),
+        "called_blast_per_type": {str(c): float((p[types == c] >= threshold).mean()) for c in sorted(set(types))}}
+    progress(f"PBC held out: {json.dumps(out['pbc_held_out'])}")
+
+    test, proba = held_out("bccd")
+    p = proba[:, blast]
+    wbc = table.cell_type[test] == "wbc"
+    out["bccd_held_out"] = {
+        "white_cells": int(wbc.sum()), "white_cells_called_blast": float((p[wbc] >= threshold).mean()),
+        "white_cells_uncertain": float(((p[wbc] > band[0]) & (p[wbc] < band[1])).mean()),
+        "white_cell_types_given": {c: int((proba[wbc].argmax(1) == i).sum()) for i, c in enumerate(WBC_CLASSES)},
+        "non_wbc_called_non_wbc": float((proba[~wbc].argmax(1) == WBC_CLASSES.index("non_wbc")).mean())}
+    progress(f"BCCD held out: {json.dumps(out['bccd_held_out'])}")
+
+    pbc = np.where(source == "pbc")[0]
+    order = np.random.default_rng(1).permutation(pbc)
+    pred = np.zeros(len(y), int)
+    for i in range(5):
+        test = order[i::5]
+        train = np.setdiff1d(np.where(trainable)[0], test)
+        pred[test] = _logits(table, train, test, hidden, epochs).argmax(1)
+    cm = confusion_matrix(y[pbc], pred[pbc], len(WBC_CLASSES))
+    out["pbc_types_cv"] = {"accuracy": float((y[pbc] == pred[pbc]).mean()), "classes": list(WBC_CLASSES),
+                           "confusion_matrix": cm.tolist()}
+    progress(f"PBC types, 5-fold: accuracy {out['pbc_types_cv']['accuracy']:.3f}")
+    return out
+
+
+def fit_final(table: CellTable, hidden: int = 0, epochs: int = 30):
+    """The head of the shipped model: every trainable cell of every source."""
+    return _fit(table, np.where(table.y >= 0)[0], hidden, epochs)
+
+
+def training_summary(table: CellTable, parent_meta: dict, settings: dict) -> dict:
+    per_source: dict = {}
+    for s, t in zip(table.source, table.cell_type):
+        per_source.setdefault(str(s), {}).setdefault(str(t), 0)
+        per_source[str(s)][str(t)] += 1
+    return {"data": {"layout": "multi-source cell table (training.sources)", "per_source": per_source,
+                     "cells": int(len(table.source)), "trainable_cells": int((table.y >= 0).sum()),
+                     "sources": SOURCES},
+            "head": settings,
+            "backbone": {"from": f"{parent_meta.get('name')} {parent_meta.get('version')}",
+                         "trained_on": parent_meta.get("training", {}).get("split", {}).get("train", {})
+                         .get("subjects")},
+            "preprocessing_note": table.summary.get("preprocessing")}
+
+
+SOURCES = {
+    "cnmc": "C-NMC 2019 (SBILab, IIIT-Delhi / AIIMS) training fold_0 + fold_1, CC BY 3.0",
+    "pbc": "PBC (Acevedo et al. 2020, Hospital Clinic Barcelona), CC BY 4.0",
+    "aria": "Blood cells cancer (ALL) (Aria et al., Taleqani Hospital, Tehran), public Kaggle release; weak labels",
+    "bccd": "BCCD (Shenggan/BCCD_Dataset), MIT: red cells and false detections as non-WBC; white cells for "
+            "evaluation only",
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("wbc", help="the white-cell-type model: cut cells of every source, features, head, folder")
+    wsub = p.add_subparsers(dest="wbc_command", required=True)
+    c = wsub.add_parser("cells", help="cut, scale and preprocess the cells of every staged source")
+    c.add_argument("--data", required=True, help="data root written by stage-data (cnmc/, pbc/, aria/, bccd/)")
+    c.add_argument("--out", required=True, help="cell table to write (.npz)")
+    c.add_argument("--pbc-per-class", type=int, default=500)
+    c.add_argument("--aria-per-class", type=int, default=250, help="fields per Aria class")
+    c.add_argument("--canvas-um", type=float, default=23.0, help="side of the model's canvas in µm")
+    c.add_argument("--input-size", type=int, default=128)
+    c.add_argument("--workers", type=int, default=2)
+    f = wsub.add_parser("features", help="pooled backbone features of a cell table (original + augmented views)")
+    f.add_argument("--cells", required=True)
+    f.add_argument("--parent", required=True, help="model folder whose backbone is kept")
+    f.add_argument("--views", type=int, default=2)
+    f.add_argument("--out", required=True, help=".npy to write")
+    t = wsub.add_parser("fit", help="evaluate the head (CV, held-out sources) and write the model folder")
+    t.add_argument("--cells", required=True)
+    t.add_argument("--features", required=True)
+    t.add_argument("--parent", required=True)
+    t.add_argument("--out", help="model folder to write (omit to evaluate only)")
+    t.add_argument("--evaluation", help="evaluation JSON to write (and read back by the card)")
+    t.add_argument("--hidden", type=int, default=0, help="hidden units of the head (0: linear)")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--name", default="leukviewer-b3")
+    t.add_argument("--version", default="2.0.0")
+
+
+def run(args) -> int:
+    if args.wbc_command == "cells":
+        from .preprocess import PreprocessConfig
+        from .sources import build_cell_table, list_source_images
+
+        items = list_source_images(args.data, pbc_per_class=args.pbc_per_class, aria_per_class=args.aria_per_class)
+        summary = build_cell_table(items, PreprocessConfig.physical_scale(args.input_size, args.canvas_um), args.out,
+                                   workers=args.workers, progress=lambda i, n: print(f"{i}/{n} images", flush=True))
+        print(json.dumps({k: v for k, v in summary.items() if k != "errors"}, indent=1))
+        print(f"{len(summary['errors'])} unreadable image(s)")
+    elif args.wbc_command == "features":
+        from .heads import backbone_features
+        from .modelfolder import load_model_folder
+
+        cells = np.load(args.cells)["x"]
+        features = backbone_features(load_model_folder(args.parent).network, cells, views=args.views,
+                                     progress=lambda v, i, n: print(f"view {v}: {i}/{n}", flush=True)
+                                     if i % 2048 < 64 else None)
+        np.save(args.out, features.astype(np.float16))
+    elif args.wbc_command == "fit":
+        from .heads import export_wbc_model
+        from .modelfolder import read_meta
+
+        table = CellTable.load(args.cells, args.features)
+        report = evaluate(table, args.hidden, args.epochs, progress=lambda m: print(m, flush=True))
+        if args.evaluation:
+            Path(args.evaluation).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        if args.out:
+            parent_meta = read_meta(args.parent)
+            cal = report["calibration"]
+            head = fit_final(table, args.hidden, args.epochs)
+            folder = export_wbc_model(
+                args.parent, head, args.out, name=args.name, version=args.version,
+                temperature=cal["temperature"], threshold=cal["threshold"], band=tuple(cal["uncertainty_band"]),
+                preprocessing=table.summary["preprocessing"],
+                training=training_summary(table, parent_meta, report["settings"]),
+                metrics={"measured_on": "heads that never saw the cells measured (training.wbc.evaluate)",
+                         **{k: v for k, v in report.items() if k != "settings"}})
+            print(f"model folder: {folder}")
+    return 0
