@@ -29,6 +29,12 @@ from .metrics import (balanced_accuracy, choose_threshold, choose_uncertainty_ba
                       fit_temperature, roc_auc_score, weighted_f1)
 from .modelfolder import softmax
 
+
+def _auc(is_positive, score) -> float | None:
+    """ROC-AUC, or None when the truth holds one class only (a fold of one kind of subject)."""
+    is_positive = np.asarray(is_positive, bool)
+    return roc_auc_score(is_positive, score) if 0 < is_positive.sum() < len(is_positive) else None
+
 CNMC_BACKBONE_UNSEEN = ("32", "H10")  # fold_1 subjects kept out of the 1.1.0 backbone's training (validation)
 
 
@@ -83,13 +89,14 @@ def cnmc_folds(table: CellTable, k: int = 5, seed: int = 0) -> list[list[str]]:
     rng = np.random.default_rng(seed)
     rng.shuffle(healthy)
     rng.shuffle(ill)
-    return [sorted(healthy[i::k] + ill[i::k]) for i in range(k)]
+    folds = [sorted(healthy[i::k] + ill[i::k]) for i in range(k)]
+    return [f for f in folds if f]
 
 
 def _binary_figures(is_blast: np.ndarray, p_blast: np.ndarray, threshold: float, band) -> dict:
     pred = (p_blast >= threshold).astype(int)
     y = is_blast.astype(int)
-    return {"n": int(len(y)), "roc_auc": roc_auc_score(y == 1, p_blast), "weighted_f1": weighted_f1(y, pred, 2),
+    return {"n": int(len(y)), "roc_auc": _auc(y == 1, p_blast), "weighted_f1": weighted_f1(y, pred, 2),
             "balanced_accuracy": balanced_accuracy(y, pred), "sensitivity": float(pred[y == 1].mean()),
             "specificity": float(1 - pred[y == 0].mean()),
             "uncertain_share": float(((p_blast > band[0]) & (p_blast < band[1])).mean())}
@@ -111,8 +118,8 @@ def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, pr
         oof_idx.append(test)
         oof_logits.append(logits)
         p = softmax(logits)[:, blast]
-        per_fold.append({"subjects": fold, "n": int(len(test)), "roc_auc": roc_auc_score(y[test] == blast, p)})
-        progress(f"C-NMC fold {i + 1}/{k}: ROC-AUC {per_fold[-1]['roc_auc']:.3f} on {len(test)} cells")
+        per_fold.append({"subjects": fold, "n": int(len(test)), "roc_auc": _auc(y[test] == blast, p)})
+        progress(f"C-NMC fold {i + 1}/{len(folds)}: ROC-AUC {per_fold[-1]['roc_auc']} on {len(test)} cells")
     test = np.concatenate(oof_idx)
     logits = np.concatenate(oof_logits)
     temperature = fit_temperature(logits, y[test])
@@ -121,7 +128,7 @@ def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, pr
     threshold = choose_threshold(is_blast.astype(int), p_blast)
     band = choose_uncertainty_band(is_blast.astype(int), p_blast, threshold)
     out["calibration"] = {"temperature": temperature, "threshold": threshold, "uncertainty_band": list(band)}
-    fold_auc = [f["roc_auc"] for f in per_fold]
+    fold_auc = [f["roc_auc"] for f in per_fold if f["roc_auc"] is not None] or [np.nan]
     out["cnmc_cv"] = {"folds": per_fold, "roc_auc_mean": float(np.mean(fold_auc)),
                       "roc_auc_sd": float(np.std(fold_auc)), "pooled": _binary_figures(is_blast, p_blast, threshold, band),
                       "per_subject_called_blast": {s: float((p_blast[subject[test] == s] >= threshold).mean())
@@ -133,50 +140,70 @@ def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, pr
     out["cnmc_cv"]["weighted_f1_mean"], out["cnmc_cv"]["weighted_f1_sd"] = float(np.mean(fold_f1)), float(np.std(fold_f1))
     progress(f"C-NMC CV: {json.dumps(out['cnmc_cv']['pooled'])}")
 
+    present = set(map(str, source))
+
     def held_out(name):
         test = np.where(source == name)[0]
         train = np.where(trainable & (source != name))[0]
         return test, softmax(_logits(table, train, test, hidden, epochs), temperature)
 
-    test, proba = held_out("aria")
+    if "aria" in present:
+        out["aria_held_out"] = _aria_figures(table, *held_out("aria"), threshold, band)
+        progress(f"Aria held out: {json.dumps(out['aria_held_out'])}")
+    if "pbc" in present:
+        out["pbc_held_out"] = _pbc_figures(table, *held_out("pbc"), threshold, band)
+        progress(f"PBC held out: {json.dumps(out['pbc_held_out'])}")
+    if "bccd" in present:
+        out["bccd_held_out"] = _bccd_figures(table, *held_out("bccd"), threshold, band)
+        progress(f"BCCD held out: {json.dumps(out['bccd_held_out'])}")
+    if "pbc" in present:
+        out["pbc_types_cv"] = _pbc_types(table, hidden, epochs)
+        progress(f"PBC types, 5-fold: accuracy {out['pbc_types_cv']['accuracy']:.3f}")
+    return out
+
+
+def _aria_figures(table, test, proba, threshold, band) -> dict:
+    y, blast = table.y, WBC_CLASSES.index("blast")
     p = proba[:, blast]
     fields: dict[str, list[float]] = {}
     for i, pi in zip(test, p):
         fields.setdefault(str(table.field[i]), []).append(float(pi))
     field_is_ball = np.array([not f.startswith("Benign") for f in fields])
     share = np.array([np.mean(np.array(v) >= threshold) for v in fields.values()])
-    out["aria_held_out"] = {
+    return {
         "cells": int(len(test)), "fields": len(fields),
-        "field_roc_auc_share_called_blast": roc_auc_score(field_is_ball, share),
-        "field_roc_auc_mean_p_blast": roc_auc_score(field_is_ball, np.array([np.mean(v) for v in fields.values()])),
+        "field_roc_auc_share_called_blast": _auc(field_is_ball, share),
+        "field_roc_auc_mean_p_blast": _auc(field_is_ball, np.array([np.mean(v) for v in fields.values()])),
         "b_all_fields_flagged": float((share[field_is_ball] > 0).mean()),
         "benign_fields_flagged": float((share[~field_is_ball] > 0).mean()),
         "cells_uncertain": float(((p > band[0]) & (p < band[1])).mean()),
         "cells_called_blast_benign": float((p[y[test] != blast] >= threshold).mean()),
         "cells_called_blast_b_all": float((p[y[test] == blast] >= threshold).mean()),
         "types_given": {c: int((proba.argmax(1) == i).sum()) for i, c in enumerate(WBC_CLASSES)}}
-    progress(f"Aria held out: {json.dumps(out['aria_held_out'])}")
 
-    test, proba = held_out("pbc")
-    p = proba[:, blast]
+
+def _pbc_figures(table, test, proba, threshold, band) -> dict:
+    p = proba[:, WBC_CLASSES.index("blast")]
     types = table.cell_type[test]
-    out["pbc_held_out"] = {
+    return {
         "cells": int(len(test)), "called_blast": float((p >= threshold).mean()),
         "cells_uncertain": float(((p > band[0]) & (p < band[1])).mean()),
         "called_blast_per_type": {str(c): float((p[types == c] >= threshold).mean()) for c in sorted(set(types))}}
-    progress(f"PBC held out: {json.dumps(out['pbc_held_out'])}")
 
-    test, proba = held_out("bccd")
-    p = proba[:, blast]
+
+def _bccd_figures(table, test, proba, threshold, band) -> dict:
+    p = proba[:, WBC_CLASSES.index("blast")]
     wbc = table.cell_type[test] == "wbc"
-    out["bccd_held_out"] = {
+    return {
         "white_cells": int(wbc.sum()), "white_cells_called_blast": float((p[wbc] >= threshold).mean()),
         "white_cells_uncertain": float(((p[wbc] > band[0]) & (p[wbc] < band[1])).mean()),
         "white_cell_types_given": {c: int((proba[wbc].argmax(1) == i).sum()) for i, c in enumerate(WBC_CLASSES)},
         "non_wbc_called_non_wbc": float((proba[~wbc].argmax(1) == WBC_CLASSES.index("non_wbc")).mean())}
-    progress(f"BCCD held out: {json.dumps(out['bccd_held_out'])}")
 
-    pbc = np.where(source == "pbc")[0]
+
+def _pbc_types(table, hidden, epochs) -> dict:
+    y, trainable = table.y, table.y >= 0
+    pbc = np.where(table.source == "pbc")[0]
     order = np.random.default_rng(1).permutation(pbc)
     pred = np.zeros(len(y), int)
     for i in range(5):
@@ -184,10 +211,8 @@ def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, pr
         train = np.setdiff1d(np.where(trainable)[0], test)
         pred[test] = _logits(table, train, test, hidden, epochs).argmax(1)
     cm = confusion_matrix(y[pbc], pred[pbc], len(WBC_CLASSES))
-    out["pbc_types_cv"] = {"accuracy": float((y[pbc] == pred[pbc]).mean()), "classes": list(WBC_CLASSES),
-                           "confusion_matrix": cm.tolist()}
-    progress(f"PBC types, 5-fold: accuracy {out['pbc_types_cv']['accuracy']:.3f}")
-    return out
+    return {"accuracy": float((y[pbc] == pred[pbc]).mean()), "classes": list(WBC_CLASSES),
+            "confusion_matrix": cm.tolist()}
 
 
 def fit_final(table: CellTable, hidden: int = 0, epochs: int = 30):
@@ -245,6 +270,9 @@ def add_parser(sub) -> None:
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--name", default="leukviewer-b3")
     t.add_argument("--version", default="2.0.0")
+    t.add_argument("--folds", type=int, default=5, help="C-NMC subject folds")
+    k = wsub.add_parser("card", help="(re)write MODEL_CARD.md of a white-cell-type model folder")
+    k.add_argument("--model", required=True)
 
 
 def run(args) -> int:
@@ -271,7 +299,7 @@ def run(args) -> int:
         from .modelfolder import read_meta
 
         table = CellTable.load(args.cells, args.features)
-        report = evaluate(table, args.hidden, args.epochs, progress=lambda m: print(m, flush=True))
+        report = evaluate(table, args.hidden, args.epochs, k=args.folds, progress=lambda m: print(m, flush=True))
         if args.evaluation:
             Path(args.evaluation).write_text(json.dumps(report, indent=1), encoding="utf-8")
         if args.out:
@@ -286,4 +314,119 @@ def run(args) -> int:
                 metrics={"measured_on": "heads that never saw the cells measured (training.wbc.evaluate)",
                          **{k: v for k, v in report.items() if k != "settings"}})
             print(f"model folder: {folder}")
+            print(f"model card: {write_card(folder)}")
+    elif args.wbc_command == "card":
+        print(f"model card: {write_card(args.model)}")
     return 0
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100.0 * float(x):.1f}%"
+
+
+def _f(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{float(x):.{digits}f}"
+
+
+def write_card(folder: str | Path, extra_sections: dict[str, str] | None = None) -> Path:
+    """MODEL_CARD.md of a white-cell-type model folder, from its model.json (metrics written by ``evaluate``)."""
+    from .modelfolder import read_meta
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    m = meta.get("metrics", {})
+    cv, aria, pbc, bccd = (m.get(k, {}) for k in ("cnmc_cv", "aria_held_out", "pbc_held_out", "bccd_held_out"))
+    types = m.get("pbc_types_cv", {})
+    pooled = cv.get("pooled", {})
+    dec = meta["decision"]
+    data = meta.get("training", {}).get("data", {})
+    lines = [
+        f"# {meta['name']} {meta['version']} — white-cell types with a blast flag",
+        "",
+        "**For Research Use Only. Not for use in diagnostic procedures.**",
+        "",
+        "## What it is",
+        f"- Classes: {', '.join(meta['class_names'])}. The blast flag is the calibrated P(blast): ALL at or above "
+        f"the threshold {dec['threshold']:.3f}, UNCERTAIN strictly inside the band "
+        f"[{dec['uncertainty_band'][0]:.3f}, {dec['uncertainty_band'][1]:.3f}], HEM (normal) below. `non_wbc` "
+        "(red cells, platelets, debris, false detections) is not counted among the white cells.",
+        f"- Network: {meta['architecture'].get('backbone')} backbone from "
+        f"{meta['architecture'].get('backbone_from')}, kept frozen; a new head: {meta['architecture'].get('head')}.",
+        f"- Temperature {meta['temperature']:.3f} ({meta['calibration']['fitted_on']}).",
+        f"- Physical scale: every cell is resampled so that the {meta['preprocessing'].get('canvas_um')} µm canvas "
+        f"fills {meta['preprocessing'].get('size')} px ({meta['preprocessing'].get('canvas_um', 0) / meta['preprocessing'].get('size', 1):.3f} "
+        "µm per input pixel). Each image's µm per pixel comes from the user (`--um-per-px`), TIFF/OME metadata, "
+        "its red cells (7.5 µm), or, for crops on black, the C-NMC calibration (0.0655 µm/px, `training/scale.py`).",
+        f"- Weights SHA-256 `{meta['weights']['sha256']}`.",
+        "",
+        "## Data (provenance and licence)",
+    ]
+    for key, text in SOURCES.items():
+        counts = data.get("per_source", {}).get(key, {})
+        lines.append(f"- **{key}**: {text}. Cells: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+    lines += [
+        "- Cells of the field sources were found and cut by the app's own localiser (`training/sources.py`); the "
+        "Aria-style fields carry one label per field, given to every whole white cell of the field (weak labels: a "
+        "B-ALL field may hold a normal cell; no patient IDs, so its held-out figures are per field). BCCD white "
+        "cells have no type here and are used only to measure false blast flags on another lab's healthy smears.",
+        "",
+        "## How it was measured (every head measured never saw the cells it is measured on)",
+        "Commands (data staged by `../shared/tools/stage-data`):",
+        "```",
+        "python -m training wbc cells --data ~/leukviewer-data --out cells.npz",
+        "python -m training wbc features --cells cells.npz --parent <leukviewer-b3 1.1.0> --views 2 --out feats.npy",
+        "python -m training wbc fit --cells cells.npz --features feats.npy --parent <leukviewer-b3 1.1.0> "
+        "--evaluation evaluation.json --out <model folder>",
+        "```",
+        "",
+        "| measure | figure |",
+        "|---|---|",
+        f"| C-NMC subject CV ({len(cv.get('folds', []))} folds, subjects the backbone never saw), ROC-AUC per fold "
+        f"mean ± sd | {_f(cv.get('roc_auc_mean'))} ± {_f(cv.get('roc_auc_sd'))} |",
+        f"| same, weighted F1 per fold mean ± sd | {_f(cv.get('weighted_f1_mean'))} ± {_f(cv.get('weighted_f1_sd'))} |",
+        f"| same, pooled: ROC-AUC / balanced acc. / sensitivity / specificity / UNCERTAIN | {_f(pooled.get('roc_auc'))}"
+        f" / {_f(pooled.get('balanced_accuracy'))} / {_f(pooled.get('sensitivity'))} / {_f(pooled.get('specificity'))}"
+        f" / {_pct(pooled.get('uncertain_share'))} |",
+        f"| Aria-style fields held out ({aria.get('fields')} fields): ROC-AUC Benign vs B-ALL of the share of cells "
+        f"called blast / of the mean P(blast) | {_f(aria.get('field_roc_auc_share_called_blast'))} / "
+        f"{_f(aria.get('field_roc_auc_mean_p_blast'))} |",
+        f"| same: B-ALL fields with a blast flag / Benign fields with a blast flag / cells UNCERTAIN | "
+        f"{_pct(aria.get('b_all_fields_flagged'))} / {_pct(aria.get('benign_fields_flagged'))} / "
+        f"{_pct(aria.get('cells_uncertain'))} |",
+        f"| PBC held out: its normal cells called blast / UNCERTAIN | {_pct(pbc.get('called_blast'))} / "
+        f"{_pct(pbc.get('cells_uncertain'))} |",
+        f"| BCCD white cells (another lab, healthy, never trained on): called blast / UNCERTAIN | "
+        f"{_pct(bccd.get('white_cells_called_blast'))} / {_pct(bccd.get('white_cells_uncertain'))} |",
+        f"| PBC types, 5-fold over images: accuracy | {_f(types.get('accuracy'))} |",
+        "",
+    ]
+    if types.get("confusion_matrix"):
+        names = types["classes"]
+        lines += ["Confusion matrix over types (PBC 5-fold; rows true, columns predicted):", "",
+                  "| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for name, row in zip(names, types["confusion_matrix"]):
+            if sum(row):
+                lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+        lines.append("")
+    if pbc.get("called_blast_per_type"):
+        lines += ["PBC held out, share called blast per type: " + ", ".join(
+            f"{t} {_pct(v)}" for t, v in pbc["called_blast_per_type"].items()), ""]
+    if cv.get("per_subject_called_blast"):
+        lines += ["C-NMC CV, share of each unseen subject's cells called blast: " + ", ".join(
+            f"{s} {_pct(v)}" for s, v in cv["per_subject_called_blast"].items()), ""]
+    for title, text in (extra_sections or {}).items():
+        lines += [f"## {title}", "", text.strip(), ""]
+    lines += [
+        "## Limitations",
+        "- The backbone is the 1.1.0 B3, trained on C-NMC fold_1 (all subjects but 32 and H10) after PBC "
+        "pre-training: figures on those subjects and on PBC are not independent of the backbone, so the C-NMC CV "
+        "tests only fold_0 subjects and 32/H10, and the PBC held-out figure is optimistic.",
+        "- Only the head was trained on the new sources; the backbone was not fine-tuned on them (CPU budget).",
+        "- Aria-style labels are per field (weak); its stain differs by class, so within-set figures would flatter: "
+        "only held-out figures are reported.",
+        "- The scale of crops on black is the C-NMC calibration; crops from another lab on black need `--um-per-px`.",
+        "- For Research Use Only. Not for use in diagnostic procedures.",
+    ]
+    path = folder / "MODEL_CARD.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

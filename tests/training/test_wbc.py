@@ -1,0 +1,72 @@
+"""The white-cell-type model path: every source cut by the app's localiser at one physical scale, features, a
+head, a model folder the app runs (here on the fixtures and the tiny network; the shipped model's figures are in
+its card)."""
+import json
+
+import numpy as np
+import pytest
+
+from training.heads import WBC_CLASSES
+from training.preprocess import PreprocessConfig
+from training.sources import build_cell_table, list_source_images
+
+
+@pytest.fixture(scope="module")
+def cell_table(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("wbc") / "cells.npz"
+    items = list_source_images(shared_data, sources=("cnmc", "pbc", "bccd"))
+    summary = build_cell_table(items, PreprocessConfig.physical_scale(32, 23.0), out, workers=1)
+    return out, summary
+
+
+def test_every_source_gives_typed_cells_at_one_physical_scale(cell_table):
+    path, summary = cell_table
+    assert summary["errors"] == []
+    per = summary["per_source"]
+    # 84 C-NMC crops of fold_1: 11 ALL subjects x 6 cells are blasts, 3 healthy x 6 are normal lymphoid
+    assert per["cnmc"] == {"blast": 66, "lymphoid": 18}
+    # PBC: its lymphocytes are lymphoid, its platelets are not white cells; each class gives its central cell
+    assert per["pbc"]["lymphoid"] >= 7 and per["pbc"]["neutrophil"] >= 7 and "non_wbc" in per["pbc"]
+    # BCCD: detections on annotated WBC boxes are white cells of unknown type; red cells are non-WBC examples
+    assert per["bccd"]["wbc"] >= 25 and per["bccd"]["non_wbc"] >= 30
+    d = np.load(path)
+    assert d["x"].shape[1:] == (32, 32, 3)
+    scale = dict(zip(d["source"], d["scale_source"]))
+    assert scale["cnmc"] == "cnmc_calibration" and scale["pbc"] == "red_cells"
+    # one physical scale: PBC neutrophils (12-15 µm) measure larger than PBC lymphocytes and than red cells
+    dia = d["diameter_um"]
+    pbc = d["source"] == "pbc"
+    assert np.median(dia[pbc & (d["cell_type"] == "neutrophil")]) > np.median(dia[pbc & (d["cell_type"] == "lymphoid")])
+    assert 9 < np.median(dia[(d["source"] == "cnmc") & (d["cell_type"] == "lymphoid")]) < 14
+
+
+def test_head_on_a_backbone_gives_a_model_folder_the_app_runs(cell_table, tiny_model_dir, shared_data, tmp_path):
+    from leukviewer.core.classifier import CellClassifier
+    from leukviewer.core.pipeline import analyze_folder
+    from training.heads import backbone_features, export_wbc_model
+    from training.modelfolder import load_model_folder
+    from training.wbc import CellTable, evaluate, fit_final, write_card
+
+    path, summary = cell_table
+    parent = load_model_folder(tiny_model_dir)
+    features = backbone_features(parent.network, np.load(path)["x"], views=2)
+    np.save(tmp_path / "f.npy", features)
+    table = CellTable.load(path, tmp_path / "f.npy")
+    report = evaluate(table, epochs=3, k=2, progress=lambda m: None)
+    # the held-out figures exist for the sources present (the fixtures hold no Aria-style fields)
+    assert {"calibration", "cnmc_cv", "pbc_held_out", "bccd_held_out", "pbc_types_cv"} <= set(report)
+    assert "aria_held_out" not in report
+    cal = report["calibration"]
+    folder = export_wbc_model(tiny_model_dir, fit_final(table, epochs=3), tmp_path / "wbc", name="wbc-test",
+                              version="0.0.1", temperature=cal["temperature"], threshold=cal["threshold"],
+                              band=tuple(cal["uncertainty_band"]), preprocessing=summary["preprocessing"],
+                              training={}, metrics=report)
+    card = write_card(folder).read_text(encoding="utf-8")
+    assert "For Research Use Only. Not for use in diagnostic procedures." in card and "PBC" in card
+    meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    assert meta["class_names"] == list(WBC_CLASSES) and meta["positive_class"] == "blast"
+    classifier = CellClassifier(folder)
+    results = list(analyze_folder(shared_data / "bccd" / "JPEGImages", classifier))
+    cells = [c for r in results for c in r.cells]
+    assert cells and all(r.scale_source == "red_cells" and 0.07 < r.um_per_px < 0.12 for r in results if r.cells)
+    assert all(c.cell_type in WBC_CLASSES for c in cells)
