@@ -869,14 +869,15 @@ class MainWindow(QMainWindow):
         if self.is_analysing():
             self.show_message("The analysis is still running: export when it has finished.", "info")
             return
-        choice = ExportDialog.ask(self, default_dir=self.folder)
+        from ..core.reports import export_case, review_status
+
+        results = [self.results[name] for name in self.image_names if name in self.results]
+        review = review_status([c for r in results for c in r.cells], self.session)
+        choice = ExportDialog.ask(self, image_folder=self.folder, review=review)
         if choice is None:
             return
-        from ..core.reports import export_case
-
         model = self.loaded_model
         info = model.classifier.info if model else jobs.model_identity(self.model_dir)
-        results = [self.results[name] for name in self.image_names if name in self.results]
 
         def run(worker=None):
             return export_case(results, self.session, info, choice.out_dir, formats=choice.formats,
