@@ -55,6 +55,18 @@ def _registry_model() -> Path | None:
         return None
 
 
+def no_images_message(folder: Path, subfolders_included: bool, in_subfolders: int) -> str:
+    """What the window says of a folder without images, pointing at File → Include sub-folders when that helps."""
+    kinds = "BMP, PNG, JPEG or TIFF"
+    if subfolders_included:
+        return f"No images in {folder} or its sub-folders ({kinds})."
+    if in_subfolders:
+        return (f"No images directly in {folder}, but its sub-folders hold {in_subfolders}: turn on "
+                "File → Include sub-folders to analyse them.")
+    return (f"No images in {folder} ({kinds}). Sub-folders are not included: File → Include sub-folders "
+            "adds their images.")
+
+
 class MainWindow(QMainWindow):
     analysisFinished = Signal()       # the current run ended (done, cancelled or failed)
     imageAnalysed = Signal(str)       # an image's result was applied (image name)
@@ -206,6 +218,9 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(False)
         self.model_action = a("Choose &model folder…", self.choose_model_folder)
         self.bundled_model_action = a("Use the &bundled model", lambda: self.set_model_folder(None))
+        self.subfolders_action = a("Include &sub-folders", self._on_subfolders_toggled, checkable=True,
+                                   tip="Open folders with the images of their sub-folders too (remembered)")
+        self.subfolders_action.setChecked(self.settings.include_subfolders)
         self.export_action = a("&Export report…", self.export_report, ["Ctrl+E"],
                                tip="Write the case's PDF report, CSV tables and QuPath outlines")
         self.quit_action = a("&Quit", self.close, [QKeySequence.StandardKey.Quit])
@@ -238,6 +253,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self._fill_recent_menu()
+        file_menu.addAction(self.subfolders_action)
         file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self.model_action)
@@ -349,6 +365,13 @@ class MainWindow(QMainWindow):
 
     # ================================================================ opening a case
 
+    def _on_subfolders_toggled(self, checked: bool) -> None:
+        """File → Include sub-folders: remembered, and an open case is listed again with (or without) them."""
+        self.settings.include_subfolders = bool(checked)
+        self._save_settings()
+        if self.folder is not None:
+            self.open_folder(self.folder)
+
     def choose_folder(self) -> None:
         start = self.settings.recent_folders[0] if self.settings.recent_folders else str(Path.home())
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of smear images", start)
@@ -401,7 +424,8 @@ class MainWindow(QMainWindow):
         self.progress_label.setText("Listing images…")
         self.cancel_action.setEnabled(True)
         self.cancel_button.show()
-        worker = Worker(jobs.analyse_case, self.folder, self.model_dir, store_dir, name="analyse-case")
+        worker = Worker(jobs.analyse_case, self.folder, self.model_dir, store_dir,
+                        recursive=self.settings.include_subfolders, name="analyse-case")
         # Each slot learns which run spoke: events of a cancelled or replaced run are dropped.
         worker.signals.yielded.connect(lambda event, w=worker: self._on_analysis_event(w, event))
         worker.signals.errored.connect(lambda error, w=worker: self._on_analysis_error(w, error))
@@ -480,7 +504,8 @@ class MainWindow(QMainWindow):
         self.progress_bar.setValue(0)
         self.progress_label.setText(f"0 / {len(listing.images)} images")
         if not listing.images:
-            self.show_message(f"No images in {self.folder} (BMP, PNG, JPEG or TIFF).", "warning")
+            self.show_message(no_images_message(self.folder, self.settings.include_subfolders,
+                                                listing.in_subfolders), "warning")
 
     def _on_image_done(self, event: jobs.ImageDone) -> None:
         result = event.result

@@ -72,3 +72,36 @@ def test_bccd_case_overlays_summary_and_screenshot(qtbot, make_window, tiny_mode
     shot.save(str(tmp_path / "main_window.png"))
     shot.save("/tmp/leukviewer_main_window.png")
     assert shot.width() > 800
+
+
+def test_include_subfolders_is_a_remembered_option_and_the_no_images_message_points_to_it(
+        qtbot, make_window, bccd_images, tmp_path):
+    from leukviewer.core.settings import Settings
+
+    slides = tmp_path / "slides"
+    for rel, image in (("a", bccd_images[0]), ("a", bccd_images[1]), ("b/c", bccd_images[2])):
+        (slides / rel).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(image, slides / rel / image.name)
+    window = make_window()
+    assert not window.subfolders_action.isChecked()
+    assert window.subfolders_action in window.menuBar().actions()[0].menu().actions()   # in the File menu
+    with qtbot.waitSignal(window.analysisFinished, timeout=120_000):
+        window.open_folder(slides)
+    assert window.image_names == []
+    message = window.banner.text.text()
+    assert "sub-folders hold 3" in message and "File → Include sub-folders" in message
+
+    with qtbot.waitSignal(window.analysisFinished, timeout=120_000):
+        window.subfolders_action.trigger()                 # the open case is listed again, with sub-folders
+    assert window.image_names == sorted([f"a/{bccd_images[0].name}", f"a/{bccd_images[1].name}",
+                                         f"b/c/{bccd_images[2].name}"], key=str.lower)
+    assert all(window.results[name].ok and window.results[name].cells for name in window.image_names)
+    assert Settings.load().include_subfolders                # remembered
+    again = make_window()
+    assert again.subfolders_action.isChecked()
+
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    with qtbot.waitSignal(again.analysisFinished, timeout=120_000):
+        again.open_folder(empty)
+    assert "No images in" in again.banner.text.text() and "or its sub-folders" in again.banner.text.text()
