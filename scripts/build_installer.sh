@@ -76,7 +76,8 @@ case "$os" in
     mkdir -p "$stage"
     cp -al "$DIST/$name" "$stage/$name" 2>/dev/null || cp -a "$DIST/$name" "$stage/$name"  # hard links: no copy
     rm -f "$stage/$name/$name-probe"  # a test build's probe (LEUKVIEWER_BUILD_PROBE=1) never ships
-    cp packaging/linux/install.sh packaging/linux/uninstall.sh packaging/linux/leukviewer.desktop "$stage/"
+    cp packaging/linux/install.sh packaging/linux/uninstall.sh packaging/linux/leukviewer.desktop \
+       packaging/linux/check-system-libraries.sh packaging/linux/system-libraries.txt "$stage/"
     cp assets/icons/leukviewer.png "$stage/leukviewer.png"
     glibc="$(find "$DIST/$name" -type f -name '*.so*' -exec objdump -T {} + 2>/dev/null \
              | grep -o 'GLIBC_2\.[0-9]*' | sort -t. -k2 -n -u | tail -1 | sed 's/GLIBC_//')"

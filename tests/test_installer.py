@@ -325,6 +325,7 @@ def test_installer_builds_self_tests_offline_installs_and_uninstalls(tmp_path, c
         names = set(tar.getnames())
         base = f"leukviewer-{__version__}-linux-{os.uname().machine}"
         for name in ("install.sh", "uninstall.sh", "leukviewer.desktop", "leukviewer.png", "README.txt",
+                     "check-system-libraries.sh", "system-libraries.txt",
                      "leukviewer/leukviewer", "leukviewer/_internal/assets/licenses/index.json",
                      "leukviewer/_internal/assets/licenses/qt/LGPL-3.0.txt",
                      "leukviewer/_internal/assets/models/leukviewer-b3/model.json",

@@ -66,8 +66,9 @@ def _middle_truncate(text: str, limit: int) -> str:
 # ---------------------------------------------------------------------------------------------------- pictures
 
 
-def histogram_png(probabilities, threshold: float, band: tuple[float, float], labels) -> bytes:
-    """Blast probabilities of all cells, stacked by label after review, with the threshold and the band."""
+def histogram_png(probabilities, threshold: float, band: tuple[float, float], labels,
+                  legend_title: str = "label after review") -> bytes:
+    """Blast probabilities of all cells, stacked by label (after review), with the threshold and the band."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -85,7 +86,7 @@ def histogram_png(probabilities, threshold: float, band: tuple[float, float], la
                 label=[f"{LABEL_WORDS[k]} ({len(d)})" for k, d in zip(order, data)], edgecolor="white",
                 linewidth=0.4)
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  title="label after review", title_fontsize=7, alignment="left")
+                  title=legend_title, title_fontsize=7, alignment="left")
     else:
         ax.text(0.5, 0.5, "no cells", ha="center", va="center", transform=ax.transAxes, fontsize=9)
     lo, hi = band
@@ -218,7 +219,7 @@ def _canvas_class(case):
             self.setFont(f["regular"], 7)
             self.setFillColor(colors.HexColor("#555555"))
             self.drawString(18 * mm, height - 11 * mm,
-                            _middle_truncate(f"leukviewer blast review report · case {case.name}", 110))
+                            _middle_truncate(f"leukviewer {report_title(case).lower()} · case {case.name}", 110))
             self.drawRightString(width - 18 * mm, height - 11 * mm, f"page {self._pageNumber} of {total}")
             self.setStrokeColor(colors.HexColor("#bbbbbb"))
             self.setLineWidth(0.4)
@@ -312,17 +313,26 @@ def _summary_block(case, st, width):
         ["Cells reviewed", "", f"{r['reviewed']} of {n}"],
         ["Labels changed by the reviewer", "", r["changed"]],
     ]
-    table = _table([[str(v) for v in row] for row in rows], [70 * mm, 50 * mm, 50 * mm], align_right_from=1)
-    table.setStyle([("LINEABOVE", (0, 6), (-1, 6), 0.4, colors.HexColor("#888888"))])
+    reviewed = case.is_reviewed()
+    if not reviewed:  # nobody reviewed: the model's counts only, no "After review" column or review rows
+        rows = [row[:2] for row in rows[:6]]
+    table = _table([[str(v) for v in row] for row in rows], [70 * mm, 50 * mm, 50 * mm][:len(rows[0])],
+                   align_right_from=1)
+    if reviewed:
+        table.setStyle([("LINEABOVE", (0, 6), (-1, 6), 0.4, colors.HexColor("#888888"))])
     flow = [table, Spacer(1, 3)]
     flagged_open = sum(1 for c in case.flagged_cells() if case.review_of(c) is None)
     sentence = (f"{n} white cells in {case.image_counts()['analysed']} images: {s['blasts']} blasts "
                 f"({_percent(s['blast_percentage'])}) suggested by the model, {r['blasts']} "
                 f"({_percent(r['blast_percentage'])}) after review. Reviewed: {r['reviewed']} of {n} cells "
                 f"({r['changed']} changed).")
+    if not reviewed:
+        sentence = (f"{n} white cells in {case.image_counts()['analysed']} images: {s['blasts']} blasts "
+                    f"({_percent(s['blast_percentage'])}) suggested by the model. No cell has been reviewed.")
     flow.append(Paragraph(_p(sentence), st["base"]))
-    flow.append(Paragraph("Blast % counts uncertain cells in the denominator. Counts after review use the "
-                          "reviewer's label where there is one and the model's suggestion elsewhere.", st["small"]))
+    flow.append(Paragraph("Blast % counts uncertain cells in the denominator. " + (
+        "Counts after review use the reviewer's label where there is one and the model's suggestion elsewhere."
+        if reviewed else "Every label in this report is the model's suggestion."), st["small"]))
     notes = list(case.notes)
     if flagged_open:
         notes.insert(0, f"{flagged_open} flagged cell(s) (ALL or UNCERTAIN) have not been reviewed.")
@@ -348,7 +358,9 @@ def _gallery_block(case, st, width, max_gallery, on_image):
                for c in shown}
     thumbs = gallery_thumbnails([(c, paths.get(c.image, c.image)) for c in shown], on_image, colours)
     intro = (f"{len(flagged)} flagged cell(s): blasts first, then uncertain, then cells the reviewer cleared; "
-             f"most probable first. Frame colour: label after review.")
+             f"most probable first. Frame colour: label after review." if case.is_reviewed() else
+             f"{len(flagged)} flagged cell(s): blasts first, then uncertain; most probable first. Frame colour: "
+             f"the model's label (not reviewed).")
     if len(flagged) > len(shown):
         intro += (f" Showing {len(shown)}; {len(flagged) - len(shown)} more flagged cell(s) are omitted here "
                   f"and listed in cells.csv.")
@@ -410,9 +422,15 @@ def _per_image_block(case, st, width):
                      str(c["white_cells"]), str(c["blasts"]), str(c["uncertain"]), _percent(c["blast_percentage"]),
                      str(r["blasts"]), _percent(r["blast_percentage"]), str(r["reviewed"]), str(r["changed"])])
     fixed = [10, 12, 17, 14, 12, 14, 17, 15]
+    if not case.is_reviewed():  # the model's columns only
+        rows, fixed = [row[:6] for row in rows], fixed[:4]
     rest = width / mm - sum(fixed)
     widths = [rest * 0.66 * mm, rest * 0.34 * mm] + [v * mm for v in fixed]
     table = _table(rows, widths, header_rows=2, align_right_from=2)
+    if not case.is_reviewed():
+        table.setStyle([("SPAN", (3, 0), (5, 0)), ("ALIGN", (3, 0), (-1, 0), "CENTER"),
+                        ("LINEBELOW", (3, 0), (5, 0), 0.4, colors.HexColor("#888888"))])
+        return [table]
     table.setStyle([("SPAN", (3, 0), (5, 0)), ("SPAN", (6, 0), (7, 0)), ("SPAN", (8, 0), (9, 0)),
                     ("ALIGN", (3, 0), (-1, 0), "CENTER"),
                     ("LINEBELOW", (3, 0), (5, 0), 0.4, colors.HexColor("#888888")),
@@ -421,9 +439,28 @@ def _per_image_block(case, st, width):
     return [table]
 
 
+def report_title(case) -> str:
+    """What the report is: a review only once someone has reviewed cells; before that, the model's analysis."""
+    return "Blast review report" if case.is_reviewed() else "Analysis report (not reviewed)"
+
+
 def _signoff_block(case, st, width):
     from reportlab.lib.units import mm
     from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table, TableStyle
+
+    if not case.is_reviewed():  # nothing to sign: say what the report is and what review would add
+        return [KeepTogether([Paragraph("Not reviewed", st["h2"]), Paragraph(
+            "No cell of this case has been reviewed: every label and count above is the model's suggestion. "
+            "Open the folder in the review window (leukviewer FOLDER) and review the flagged cells before "
+            "relying on them; the report written then carries the reviewer's sign-off. "
+            + _p(RUO_NOTICE), st["base"])])]
+    from .reports import review_status
+
+    review = review_status(case.cells(), case.session)
+    flagged, open_flags = review["flagged"], review["flagged_unreviewed"]
+    statement = ("I have reviewed the flagged cells of this case." if not open_flags else
+                 f"I have reviewed {flagged - open_flags} of the {flagged} flagged cells of this case "
+                 f"({open_flags} not reviewed).")
 
     line = "_" * 40
     rows = [[Paragraph("Reviewer", st["cellbold"]), Paragraph(_p(case.reviewer) if case.reviewer else line,
@@ -434,7 +471,7 @@ def _signoff_block(case, st, width):
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "BOTTOM"), ("TOPPADDING", (0, 0), (-1, -1), 9),
                                ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
     return [KeepTogether([Paragraph("Sign-off", st["h2"]),
-                          Paragraph("I have reviewed the flagged cells of this case. The counts above are a research "
+                          Paragraph(statement + " The counts above are a research "
                                     "measurement, not a diagnosis. " + _p(RUO_NOTICE), st["base"]),
                           Spacer(1, 2), table])]
 
@@ -450,11 +487,11 @@ def write_pdf(case, path: Path, max_gallery: int = 60, on_image: Callable[[str],
 
     st = _styles()
     doc = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=17 * mm,
-                            bottomMargin=20 * mm, title=f"Blast review report: {case.name}",
+                            bottomMargin=20 * mm, title=f"{report_title(case)}: {case.name}",
                             author=case.reviewer or "leukviewer", subject=RUO_NOTICE,
                             creator=f"leukviewer {__version__}")
     width = doc.width
-    story = [Paragraph("Blast review report", st["title"]),
+    story = [Paragraph(report_title(case), st["title"]),
              Paragraph(_p(f"Case {case.name} · {case.created[:10]}"), st["subtitle"])]
     banner = Table([[Paragraph(RUO_NOTICE, st["ruo"])]], colWidths=[width])
     banner.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#fdecea")),
@@ -466,7 +503,8 @@ def write_pdf(case, path: Path, max_gallery: int = 60, on_image: Callable[[str],
     from .review import final_label
 
     png = histogram_png([c.blast_probability for c in cells], case.model.threshold, case.model.uncertainty_band,
-                        [final_label(c, case.session) for c in cells])
+                        [final_label(c, case.session) for c in cells],
+                        "label after review" if case.is_reviewed() else "model's label")
     story += [Paragraph("Blast probabilities", st["h2"]), Image(io.BytesIO(png), width=width,
                                                                 height=width * 2.1 / 7.0)]
     story += _gallery_block(case, st, width, max_gallery, on_image)

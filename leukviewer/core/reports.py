@@ -291,6 +291,10 @@ class Case:
     def reviewed_counts(self) -> dict:
         return reviewed_counts(self.cells(), self.session)
 
+    def is_reviewed(self) -> bool:
+        """Has anyone reviewed a cell of this case? If not, a report is the model's analysis, not a review."""
+        return self.reviewed_counts()["reviewed"] > 0
+
     def image_counts(self) -> dict:
         ok = [r for r in self.results if r.ok]
         return {"images": len(self.results), "analysed": len(ok), "unreadable": len(self.results) - len(ok),
@@ -421,6 +425,33 @@ def output_names(formats: Iterable[str]) -> list[str]:
     if unknown:
         raise ValueError(f"unknown report format(s) {', '.join(sorted(unknown))}; use {', '.join(FORMATS)}")
     return [n for f in FORMATS if f in formats for n in OUTPUT_FILES[f]]
+
+
+def suggested_report_dir(image_folder: str | Path) -> Path:
+    """Where a report of ``image_folder`` goes by default: beside it, never inside it (a report inside the image
+    folder mixes with the images and travels with them). ``CASE-report`` next to ``CASE``; under the home
+    folder when the parent cannot be written (a read-only share or a mounted card)."""
+    folder = Path(image_folder).resolve()
+    name = f"{folder.name or 'case'}-report"
+    parent = folder.parent
+    if parent != folder and os.access(parent, os.W_OK):
+        return parent / name
+    return Path.home() / "leukviewer-reports" / name
+
+
+def is_inside(path: str | Path, folder: str | Path) -> bool:
+    """Is ``path`` the folder itself or somewhere under it?"""
+    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return path == folder or folder in path.parents
+
+
+def review_status(cells, session: ReviewSession | None) -> dict:
+    """How far the review of these cells went, as the export dialog and the report's title tell it: flagged
+    cells (ALL or UNCERTAIN by the model or the reviewer), how many of those nobody reviewed, reviewed cells."""
+    flagged = [c for c in cells if c.label != LABEL_NORMAL or label_after_review(c, session) != LABEL_NORMAL]
+    unreviewed = [c for c in flagged if not (session and session.reviewed_label(c.cell_id))]
+    return {"flagged": len(flagged), "flagged_unreviewed": len(unreviewed),
+            "reviewed": reviewed_counts(cells, session)["reviewed"]}
 
 
 def existing_outputs(out_dir: str | Path, formats: Iterable[str] = FORMATS) -> list[Path]:

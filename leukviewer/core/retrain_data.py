@@ -374,12 +374,12 @@ class DataCheck:
         return f"{len(self.unreadable)} image(s) cannot be read: {names}"
 
 
-def _majority_subjects(dataset) -> dict[str, int]:
-    """Subjects per class, each subject counted for its majority class (as the subject-disjoint split does)."""
-    from training.splits import _subjects_by_class
-
-    groups = _subjects_by_class(dataset)
-    return {c: len(groups.get(c, [])) for c in dataset.class_names}
+def count_subjects_per_class(summary: dict) -> dict[str, int]:
+    """Subjects with at least one image of each class, from the data summary's per-subject counts (the table the
+    wizard shows), so a case with cells of both classes counts for both. (Counting each subject only for its
+    majority class said "ALL 0" next to a table listing a subject with ALL cells.)"""
+    per_subject = summary.get("per_subject") or {}
+    return {c: sum(1 for counts in per_subject.values() if counts.get(c, 0) > 0) for c in summary.get("classes", [])}
 
 
 def check_data(root: str | Path, decode: bool = True, subject_split: bool = True,
@@ -396,7 +396,7 @@ def check_data(root: str | Path, decode: bool = True, subject_split: bool = True
         check.errors.append(str(e))
         return check
     check.summary = dataset.summary()
-    check.subjects_per_class = _majority_subjects(dataset)
+    check.subjects_per_class = count_subjects_per_class(check.summary)
     bad_labels: Counter = Counter()
     if decode:
         samples = dataset.samples
@@ -451,9 +451,9 @@ def data_warnings(summary: dict, subjects_per_class: dict[str, int], subject_spl
         few = {c: n for c, n in subjects_per_class.items() if n < MIN_SUBJECTS_PER_CLASS}
         if few:
             listed = ", ".join(f"{c} {n}" for c, n in few.items())
-            out.append(f"Too few subjects for a subject-disjoint validation: subjects per class {listed} (each "
-                       f"needs {MIN_SUBJECTS_PER_CLASS}: training, validation and test). Some parts will lack a "
-                       "class, and the figures will rest on very few patients.")
+            out.append(f"Too few subjects for a subject-disjoint validation: subjects with images of each class "
+                       f"{listed} (each class needs {MIN_SUBJECTS_PER_CLASS}: training, validation and test). "
+                       "Some parts will lack a class, and the figures will rest on very few patients.")
     if summary.get("duplicates_dropped"):
         out.append(f"{summary['duplicates_dropped']} byte-identical duplicate image(s) are dropped before the "
                    "split (they would otherwise sit on both sides of it).")

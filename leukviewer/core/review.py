@@ -166,7 +166,7 @@ class ReviewSession:
         self._undo.append(_Change(cell_id, before, after))
         self._redo.clear()
         self._audit(cell_id, before.label if before else None, label, reviewer,
-                    "confirm" if label == suggested else "change")
+                    audit_action(before.label if before else None, label, suggested))
         self.save()
 
     def confirm(self, cell_id: str, suggested: str, reviewer: str) -> None:
@@ -215,6 +215,14 @@ class ReviewSession:
         if not self.audit_path.is_file():
             return []
         return [json.loads(line) for line in self.audit_path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def audit_action(old: str | None, new: str, suggested: str) -> str:
+    """What a label change did, in the audit log's words: "confirm" (the model's label, first time or again),
+    "change" (a label other than the model's), "revert to model" (back from another label to the model's)."""
+    if new != suggested:
+        return "change"
+    return "revert to model" if old is not None and old != suggested else "confirm"
 
 
 def final_label(cell, session: ReviewSession | None) -> str:

@@ -39,6 +39,7 @@ class Settings:
     reviewer: str = ""                                       # name recorded with every review
     recent_folders: list[str] = field(default_factory=list)  # most recent first
     last_model_folder: str = ""                              # "" = the bundled model
+    include_subfolders: bool = False                         # open a folder with the images of its sub-folders
     overlays: OverlaySettings = field(default_factory=OverlaySettings)
     path: Path | None = field(default=None, repr=False, compare=False)  # where it was loaded from / saves to
 
@@ -79,6 +80,7 @@ class Settings:
             reviewer=reviewer.strip(),
             recent_folders=[str(f) for f in recent if isinstance(f, str)][:MAX_RECENT_FOLDERS],
             last_model_folder=str(data.get("last_model_folder", "") or ""),
+            include_subfolders=bool(data.get("include_subfolders", False)),
             overlays=OverlaySettings(**{k: bool(v) for k, v in overlays.items() if k in overlay_known}),
         )
 

@@ -105,9 +105,11 @@ def _relative(path: Path, root: Path) -> str:
 
 @dataclass
 class CaseListing:
-    """First event of a case: every image of the folder, in order, and the files that are not images."""
+    """First event of a case: every image of the folder, in order, and the files that are not images;
+    when the folder alone holds no image, how many its sub-folders hold (0 when they were included)."""
     images: list[str]
     skipped: list[str]
+    in_subfolders: int = 0
 
 
 @dataclass
@@ -120,8 +122,10 @@ class ImageDone:
     total: int
 
 
-def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | None, worker=None):
-    """Events of a case for the window: a CaseListing, then one ImageDone per image.
+def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | None, worker=None,
+                 recursive: bool = False):
+    """Events of a case for the window: a CaseListing, then one ImageDone per image (``recursive``: with the
+    images of the sub-folders, named by their path relative to the folder, as ``leukviewer batch --recursive``).
 
     Images whose results are in the store (same file, same model) are not analysed again. The model is loaded
     only when some image needs it, so a fully cached case opens without TensorFlow.
@@ -130,9 +134,10 @@ def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | N
 
     should_stop = worker.is_cancelled if worker is not None else (lambda: False)
     root = Path(folder)
-    images, skipped = list_images(root)
+    images, skipped = list_images(root, recursive=recursive)
     names = [_relative(p, root) for p in images]
-    yield CaseListing(names, [_relative(p, root) for p in skipped])
+    below = len(list_images(root, recursive=True)[0]) if not images and not recursive else 0
+    yield CaseListing(names, [_relative(p, root) for p in skipped], below)
     identity = model_identity(model_dir)
     store = ResultsStore(store_dir, identity["sha256"]) if store_dir and identity.get("sha256") else None
     total, done, todo = len(images), 0, []

@@ -55,6 +55,79 @@ def _registry_model() -> Path | None:
         return None
 
 
+_NAME_SEPARATORS = "_-. /"
+
+
+def distinguishable_names(names: list[str]) -> dict[str, str]:
+    """What the image list shows for each name: without the prefix all names share (cut back to a separator, so
+    "BloodImage_00010.jpg" shows as "…00010.jpg"), so that a narrow list never shows two files alike; the full
+    path goes in the tooltip. A single name, or a shared prefix under 4 characters, is shown whole."""
+    if len(names) < 2:
+        return {n: n for n in names}
+    first, last = min(names), max(names)
+    common = 0
+    while common < min(len(first), len(last)) and first[common] == last[common]:
+        common += 1
+    cut = max((i + 1 for i in range(common) if first[i] in _NAME_SEPARATORS), default=0)
+    if cut < 4:
+        return {n: n for n in names}
+    return {n: "…" + n[cut:] for n in names}
+
+
+def status_kind(status: str) -> str:
+    """The icon of an image's status: ok, none (no cells), waiting, skipped (not analysed) or error."""
+    if status == STATUS_OK:
+        return "ok"
+    if status == STATUS_NO_CELLS:
+        return "none"
+    if status == STATUS_WAITING:
+        return "waiting"
+    if status.startswith("not analysed"):
+        return "skipped"
+    return "error"
+
+
+_STATUS_ICONS: dict[str, QIcon] = {}
+_STATUS_LOOK = {"ok": ("#1b7f3b", "✓"), "none": ("#8a8a8a", "○"), "waiting": ("#c8c8c8", "…"),
+                "skipped": ("#c77700", "–"), "error": ("#b00020", "!")}
+
+
+def status_icon(kind: str) -> QIcon:
+    """A coloured disc with a glyph (so the states differ by shape as well as by colour)."""
+    if kind not in _STATUS_ICONS:
+        from PySide6.QtGui import QFont, QPainter
+
+        colour, glyph = _STATUS_LOOK[kind]
+        pixmap = QPixmap(32, 32)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(colour))
+        painter.drawEllipse(2, 2, 28, 28)
+        font = QFont()
+        font.setPixelSize(20)
+        font.setBold(True)
+        painter.setFont(font)
+        painter.setPen(QColor("white"))
+        painter.drawText(pixmap.rect(), Qt.AlignmentFlag.AlignCenter, glyph)
+        painter.end()
+        _STATUS_ICONS[kind] = QIcon(pixmap)
+    return _STATUS_ICONS[kind]
+
+
+def no_images_message(folder: Path, subfolders_included: bool, in_subfolders: int) -> str:
+    """What the window says of a folder without images, pointing at File → Include sub-folders when that helps."""
+    kinds = "BMP, PNG, JPEG or TIFF"
+    if subfolders_included:
+        return f"No images in {folder} or its sub-folders ({kinds})."
+    if in_subfolders:
+        return (f"No images directly in {folder}, but its sub-folders hold {in_subfolders}: turn on "
+                "File → Include sub-folders to analyse them.")
+    return (f"No images in {folder} ({kinds}). Sub-folders are not included: File → Include sub-folders "
+            "adds their images.")
+
+
 class MainWindow(QMainWindow):
     analysisFinished = Signal()       # the current run ended (done, cancelled or failed)
     imageAnalysed = Signal(str)       # an image's result was applied (image name)
@@ -116,7 +189,8 @@ class MainWindow(QMainWindow):
         self.image_list.setRootIsDecorated(False)
         self.image_list.setUniformRowHeights(True)
         self.image_list.setAlternatingRowColors(True)
-        self.image_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # names differ at their end
+        # The shared prefix is cut off (distinguishable_names): what is left differs at its start.
+        self.image_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.image_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.image_list.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         header = self.image_list.header()
@@ -206,6 +280,9 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(False)
         self.model_action = a("Choose &model folder…", self.choose_model_folder)
         self.bundled_model_action = a("Use the &bundled model", lambda: self.set_model_folder(None))
+        self.subfolders_action = a("Include &sub-folders", self._on_subfolders_toggled, checkable=True,
+                                   tip="Open folders with the images of their sub-folders too (remembered)")
+        self.subfolders_action.setChecked(self.settings.include_subfolders)
         self.export_action = a("&Export report…", self.export_report, ["Ctrl+E"],
                                tip="Write the case's PDF report, CSV tables and QuPath outlines")
         self.quit_action = a("&Quit", self.close, [QKeySequence.StandardKey.Quit])
@@ -238,6 +315,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self._fill_recent_menu()
+        file_menu.addAction(self.subfolders_action)
         file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self.model_action)
@@ -349,6 +427,13 @@ class MainWindow(QMainWindow):
 
     # ================================================================ opening a case
 
+    def _on_subfolders_toggled(self, checked: bool) -> None:
+        """File → Include sub-folders: remembered, and an open case is listed again with (or without) them."""
+        self.settings.include_subfolders = bool(checked)
+        self._save_settings()
+        if self.folder is not None:
+            self.open_folder(self.folder)
+
     def choose_folder(self) -> None:
         start = self.settings.recent_folders[0] if self.settings.recent_folders else str(Path.home())
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of smear images", start)
@@ -401,7 +486,8 @@ class MainWindow(QMainWindow):
         self.progress_label.setText("Listing images…")
         self.cancel_action.setEnabled(True)
         self.cancel_button.show()
-        worker = Worker(jobs.analyse_case, self.folder, self.model_dir, store_dir, name="analyse-case")
+        worker = Worker(jobs.analyse_case, self.folder, self.model_dir, store_dir,
+                        recursive=self.settings.include_subfolders, name="analyse-case")
         # Each slot learns which run spoke: events of a cancelled or replaced run are dropped.
         worker.signals.yielded.connect(lambda event, w=worker: self._on_analysis_event(w, event))
         worker.signals.errored.connect(lambda error, w=worker: self._on_analysis_error(w, error))
@@ -432,7 +518,7 @@ class MainWindow(QMainWindow):
         self.summary.cancelled = True
         for name, row in self.rows.items():
             if name not in self.results:
-                row.setText(1, STATUS_CANCELLED)
+                self._set_row_status(row, STATUS_CANCELLED)
         self._end_progress(f"Analysis cancelled: {len(self.results)} of {len(self.image_names)} images done.")
         if not quiet:
             self.statusBar().showMessage("Analysis cancelled.", 8000)
@@ -465,10 +551,12 @@ class MainWindow(QMainWindow):
         self.summary.images_total = len(listing.images)
         self.summary.skipped_files = listing.skipped
         self.image_list.setUpdatesEnabled(False)
+        shown = distinguishable_names(listing.images)
         for name in listing.images:
-            row = QTreeWidgetItem([name, STATUS_WAITING, "", "", "", ""])
+            row = QTreeWidgetItem([shown[name], "", "", "", "", ""])
             row.setData(0, Qt.ItemDataRole.UserRole, name)
-            row.setForeground(1, QBrush(QColor("#888888")))
+            row.setToolTip(0, str(self.folder / name) if self.folder else name)
+            self._set_row_status(row, STATUS_WAITING)
             for column in range(2, len(COLUMNS)):
                 row.setTextAlignment(column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.image_list.addTopLevelItem(row)
@@ -480,7 +568,8 @@ class MainWindow(QMainWindow):
         self.progress_bar.setValue(0)
         self.progress_label.setText(f"0 / {len(listing.images)} images")
         if not listing.images:
-            self.show_message(f"No images in {self.folder} (BMP, PNG, JPEG or TIFF).", "warning")
+            self.show_message(no_images_message(self.folder, self.settings.include_subfolders,
+                                                listing.in_subfolders), "warning")
 
     def _on_image_done(self, event: jobs.ImageDone) -> None:
         result = event.result
@@ -535,8 +624,7 @@ class MainWindow(QMainWindow):
             text = f"The analysis stopped: {error}"
         for name, row in self.rows.items():
             if name not in self.results:
-                row.setText(1, status)
-                row.setForeground(1, QBrush(QColor("#b00020")))
+                self._set_row_status(row, status)
         self.show_message(text, "error")
 
     def _on_analysis_finished(self, worker: Worker) -> None:
@@ -743,17 +831,27 @@ class MainWindow(QMainWindow):
         if row is None or result is None:
             return
         counts = reviewed_counts(result.cells, self.session)
-        status = result.status
-        colour = "#1b7f3b" if status == STATUS_OK else ("#777777" if status == STATUS_NO_CELLS else "#b00020")
-        row.setText(1, "ok" if status == STATUS_OK else status)
-        row.setToolTip(1, status)
-        row.setForeground(1, QBrush(QColor(colour)))
+        self._set_row_status(row, result.status)
         if result.ok:
             row.setText(2, str(counts["white_cells"]))
             row.setText(3, str(counts["blasts"]))
             row.setText(4, str(counts["uncertain"]))
             row.setText(5, f"{counts['reviewed']}/{counts['white_cells']}" if counts["white_cells"] else "")
             row.setForeground(3, QBrush(QColor(hex_colour(LABEL_BLAST) if counts["blasts"] else "#444444")))
+
+    @staticmethod
+    def _set_row_status(row: QTreeWidgetItem, status: str) -> None:
+        """The Status column: an icon; the message (however long) in its tooltip, so the counts stay in view."""
+        row.setIcon(1, status_icon(status_kind(status)))
+        row.setText(1, "")
+        row.setToolTip(1, status)
+        row.setData(1, Qt.ItemDataRole.UserRole, status)
+        row.setData(1, Qt.ItemDataRole.AccessibleTextRole, status)
+
+    @staticmethod
+    def row_status(row: QTreeWidgetItem) -> str:
+        """The status message of an image-list row (its tooltip)."""
+        return row.data(1, Qt.ItemDataRole.UserRole) or ""
 
     def _schedule_refresh(self) -> None:
         if not self._refresh_timer.isActive():
@@ -869,14 +967,15 @@ class MainWindow(QMainWindow):
         if self.is_analysing():
             self.show_message("The analysis is still running: export when it has finished.", "info")
             return
-        choice = ExportDialog.ask(self, default_dir=self.folder)
+        from ..core.reports import export_case, review_status
+
+        results = [self.results[name] for name in self.image_names if name in self.results]
+        review = review_status([c for r in results for c in r.cells], self.session)
+        choice = ExportDialog.ask(self, image_folder=self.folder, review=review)
         if choice is None:
             return
-        from ..core.reports import export_case
-
         model = self.loaded_model
         info = model.classifier.info if model else jobs.model_identity(self.model_dir)
-        results = [self.results[name] for name in self.image_names if name in self.results]
 
         def run(worker=None):
             return export_case(results, self.session, info, choice.out_dir, formats=choice.formats,

@@ -45,6 +45,11 @@ main() {
   command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database "$prefix/share/applications" 2>/dev/null || true
   command -v gtk-update-icon-cache >/dev/null 2>&1 && gtk-update-icon-cache -q -t "$prefix/share/icons/hicolor" 2>/dev/null || true
 
+  # The window needs a few system libraries the bundle leaves to the desktop (Qt's xcb plugin): name the missing
+  # ones and the command that installs them (as root with LEUKVIEWER_INSTALL_SYSTEM_PACKAGES=1: installs them).
+  "$here/check-system-libraries.sh" --always --warn-only --bundle "$app_dir" \
+    --plugin "$app_dir/_internal/PySide6/Qt/plugins/platforms/libqxcb.so" || true
+
   if [ "$self_test" = 1 ]; then
     echo "running the self-test of the installed app"
     "$app_dir/leukviewer" --self-test || { echo "error: the self-test failed (see above); the app is installed in $app_dir" >&2; return 1; }

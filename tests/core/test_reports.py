@@ -267,3 +267,36 @@ def test_the_training_librarys_model_card_feeds_the_pdf(case, tiny_model_dir, tm
     method_part = text[text.index("Method and limitations"):text.index("Sign-off")]
     assert "Intended use:" in method_part and "Limitations" in method_part
     assert "{" not in method_part                          # no raw dictionaries from the card
+
+
+def test_a_run_nobody_reviewed_is_an_analysis_report_without_review_columns_or_sign_off(case, tmp_path):
+    """The `batch` PDF of an unreviewed run: not a "review report", no "After review" column, nothing to sign."""
+    import pypdfium2 as pdfium
+
+    folder, results, session, info = case
+    export_case(results, None, info, tmp_path / "unreviewed", folder=folder, formats={"pdf"}, model_dir=None)
+    pages = _pdf_pages(tmp_path / "unreviewed" / "report.pdf")
+    text = " ".join(pages)
+    assert "Analysis report (not reviewed)" in pages[0]                  # the title
+    assert all("leukviewer analysis report (not reviewed)" in page for page in pages)   # running header
+    assert "review report" not in text.lower()
+    assert "After review" not in text and "after review" not in text
+    assert "I have reviewed" not in text and "Sign-off" not in text and "Signature" not in text
+    assert "No cell has been reviewed" in text and "Not reviewed" in text
+    n = sum(len(r.cells) for r in results)
+    assert re.search(rf"White cells {n}\b(?! {n})", text)               # one column: the model's
+    title = pdfium.PdfDocument(str(tmp_path / "unreviewed" / "report.pdf")).get_metadata_dict()["Title"]
+    assert title.startswith("Analysis report (not reviewed)")
+
+    export(case, tmp_path / "reviewed", formats={"pdf"}, reviewer=REVIEWER)   # two cells reviewed
+    text = " ".join(_pdf_pages(tmp_path / "reviewed" / "report.pdf"))
+    assert "Blast review report" in text and "not reviewed)" not in text.split("Flagged cells")[0]
+    assert "After review" in text and "Sign-off" in text
+    flagged = [c for r in results for c in r.cells
+               if c.label != "HEM" or (session.reviewed_label(c.cell_id) or "HEM") != "HEM"]
+    open_flags = sum(1 for c in flagged if session.reviewed_label(c.cell_id) is None)
+    if open_flags:  # the sign-off says how far the review went, never "the flagged cells" when some are open
+        assert (f"I have reviewed {len(flagged) - open_flags} of the {len(flagged)} flagged cells of this case "
+                f"({open_flags} not reviewed)") in text
+    else:
+        assert "I have reviewed the flagged cells of this case" in text

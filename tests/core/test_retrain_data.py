@@ -137,3 +137,17 @@ def test_check_data_reads_like_training_and_explains_problems(tmp_path, cnmc_roo
             shutil.copy(src, few / label / f"UID_{subject}_{i}_1_{label}.png")
     warnings = " ".join(check_data(few).warnings)
     assert "Too few subjects" in warnings and "only 4 image" in warnings
+
+
+def test_subjects_per_class_count_a_subject_with_cells_of_both_classes_for_both(tmp_path, cnmc_root):
+    """One reviewed case (one subject) with 3 HEM and 1 ALL cells: the warning says ALL 1, as the table does."""
+    mixed = tmp_path / "mixed"
+    for label, n in (("hem", 3), ("all", 1)):
+        (mixed / label).mkdir(parents=True)
+        for i, src in enumerate(sorted((cnmc_root / "training_data" / "fold_1" / label).glob("*.png"))[:n]):
+            shutil.copy(src, mixed / label / f"UID_7_{i}_1_{label}.png")
+    check = check_data(mixed, decode=False)
+    assert check.summary["per_subject"] == {"7": {"HEM": 3, "ALL": 1}}
+    assert check.subjects_per_class == {"HEM": 1, "ALL": 1}
+    warnings = " ".join(check.warnings)
+    assert "subjects with images of each class HEM 1, ALL 1" in warnings and "ALL 0" not in warnings

@@ -42,6 +42,20 @@ def test_undo_redo_are_saved_and_audited(tmp_path):
     assert [e["action"] for e in s.audit_entries()] == ["change", "change", "undo", "undo", "redo"]
 
 
+def test_the_audit_log_says_a_change_back_to_the_models_label_is_a_revert(tmp_path):
+    s = ReviewSession.open(tmp_path, MODEL)
+    s.confirm("f.jpg#1", "ALL", "r")                      # the model's label, first time
+    s.set_label("f.jpg#1", "HEM", "ALL", "r")             # the reviewer disagrees
+    s.set_label("f.jpg#1", "ALL", "ALL", "r")             # and goes back to the model's label
+    s.confirm("f.jpg#1", "ALL", "r")                      # confirmed again
+    s.set_label("f.jpg#2", "UNCERTAIN", "HEM", "r")
+    s.set_label("f.jpg#2", "ALL", "HEM", "r")             # another label, still not the model's
+    assert [(e["cell_id"], e["old"], e["new"], e["action"]) for e in s.audit_entries()] == [
+        ("f.jpg#1", None, "ALL", "confirm"), ("f.jpg#1", "ALL", "HEM", "change"),
+        ("f.jpg#1", "HEM", "ALL", "revert to model"), ("f.jpg#1", "ALL", "ALL", "confirm"),
+        ("f.jpg#2", None, "UNCERTAIN", "change"), ("f.jpg#2", "UNCERTAIN", "ALL", "change")]
+
+
 def test_counts_after_review(tmp_path):
     cells = [cell(1, "ALL", 0.9), cell(2, "HEM", 0.1), cell(3, "UNCERTAIN", 0.5)]
     s = ReviewSession.open(tmp_path, MODEL)

@@ -1,5 +1,6 @@
 """File → Export report… writes the reviewed case's report through the worker."""
 import csv
+from pathlib import Path
 
 from pypdf import PdfReader
 
@@ -19,7 +20,7 @@ def test_export_report_from_the_window_after_review(qtbot, make_window, case_fol
     out = tmp_path / "report"
     out.mkdir()
     monkeypatch.setattr(ExportDialog, "ask", classmethod(
-        lambda cls, parent=None, default_dir=None: ExportChoice(out, {"pdf", "csv", "geojson"}, False)))
+        lambda cls, parent=None, **kwargs: ExportChoice(out, {"pdf", "csv", "geojson"}, False)))
     with qtbot.waitSignal(window.reportExported, timeout=60_000) as blocker:
         window.export_report()
     written = sorted(p.rsplit("/", 1)[-1] for p in blocker.args[0])
@@ -38,3 +39,52 @@ def test_export_before_any_analysis_says_what_to_do(qtbot, make_window):
     window = make_window()
     window.export_report()
     assert "Open and analyse a folder" in window.banner.text.text()
+
+
+def test_export_dialog_warns_about_unreviewed_flags_and_suggests_a_folder_outside_the_images(
+        qtbot, make_window, case_folder, tmp_path, monkeypatch):
+    case = case_folder("unreviewed", n=3)
+    window = make_window()
+    with qtbot.waitSignal(window.analysisFinished, timeout=120_000):
+        window.open_folder(case)
+    asked = {}
+    monkeypatch.setattr(ExportDialog, "ask", classmethod(lambda cls, parent=None, **kwargs: asked.update(kwargs)))
+    window.export_report()
+    flagged = sum(1 for c in window.cells.values() if c.label in ("ALL", "UNCERTAIN"))
+    assert flagged > 0
+    assert asked["review"] == {"flagged": flagged, "flagged_unreviewed": flagged, "reviewed": 0}
+    assert Path(asked["image_folder"]) == Path(case)
+
+    dialog = ExportDialog(window, image_folder=case, review=asked["review"])
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.review_warning.isVisible()
+    assert f"None of the {flagged} flagged cells" in dialog.review_warning.text()
+    assert "Analysis report (not reviewed)" in dialog.review_warning.text()
+    suggested = Path(dialog.folder_edit.text())
+    assert suggested == Path(case).resolve().parent / f"{Path(case).name}-report"   # beside, not inside
+    assert not dialog.use_suggested.isVisible() and "image folder" not in dialog.note.text()
+    dialog.folder_edit.setText(str(Path(case) / "out"))
+    assert "inside the image folder" in dialog.note.text() and dialog.use_suggested.isVisible()
+    dialog.use_suggested.click()
+    assert Path(dialog.folder_edit.text()) == suggested and not dialog.use_suggested.isVisible()
+
+    partly = ExportDialog(window, image_folder=case, review={"flagged": 5, "flagged_unreviewed": 2, "reviewed": 3})
+    qtbot.addWidget(partly)
+    assert "2 of the 5 flagged cells" in partly.review_warning.text()
+    done = ExportDialog(window, image_folder=case, review={"flagged": 5, "flagged_unreviewed": 0, "reviewed": 5})
+    qtbot.addWidget(done)
+    assert done.review_warning.text() == ""
+
+
+def test_a_report_of_a_read_only_folder_is_suggested_under_home(tmp_path, monkeypatch):
+    from leukviewer.core.reports import is_inside, suggested_report_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    images = tmp_path / "share" / "case 3"
+    images.mkdir(parents=True)
+    assert suggested_report_dir(images) == (tmp_path / "share" / "case 3-report").resolve()
+    monkeypatch.setattr("os.access", lambda path, mode: False)
+    assert suggested_report_dir(images) == tmp_path / "home" / "leukviewer-reports" / "case 3-report"
+    assert is_inside(images / "x", images) and is_inside(images, images)
+    assert not is_inside(tmp_path / "share" / "case 3-report", images)

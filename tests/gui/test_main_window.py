@@ -72,3 +72,82 @@ def test_bccd_case_overlays_summary_and_screenshot(qtbot, make_window, tiny_mode
     shot.save(str(tmp_path / "main_window.png"))
     shot.save("/tmp/leukviewer_main_window.png")
     assert shot.width() > 800
+
+
+def test_include_subfolders_is_a_remembered_option_and_the_no_images_message_points_to_it(
+        qtbot, make_window, bccd_images, tmp_path):
+    from leukviewer.core.settings import Settings
+
+    slides = tmp_path / "slides"
+    for rel, image in (("a", bccd_images[0]), ("a", bccd_images[1]), ("b/c", bccd_images[2])):
+        (slides / rel).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(image, slides / rel / image.name)
+    window = make_window()
+    assert not window.subfolders_action.isChecked()
+    assert window.subfolders_action in window.menuBar().actions()[0].menu().actions()   # in the File menu
+    with qtbot.waitSignal(window.analysisFinished, timeout=120_000):
+        window.open_folder(slides)
+    assert window.image_names == []
+    message = window.banner.text.text()
+    assert "sub-folders hold 3" in message and "File → Include sub-folders" in message
+
+    with qtbot.waitSignal(window.analysisFinished, timeout=120_000):
+        window.subfolders_action.trigger()                 # the open case is listed again, with sub-folders
+    assert window.image_names == sorted([f"a/{bccd_images[0].name}", f"a/{bccd_images[1].name}",
+                                         f"b/c/{bccd_images[2].name}"], key=str.lower)
+    assert all(window.results[name].ok and window.results[name].cells for name in window.image_names)
+    assert Settings.load().include_subfolders                # remembered
+    again = make_window()
+    assert again.subfolders_action.isChecked()
+
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    with qtbot.waitSignal(again.analysisFinished, timeout=120_000):
+        again.open_folder(empty)
+    assert "No images in" in again.banner.text.text() and "or its sub-folders" in again.banner.text.text()
+
+
+def test_image_list_names_are_told_apart_and_a_long_status_is_an_icon_with_a_tooltip(
+        qtbot, make_window, bccd_images, tmp_path):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QFontMetrics
+
+    from leukviewer.gui.main_window import distinguishable_names
+
+    case = tmp_path / "long names"
+    case.mkdir()
+    prefix = "St Elsewhere haematology 2026-11-30 patient 0042 peripheral smear slide A field "
+    names = [f"{prefix}{i:03d}.jpg" for i in (1, 2)]
+    for name, image in zip(names, bccd_images):
+        shutil.copy2(image, case / name)
+    broken = f"{prefix}003.jpg"
+    (case / broken).write_bytes(b"not a JPEG" * 20)     # its status is a long "unreadable: ..." message
+    window = make_window()
+    window.resize(1366, 768)
+    with qtbot.waitSignal(window.analysisFinished, timeout=120_000):
+        window.open_folder(case)
+    rows = [window.rows[n] for n in [*names, broken]]
+    shown = [row.text(0) for row in rows]
+    assert shown == ["…001.jpg", "…002.jpg", "…003.jpg"]
+    assert [row.toolTip(0) for row in rows] == [str(case.resolve() / n) for n in [*names, broken]]
+    metrics = QFontMetrics(window.image_list.font())
+    width = window.image_list.header().sectionSize(0)
+    assert len({metrics.elidedText(t, Qt.TextElideMode.ElideRight, width) for t in shown}) == 3   # on screen too
+
+    status = window.row_status(window.rows[broken])
+    assert status.startswith("unreadable") and len(status) > 30
+    for row in rows:
+        assert row.text(1) == "" and not row.icon(1).isNull() and row.toolTip(1) == window.row_status(row)
+    ok_icon, error_icon = rows[0].icon(1).pixmap(16).toImage(), window.rows[broken].icon(1).pixmap(16).toImage()
+    assert ok_icon != error_icon
+    header = window.image_list.header()
+    last = header.count() - 1
+    assert header.sectionViewportPosition(last) + header.sectionSize(last) <= window.image_list.viewport().width()
+    assert rows[0].text(2) != ""                        # the counts are there, in view
+    window.grab().save(str(tmp_path / "image_list.png"))
+    print(f"\nscreenshot: {tmp_path / 'image_list.png'}")
+
+    assert distinguishable_names(["a.jpg"]) == {"a.jpg": "a.jpg"}
+    assert distinguishable_names(["ab1.png", "ab2.png"]) == {"ab1.png": "ab1.png", "ab2.png": "ab2.png"}
+    assert distinguishable_names(["UID_16_12_3_all.png", "UID_16_17_1_all.png"]) == {
+        "UID_16_12_3_all.png": "…12_3_all.png", "UID_16_17_1_all.png": "…17_1_all.png"}

@@ -18,7 +18,7 @@ def test_cancel_mid_run_stops_the_worker_and_keeps_what_is_done(qtbot, make_wind
     done = len(window.results)
     assert 1 <= done < len(window.image_names)
     assert window.summary.cancelled
-    assert sum(row.text(1) == "not analysed (cancelled)" for row in window.rows.values()) == len(
+    assert sum(window.row_status(row) == "not analysed (cancelled)" for row in window.rows.values()) == len(
         window.image_names) - done
     assert "cancelled" in window.progress_label.text()
     qtbot.waitUntil(lambda: not window._workers, timeout=30_000)  # the worker really stopped
@@ -51,7 +51,7 @@ def test_corrupt_and_truncated_images_are_listed_and_reported(qtbot, make_window
     with qtbot.waitSignal(window.analysisFinished, timeout=60_000):
         window.open_folder(case)
     assert window.summary.images_failed >= 1 and window.summary.skipped_files == ["notes.txt"]
-    assert window.rows["broken.jpg"].text(1).startswith("unreadable")
+    assert window.row_status(window.rows["broken.jpg"]).startswith("unreadable")
     assert window.banner.isVisible() and "broken.jpg" in window.banner.text.text()
     assert window.banner.level == "warning"
     ok = [n for n, r in window.results.items() if r.ok]
@@ -69,7 +69,7 @@ def test_missing_model_is_a_message_not_a_crash(qtbot, make_window, case_folder,
     assert window.model_label.text() == "Model: none"
     with qtbot.waitSignal(window.analysisFinished, timeout=60_000):
         window.open_folder(case_folder("nomodel", n=2))
-    assert all(row.text(1) == "not analysed (no model)" for row in window.rows.values())
+    assert all(window.row_status(row) == "not analysed (no model)" for row in window.rows.values())
     assert "Choose a model folder" in window.banner.text.text()
     about = window.show_about()
     assert "No usable model" in about.card_markdown

@@ -314,6 +314,9 @@ def test_reviewed_cells_of_a_case_join_a_folder_with_the_case_as_subject(qtbot, 
     assert "2 images in 2 classes (HEM 1, ALL 1) from 1 subjects; 1 reviewed case(s)" in page.status.text()
     warnings = page.warnings.text()
     assert "Too few subjects" in warnings and "only 1 image" in warnings and "UNCERTAIN" in warnings
+    # the first page's subject count agrees with its table (the one case has an ALL cell: ALL 1, not 0)
+    assert "subjects with images of each class HEM 1, ALL 1" in warnings
+    assert [page.counts.topLevelItem(0).text(i) for i in range(1, 3)] == ["1", "1"]
 
     page.folder_box.setChecked(True)
     page.folder_edit.setText(str(cnmc_root))
