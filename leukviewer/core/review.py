@@ -16,7 +16,8 @@ from pathlib import Path
 
 from training.modelfolder import atomic_write_text
 
-from .classifier import LABELS
+from .classifier import LABEL_BLAST, LABELS, cell_type_for
+from .results import count_cells
 
 FORMAT = "leukviewer-review"
 FORMAT_VERSION = 1
@@ -75,6 +76,7 @@ class CellReview:
     suggested: str
     reviewer: str
     time: str
+    cell_type: str | None = None       # the reviewer's white-cell type; None: the model's, following the label
 
 
 @dataclass
@@ -223,13 +225,28 @@ def final_label(cell, session: ReviewSession | None) -> str:
     return reviewed or cell.label
 
 
+def final_type(cell, session: ReviewSession | None) -> str:
+    """The white-cell type after review: the reviewer's type where they gave one; else the model's type, made to
+    agree with the label after review (a cell confirmed ALL is a blast; a blast the reviewer cleared becomes its
+    most probable other type)."""
+    return type_after_review(cell, session.reviews.get(cell.cell_id) if session else None)
+
+
+def type_after_review(cell, review: CellReview | None) -> str:
+    """``final_type`` from the cell's own review (None: not reviewed)."""
+    if review is not None and review.cell_type:
+        return review.cell_type
+    label = review.label if review else cell.label
+    if label == cell.label or (label != LABEL_BLAST and cell.cell_type != "blast"):
+        return cell.cell_type
+    return cell_type_for(cell.type_probabilities, label)
+
+
 def reviewed_counts(cells, session: ReviewSession | None) -> dict:
-    """Counts after review: white cells, blasts, uncertain, blast %, reviewed and changed cells."""
-    n = len(cells)
-    labels = [final_label(c, session) for c in cells]
-    blasts = labels.count("ALL")
-    reviewed = [c for c in cells if session and session.reviewed_label(c.cell_id)]
-    changed = [c for c in reviewed if session.reviewed_label(c.cell_id) != c.label]
-    return {"white_cells": n, "blasts": blasts, "uncertain": labels.count("UNCERTAIN"),
-            "normal": labels.count("HEM"), "blast_percentage": round(100.0 * blasts / n, 2) if n else None,
-            "reviewed": len(reviewed), "changed": len(changed)}
+    """Counts after review (``results.count_cells`` of the labels and types after review), with the numbers of
+    reviewed cells and of cells whose label or type the reviewer changed."""
+    counts = count_cells((final_label(c, session), final_type(c, session)) for c in cells)
+    reviewed = [c for c in cells if session and c.cell_id in session.reviews]
+    changed = [c for c in reviewed if session.reviewed_label(c.cell_id) != c.label
+               or final_type(c, session) != c.cell_type]
+    return {**counts, "reviewed": len(reviewed), "changed": len(changed)}

@@ -82,3 +82,119 @@ def test_folders_without_a_blast_class_are_refused_with_the_reason(multiclass_mo
     (folder / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFolderError, match=r"no-blast is not a blast classifier .*HEM and ALL, or white-cell"):
         CellClassifier(folder)
+
+
+# ------------------------------------------------------------------------------------------ results and outputs
+
+PROBABILITY_COLUMNS = [f"p_{t}" for t in CELL_TYPES if t != "blast"]   # the fixture has every type
+
+
+@pytest.fixture(scope="module")
+def mixed_case(shared_data, tmp_path_factory):
+    """Two PBC cells of every type, two C-NMC blasts and one BCCD smear field."""
+    folder = tmp_path_factory.mktemp("mixed") / "case"
+    folder.mkdir()
+    for p in pbc_cells(shared_data, per_class=2):
+        shutil.copy(p, folder / f"{p.parent.name}-{p.name}")
+    for p in sorted((shared_data / "cnmc" / "training_data" / "fold_1" / "all").glob("*.png"))[:2]:
+        shutil.copy(p, folder)
+    shutil.copy(sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[0], folder)
+    return folder
+
+
+def read_csv(path):
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_batch_on_a_multiclass_model_writes_types_probabilities_and_white_cell_counts(mixed_case,
+                                                                                      multiclass_model_dir,
+                                                                                      tmp_path, capsys):
+    from leukviewer.__main__ import main
+
+    out = tmp_path / "out"
+    assert main(["batch", str(mixed_case), "--out", str(out), "--model", str(multiclass_model_dir), "--quiet",
+                 "--csv", "--geojson"]) == 0
+    rows = read_csv(out / "cells.csv")
+    assert len(rows) >= 19
+    assert list(rows[0])[-11:] == ["cell_type", "reviewed_cell_type", "final_cell_type", *PROBABILITY_COLUMNS]
+    for row in rows:
+        probs = {t: float(row[f"p_{t}"]) for t in CELL_TYPES if t != "blast"} | {"blast": float(row["p_blast"])}
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-4)
+        label = row["label"]
+        expected = "blast" if label == "ALL" else max((p, t) for t, p in probs.items() if t != "blast")[1]
+        assert row["cell_type"] == row["final_cell_type"] == expected and row["reviewed_cell_type"] == ""
+    summary = json.loads((out / "summary.json").read_text())
+    case = summary["case"]
+    white = [r for r in rows if r["cell_type"] != "non_wbc"]
+    assert case["cells"] == len(rows) and case["white_cells"] == len(white)
+    assert case["non_white_cells"] == len(rows) - len(white)
+    assert case["cell_types"] == {t: n for t in CELL_TYPES if (n := sum(r["cell_type"] == t for r in rows))}
+    assert case["blasts"] == sum(r["label"] == "ALL" for r in white) == case["cell_types"].get("blast", 0)
+    assert case["blasts_per_100_white_cells"] == case["blast_percentage"] == round(
+        100 * case["blasts"] / len(white), 2)
+    assert "non_wbc" in case["white_cells_note"] and "excluded" in case["white_cells_note"]
+    assert summary["model"]["cell_types"] == MULTICLASS
+    assert f"{case['white_cells']} white cells" in capsys.readouterr().out
+    features = json.loads((out / "cells.geojson").read_text())["features"]
+    by_name = {f["properties"]["name"]: f["properties"] for f in features}
+    for row in rows:
+        props = by_name[row["cell_id"].lstrip("'")]
+        assert props["classification"]["name"] == row["label"]
+        assert props["classification"]["cell_type"] == props["metadata"]["cell_type"] == row["cell_type"]
+        assert props["measurements"]["P(non_wbc)"] == pytest.approx(float(row["p_non_wbc"]))
+
+
+def test_cells_not_of_a_white_cell_type_are_left_out_of_white_cells_and_the_blast_percentage():
+    from leukviewer.core.results import CaseSummary, Cell, ImageResult, count_cells
+
+    def cell(n, label, cell_type):
+        return Cell(f"f.jpg#{n}", "f.jpg", (0, 0, 9, 9), [], (4.5, 4.5), 60, 0.9 if label == "ALL" else 0.1, label,
+                    False, "m", "1", "a" * 64, cell_type, {})
+
+    cells = [cell(1, "ALL", "blast"), cell(2, "HEM", "neutrophil"), cell(3, "HEM", "non_wbc"),
+             cell(4, "UNCERTAIN", "non_wbc"), cell(5, "UNCERTAIN", "lymphoid")]
+    counts = count_cells((c.label, c.cell_type) for c in cells)
+    assert counts == {"cells": 5, "white_cells": 3, "non_white_cells": 2, "blasts": 1, "uncertain": 1,
+                      "normal": 1, "blast_percentage": 33.33,
+                      "cell_types": {"blast": 1, "lymphoid": 1, "neutrophil": 1, "non_wbc": 2}}
+    summary = CaseSummary("x")
+    summary.add(ImageResult("/x/f.jpg", "f.jpg", "ok", cells=cells))
+    d = summary.to_dict()
+    assert (d["white_cells"], d["non_white_cells"], d["blasts_per_100_white_cells"]) == (3, 2, 33.33)
+
+
+def test_results_stored_before_cell_types_read_back_as_legacy_types():
+    from leukviewer.core.results import Cell
+
+    old = {"cell_id": "f.jpg#1", "image": "f.jpg", "bbox": [0, 0, 9, 9], "outline": [], "centroid": [4.5, 4.5],
+           "area": 60, "blast_probability": 0.75, "label": "ALL", "partial": False, "model_name": "m",
+           "model_version": "1", "model_sha256": "a" * 64}
+    cell = Cell.from_dict(old)
+    assert cell.cell_type == "blast" and cell.type_probabilities == {"lymphoid": 0.25, "blast": 0.75}
+    assert Cell.from_dict(old | {"label": "UNCERTAIN"}).cell_type == "lymphoid"
+
+
+def test_a_legacy_binary_model_keeps_its_outputs_and_adds_the_type(shared_data, tiny_model_dir, tmp_path):
+    from leukviewer.__main__ import main
+    from leukviewer.core.tables import CELL_COLUMNS
+
+    folder = tmp_path / "case"
+    folder.mkdir()
+    for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:3]:
+        shutil.copy(p, folder)
+    out = tmp_path / "out"
+    assert main(["batch", str(folder), "--out", str(out), "--model", str(tiny_model_dir), "--quiet"]) == 0
+    rows = read_csv(out / "cells.csv")
+    assert rows and list(rows[0]) == CELL_COLUMNS + ["cell_type", "reviewed_cell_type", "final_cell_type",
+                                                     "p_lymphoid"]
+    for row in rows:
+        assert row["cell_type"] == {"ALL": "blast"}.get(row["label"], "lymphoid")
+    case = json.loads((out / "summary.json").read_text())["case"]
+    n = len(rows)
+    assert case["white_cells"] == case["cells"] == n and case["non_white_cells"] == 0
+    assert case["blasts"] + case["uncertain"] + case["normal"] == n
+    assert case["blast_percentage"] == round(100 * sum(r["label"] == "ALL" for r in rows) / n, 2)
+    assert set(case["cell_types"]) <= {"blast", "lymphoid"} and sum(case["cell_types"].values()) == n
