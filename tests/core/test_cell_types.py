@@ -198,3 +198,98 @@ def test_a_legacy_binary_model_keeps_its_outputs_and_adds_the_type(shared_data, 
     assert case["blasts"] + case["uncertain"] + case["normal"] == n
     assert case["blast_percentage"] == round(100 * sum(r["label"] == "ALL" for r in rows) / n, 2)
     assert set(case["cell_types"]) <= {"blast", "lymphoid"} and sum(case["cell_types"].values()) == n
+
+
+# ------------------------------------------------------------------------------------------ review and the PDF
+
+REVIEWER = "Dr. Ada Lovelace"
+
+
+@pytest.fixture(scope="module")
+def analysed(mixed_case, multiclass):
+    from leukviewer.core.pipeline import analyze_folder
+
+    return list(analyze_folder(mixed_case, multiclass))
+
+
+def open_session(folder, info):
+    from leukviewer.core.review import ReviewSession
+
+    return ReviewSession.open(folder, {"name": info.name, "version": info.version, "sha256": info.sha256})
+
+
+def test_reviewer_changes_a_cell_type_saved_audited_restored_and_counted(mixed_case, analysed, multiclass,
+                                                                          tmp_path):
+    from leukviewer.core.review import final_label, final_type, reviewed_counts
+
+    cells = [c for r in analysed for c in r.cells]
+    debris, neutrophil, blast = cells[0], cells[1], cells[2]
+    session = open_session(mixed_case, multiclass.info)
+    session.set_type(debris.cell_id, "non_wbc", debris.label, REVIEWER)
+    session.set_type(neutrophil.cell_id, "neutrophil", neutrophil.label, REVIEWER)
+    session.set_type(blast.cell_id, "blast", blast.label, REVIEWER)
+    with pytest.raises(ValueError, match="unknown cell type"):
+        session.set_type(blast.cell_id, "platelet", blast.label, REVIEWER)
+
+    reopened = open_session(mixed_case, multiclass.info)
+    assert [final_type(c, reopened) for c in (debris, neutrophil, blast)] == ["non_wbc", "neutrophil", "blast"]
+    assert [final_label(c, reopened) for c in (debris, neutrophil, blast)] == ["HEM", "HEM", "ALL"]
+    audit = reopened.audit_entries()[-3:]
+    assert [(e["cell_id"], e["new_type"], e["new"], e["action"], e["reviewer"]) for e in audit] == [
+        (debris.cell_id, "non_wbc", "HEM", "type", REVIEWER), (neutrophil.cell_id, "neutrophil", "HEM", "type", REVIEWER),
+        (blast.cell_id, "blast", "ALL", "type", REVIEWER)]
+
+    before, after = reviewed_counts(cells, None), reviewed_counts(cells, reopened)
+    assert after["white_cells"] == before["white_cells"] - 1 and after["non_white_cells"] == 1
+    assert after["blasts"] == 1 and after["blast_percentage"] == round(100 / after["white_cells"], 2)
+    assert after["cell_types"]["neutrophil"] == before["cell_types"].get("neutrophil", 0) + (
+        neutrophil.cell_type != "neutrophil") - (debris.cell_type == "neutrophil") - (blast.cell_type == "neutrophil")
+    assert after["reviewed"] == 3 and after["changed"] == 3
+
+    # a label key after a type: ALL makes the cell a blast again, clearing the reviewer's contradicting type
+    reopened.set_label(debris.cell_id, "ALL", debris.label, REVIEWER)
+    assert (final_type(debris, reopened), reopened.reviewed_type(debris.cell_id)) == ("blast", None)
+    # undo brings the reviewer's type back, redo takes it away again
+    reopened.undo(REVIEWER)
+    assert final_type(debris, reopened) == "non_wbc" and final_label(debris, reopened) == "HEM"
+    reopened.redo(REVIEWER)
+    assert final_type(debris, reopened) == "blast"
+    # HEM on a cell the reviewer typed neutrophil keeps the type
+    reopened.set_label(neutrophil.cell_id, "HEM", neutrophil.label, REVIEWER)
+    assert final_type(neutrophil, reopened) == "neutrophil"
+
+
+def test_pdf_has_a_differential_table_before_and_after_review(mixed_case, analysed, multiclass,
+                                                              multiclass_model_dir, tmp_path):
+    from pypdf import PdfReader
+
+    from leukviewer.core.reports import export_case
+    from leukviewer.core.review import reviewed_counts
+
+    cells = [c for r in analysed for c in r.cells]
+    session = open_session(tmp_path / "review", multiclass.info)   # a fresh review of the same results
+    session.set_type(cells[0].cell_id, "non_wbc", cells[0].label, REVIEWER)
+    session.set_type(cells[1].cell_id, "basophil", cells[1].label, REVIEWER)
+    export_case(analysed, session, multiclass.info, tmp_path / "out", formats={"pdf", "csv"}, folder=mixed_case,
+                model_dir=multiclass_model_dir)
+    text = " ".join(" ".join(page.extract_text().split()) for page in PdfReader(str(tmp_path / "out" / "report.pdf")).pages)
+    assert "Differential count (white-cell types)" in text
+    s, r = reviewed_counts(cells, None), reviewed_counts(cells, session)
+
+    def pct(counts, t):
+        return f"{100 * counts['cell_types'].get(t, 0) / counts['white_cells']:.1f} %"
+
+    for t, words in CELL_TYPES.items():   # every class of the model has a row
+        if t == "non_wbc":
+            row = f"{words} {s['cell_types'].get(t, 0)} not counted {r['cell_types'][t]} not counted"
+        else:
+            row = f"{words} {s['cell_types'].get(t, 0)} {pct(s, t)} {r['cell_types'].get(t, 0)} {pct(r, t)}"
+        assert row in text
+    assert f"White cells {s['white_cells']} 100.0 % {r['white_cells']} 100.0 %" in text
+    assert "Blasts per 100 white cells" in text and "not white cells" in text
+    assert "excluded from white_cells" in text
+    rows = read_csv(tmp_path / "out" / "cells.csv")
+    by_id = {row["cell_id"].lstrip("'"): row for row in rows}
+    assert (by_id[cells[0].cell_id]["reviewed_cell_type"], by_id[cells[0].cell_id]["final_cell_type"]) == (
+        "non_wbc", "non_wbc")
+    assert by_id[cells[1].cell_id]["final_cell_type"] == "basophil" and by_id[cells[1].cell_id]["final_label"] == "HEM"
