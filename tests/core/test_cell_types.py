@@ -137,6 +137,9 @@ def test_batch_on_a_multiclass_model_writes_types_probabilities_and_white_cell_c
         100 * case["blasts"] / len(white), 2)
     assert "non_wbc" in case["white_cells_note"] and "excluded" in case["white_cells_note"]
     assert summary["model"]["cell_types"] == MULTICLASS
+    images = read_csv(out / "images.csv")
+    assert sum(int(r["non_white_cells"]) for r in images) == case["non_white_cells"]
+    assert sum(int(r["white_cells"]) for r in images) == case["white_cells"]
     assert f"{case['white_cells']} white cells" in capsys.readouterr().out
     features = json.loads((out / "cells.geojson").read_text())["features"]
     by_name = {f["properties"]["name"]: f["properties"] for f in features}
