@@ -53,7 +53,7 @@ def run(args) -> int:
     from .core.report_geojson import GeoJsonWriter
     from .core.reports import ExportError, StagedOutputs, describe_os_error, make_case
     from .core.results import CaseSummary, ImageResult
-    from .core.tables import CELL_COLUMNS, IMAGE_COLUMNS, AtomicCsv, cell_row, image_row
+    from .core.tables import IMAGE_COLUMNS, AtomicCsv, cell_columns, cell_row, image_row
 
     folder, out = Path(args.folder), Path(args.out)
     formats = {f for f in ("csv", "pdf", "geojson") if getattr(args, f, False)} or {"csv"}
@@ -85,7 +85,7 @@ def run(args) -> int:
     cells_csv = images_csv = geojson = None
     try:
         if "csv" in formats:
-            cells_csv = AtomicCsv(out / "cells.csv", CELL_COLUMNS)
+            cells_csv = AtomicCsv(out / "cells.csv", cell_columns(info.cell_types))
             outputs.adopt("cells.csv", cells_csv.temporary_path)
             images_csv = AtomicCsv(out / "images.csv", IMAGE_COLUMNS)
             outputs.adopt("images.csv", images_csv.temporary_path)
@@ -119,7 +119,7 @@ def run(args) -> int:
                                      on_progress=progress, um_per_px=args.um_per_px):
             for cell in result.cells:
                 if cells_csv:
-                    cells_csv.write(cell_row(cell, folder_text))
+                    cells_csv.write(cell_row(cell, folder_text, None, info.cell_types))
                 if geojson:
                     geojson.add(cell)
             if images_csv:
@@ -148,7 +148,8 @@ def run(args) -> int:
             "software": f"leukviewer {__version__}",
             "created": created,
             "model": {"name": info.name, "version": info.version, "sha256": info.sha256,
-                      "threshold": info.threshold, "uncertainty_band": list(info.uncertainty_band)},
+                      "threshold": info.threshold, "uncertainty_band": list(info.uncertainty_band),
+                      "class_names": list(info.class_names), "cell_types": list(info.cell_types)},
             "case": summary.to_dict(),
             "seconds": round(elapsed, 2),
             "outputs": names,
@@ -176,8 +177,12 @@ def run(args) -> int:
     s = summary
     print(f"{s.images_processed} of {s.images_total} images analysed ({s.images_failed} unreadable, "
           f"{len(s.skipped_files)} non-image files skipped): {s.white_cells} white cells, {s.blasts} blasts, "
-          f"{s.uncertain} uncertain" + (f", blasts {s.blast_percentage:.1f}%" if s.blast_percentage is not None
-                                        else ""))
+          f"{s.uncertain} uncertain" + (f", {s.blast_percentage:.1f} blasts per 100 white cells"
+                                        if s.blast_percentage is not None else "")
+          + (f"; {s.cells - s.white_cells} detected objects are not white cells (type non_wbc) and are not counted"
+             if s.cells > s.white_cells else ""))
+    if s.cell_types:
+        print("cell types: " + ", ".join(f"{t} {n}" for t, n in summary.to_dict()["cell_types"].items()))
     for failure in s.failures:
         print(f"  {failure['image']}: {failure['reason']}")
     print(f"results in {out}: {', '.join(p.name for p in written)}. {RUO_NOTICE}")

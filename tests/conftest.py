@@ -69,3 +69,36 @@ def tiny_model_dir(cnmc_root, tmp_path_factory) -> Path:
                                name="tiny-test-model", version="0.0.1", backbone="tiny", input_size=32, epochs=1,
                                batch_size=16, patience=0, workers=2))
     return result.model_folder
+
+
+# the multi-class fixture's data: model class (a cell type) -> shared-data folders whose images stand for it
+MULTICLASS_SOURCES = {
+    "blast": ["cnmc/training_data/fold_1/all"],
+    "lymphoid": ["cnmc/training_data/fold_1/hem", "pbc/lymphocyte"],
+    "neutrophil": ["pbc/neutrophil"], "monocyte": ["pbc/monocyte"], "eosinophil": ["pbc/eosinophil"],
+    "basophil": ["pbc/basophil"], "ig": ["pbc/ig"], "erythroblast": ["pbc/erythroblast"],
+    "non_wbc": ["pbc/platelet"],
+}
+
+
+@pytest.fixture(scope="session")
+def multiclass_model_dir(shared_data, tmp_path_factory) -> Path:
+    """A real multi-class (white-cell type) model folder: tiny network, 32 px, one epoch, one folder per cell type
+    (C-NMC ALL as blast, C-NMC HEM + PBC lymphocytes as lymphoid, PBC platelets as non_wbc, PBC's other types).
+
+    Its predictions are meaningless; it exercises the multi-class model-folder path in seconds.
+    """
+    from training import TrainConfig, train
+
+    tmp = tmp_path_factory.mktemp("multiclass-model")
+    data = tmp / "data"
+    for cell_type, sources in MULTICLASS_SOURCES.items():
+        (data / cell_type).mkdir(parents=True)
+        for source in sources:
+            for image in sorted((shared_data / source).iterdir()):
+                if image.suffix.lower() in (".png", ".jpg", ".bmp"):
+                    (data / cell_type / image.name).symlink_to(image)
+    result = train(TrainConfig(data=str(data), run_dir=str(tmp / "run"), output=str(tmp / "multiclass-model"),
+                               name="tiny-multiclass-model", version="0.0.1", backbone="tiny", input_size=32,
+                               epochs=1, batch_size=16, patience=0, workers=2))
+    return result.model_folder

@@ -21,6 +21,12 @@ CELL_TYPES: dict[str, str] = {
     "non_wbc": "Not a white cell",
 }
 
+# name -> a few letters for tight places (the caption under a gallery thumbnail: about 70 px with "0.12 ")
+SHORT_NAMES: dict[str, str] = {
+    "blast": "Blast", "lymphoid": "Lym", "neutrophil": "Neu", "monocyte": "Mono", "eosinophil": "Eos",
+    "basophil": "Baso", "ig": "IG", "erythroblast": "EB", "non_wbc": "nWBC",
+}
+
 LEGACY_BINARY = {"ALL": BLAST, "HEM": "lymphoid"}
 
 

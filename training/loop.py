@@ -22,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from .augment import AugmentConfig, augment
+from .celltypes import BLAST
 from .datasets import POSITIVE_CLASS, Dataset, DatasetError, load_dataset
 from .metrics import (choose_threshold, choose_uncertainty_band, classification_metrics,
                       expected_calibration_error, fit_temperature, save_figures)
@@ -520,9 +521,11 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
 
 
 def _positive_index(class_names) -> int | None:
+    """The blast class: ALL (binary C-NMC names) or blast (a multi-class cell-type folder)."""
     names = list(class_names)
-    if POSITIVE_CLASS in names:
-        return names.index(POSITIVE_CLASS)
+    for positive in (POSITIVE_CLASS, BLAST):
+        if positive in names:
+            return names.index(positive)
     return 1 if len(names) == 2 else None
 
 
@@ -695,7 +698,7 @@ def _finalize(model, data: PreparedData, config: TrainConfig, state: dict, run: 
     ds, split = data.dataset, data.split
     class_names = list(ds.class_names)
     binary = len(class_names) == 2
-    positive = class_names.index(POSITIVE_CLASS) if POSITIVE_CLASS in class_names else (1 if binary else None)
+    positive = _positive_index(class_names)
     subjects = [s.subject for s in ds.samples]
 
     temperature, threshold, band = 1.0, 0.5, (0.5, 0.5)

@@ -1,6 +1,13 @@
 """The classifier as the app sees it: a verified model folder that turns cell crops into calibrated blast
-probabilities and suggested labels. Everything about the model (preprocessing, temperature, threshold, the
-uncertainty band) is read from the folder."""
+probabilities, suggested labels and white-cell types. Everything about the model (classes, preprocessing,
+temperature, threshold, the uncertainty band) is read from the folder.
+
+Two kinds of folder: a legacy binary one (classes HEM, ALL) and a multi-class one whose classes are white-cell
+types (``training.celltypes``) with ``positive_class: "blast"``. Either way the blast flag is the calibrated
+P(blast) and ALL / UNCERTAIN / HEM come from the folder's threshold and band. A cell's type agrees with its
+label: ALL is a blast; any other cell is its most probable non-blast type (``cell_type_for``), so the blasts of a
+differential count are exactly the cells flagged ALL.
+"""
 from __future__ import annotations
 
 import os
@@ -10,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.celltypes import BLAST, CELL_TYPES, LEGACY_BINARY, cell_type_of_class
 from training.modelfolder import ModelFolderError, load_model_folder, read_meta
 
 LABEL_BLAST = "ALL"
@@ -47,6 +55,39 @@ class ModelInfo:
     def short_hash(self) -> str:
         return self.sha256[:12]
 
+    @property
+    def cell_types(self) -> tuple[str, ...]:
+        """The white-cell type of each model class, in class order (HEM -> lymphoid, ALL -> blast)."""
+        return tuple(cell_type_of_class(c) for c in self.class_names)
+
+
+def blast_class_of(class_names, positive_class: str | None = None) -> str:
+    """The model class whose probability is the blast flag; ``ModelFolderError`` saying why when there is none.
+
+    A legacy folder is exactly HEM + ALL; a multi-class folder names white-cell types only, blast among them, and
+    (when it says) blast as its positive class.
+    """
+    names = list(class_names)
+    if sorted(names) == sorted(LEGACY_BINARY) and positive_class in (None, LABEL_BLAST):
+        return LABEL_BLAST
+    unknown = [c for c in names if c not in CELL_TYPES]
+    if LABEL_BLAST in names or LABEL_NORMAL in names or unknown or BLAST not in names or len(names) < 2:
+        raise ModelFolderError(
+            f"not a blast classifier (its classes are {', '.join(names)}): leukviewer needs the classes HEM and "
+            f"ALL, or white-cell types ({', '.join(CELL_TYPES)}) with blast among them")
+    if positive_class not in (None, BLAST):
+        raise ModelFolderError(f"not a blast classifier: its positive class is {positive_class!r}, not {BLAST!r}")
+    return BLAST
+
+
+def cell_type_for(type_probabilities: dict[str, float], label: str) -> str:
+    """A cell's white-cell type, consistent with its label: ALL is a blast; any other label is the most probable
+    type other than blast (ties: the first in model order)."""
+    if label == LABEL_BLAST:
+        return BLAST
+    others = [(p, -i, t) for i, (t, p) in enumerate(type_probabilities.items()) if t != BLAST]
+    return max(others)[2] if others else LEGACY_BINARY[LABEL_NORMAL]
+
 
 class CellClassifier:
     """Classifies cell crops (RGB uint8, cell on black) in batches through a model folder."""
@@ -60,13 +101,15 @@ class CellClassifier:
                                                            "folder with --model)"))
         self.model = load_model_folder(folder)
         names = self.model.class_names
-        if LABEL_BLAST not in names or LABEL_NORMAL not in names or len(names) != 2:
-            raise ModelFolderError(f"{folder} is not a blast/normal classifier (its classes are {', '.join(names)})")
-        self.batch_size = batch_size
         meta = self.model.meta
+        try:
+            blast_class = blast_class_of(names, meta.get("positive_class"))
+        except ModelFolderError as e:
+            raise ModelFolderError(f"{folder} is {e}") from None
+        self.batch_size = batch_size
         self.info = ModelInfo(meta.get("name", folder.name), str(meta.get("version", "")), self.model.sha256,
                               self.model.threshold, self.model.uncertainty_band, tuple(names))
-        self._blast_index = names.index(LABEL_BLAST)
+        self._blast_index = names.index(blast_class)
         from .engine import InferenceEngine
 
         self.engine = InferenceEngine(self.model, backend=backend, batch_size=batch_size)
@@ -92,11 +135,23 @@ class CellClassifier:
         ``um_per_px`` is the image's scale, used by models that keep physical cell size."""
         return self.model.preprocess(crop, um_per_px)
 
-    def blast_probabilities(self, prepared: np.ndarray) -> np.ndarray:
-        """Calibrated P(ALL) for a batch of prepared cells (N, size, size, 3)."""
+    def class_probabilities(self, prepared: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of every model class (N, n_classes), for prepared cells (N, size, size, 3)."""
         if len(prepared) == 0:
-            return np.zeros(0)
-        return self.engine.probabilities(np.asarray(prepared))[:, self._blast_index]
+            return np.zeros((0, len(self.info.class_names)))
+        return self.engine.probabilities(np.asarray(prepared))
+
+    def blast_probabilities(self, prepared: np.ndarray) -> np.ndarray:
+        """Calibrated P(blast) (P(ALL) of a legacy folder) for a batch of prepared cells (N, size, size, 3)."""
+        return self.class_probabilities(prepared)[:, self._blast_index] if len(prepared) else np.zeros(0)
+
+    def blast_probability_of(self, class_probabilities: np.ndarray) -> float:
+        """P(blast) from one row of ``class_probabilities``."""
+        return float(class_probabilities[self._blast_index])
+
+    def type_probabilities(self, class_probabilities: np.ndarray) -> dict[str, float]:
+        """One row of ``class_probabilities`` as {white-cell type: probability}, in model class order."""
+        return {t: float(p) for t, p in zip(self.info.cell_types, class_probabilities)}
 
     def label_for(self, p_blast: float) -> str:
         """ALL / HEM by the model's threshold; UNCERTAIN strictly inside its uncertainty band."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .classifier import CellClassifier
+from .classifier import CellClassifier, cell_type_for
 from .imageio import UnreadableImage, list_images, read_image
 from .localize import classify_image_kind, crop_cell, estimate_rbc_diameter, find_single_cell, find_white_cells
 from .results import STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
@@ -144,19 +144,21 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
     def flush():
         nonlocal pending, pending_cells, done
         prepared = [p for _, cells in pending for (_, p) in cells]
-        probs = classifier.blast_probabilities(np.stack(prepared)) if prepared else np.zeros(0)
+        probs = classifier.class_probabilities(np.stack(prepared)) if prepared else np.zeros((0, 0))
         k = 0
         for result, cells in pending:
             for n, (region, _) in enumerate(cells, start=1):
-                p = float(probs[k])
+                p = classifier.blast_probability_of(probs[k])
+                types = {t: round(v, 6) for t, v in classifier.type_probabilities(probs[k]).items()}
+                label = classifier.label_for(p)
                 k += 1
                 result.cells.append(Cell(
                     cell_id=f"{result.image}#{n}", image=result.image, bbox=tuple(int(v) for v in region.bbox),
                     outline=region.outline.tolist(), centroid=(round(float(region.centroid[0]), 2),
                                                                round(float(region.centroid[1]), 2)),
-                    area=int(region.area), blast_probability=round(p, 6), label=classifier.label_for(p),
+                    area=int(region.area), blast_probability=round(p, 6), label=label,
                     partial=bool(region.partial), model_name=info.name, model_version=info.version,
-                    model_sha256=info.sha256))
+                    model_sha256=info.sha256, cell_type=cell_type_for(types, label), type_probabilities=types))
             done += 1
             if on_progress:
                 on_progress(done, total, result)

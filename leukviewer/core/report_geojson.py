@@ -2,7 +2,9 @@
 
 QuPath's GeoJSON form: a FeatureCollection of Features with a Polygon geometry in full-resolution image pixels
 (origin top-left) and ``properties`` holding ``objectType``, ``classification`` {name, color [r, g, b]} and
-``measurements`` {name: number}. One file per case; ``properties.image`` says which image a cell belongs to
+``measurements`` {name: number}. The classification's name is the label after review (ALL / UNCERTAIN / HEM, as
+QuPath projects already use it); its ``cell_type`` member (ignored by readers that do not know it) and the metadata
+carry the white-cell type, and the measurements one "P(<type>)" per model class. One file per case; ``properties.image`` says which image a cell belongs to
 (QuPath adds every feature of a file to the open image, so filter by image before importing into one).
 """
 from __future__ import annotations
@@ -33,7 +35,10 @@ def closed_ring(outline, bbox) -> list[list[float]]:
 
 
 def cell_feature(cell, folder: str, review, label_after: str) -> dict:
+    from .review import type_after_review
+
     x, y, w, h = cell.bbox
+    type_after = type_after_review(cell, review)
     return {
         "type": "Feature",
         "id": str(uuid.uuid5(_NAMESPACE, f"{folder}\n{cell.cell_id}\n{cell.model_sha256}")),
@@ -42,7 +47,8 @@ def cell_feature(cell, folder: str, review, label_after: str) -> dict:
             "objectType": "detection",
             "name": cell.cell_id,
             "image": cell.image,
-            "classification": {"name": label_after, "color": CLASS_COLORS.get(label_after, [128, 128, 128])},
+            "classification": {"name": label_after, "color": CLASS_COLORS.get(label_after, [128, 128, 128]),
+                               "cell_type": type_after},
             "isLocked": False,
             "measurements": {
                 "Blast probability": float(cell.blast_probability),
@@ -53,12 +59,16 @@ def cell_feature(cell, folder: str, review, label_after: str) -> dict:
                 "Bounding box width px": float(w), "Bounding box height px": float(h),
                 "Partial (cut by border)": 1.0 if cell.partial else 0.0,
                 "Reviewed": 1.0 if review else 0.0,
+                **{f"P({t})": float(p) for t, p in cell.type_probabilities.items()},
             },
             "metadata": {
                 "suggested_label": cell.label,
                 "reviewed_label": review.label if review else "",
                 "reviewer": review.reviewer if review else "",
                 "review_time": review.time if review else "",
+                "suggested_cell_type": cell.cell_type,
+                "reviewed_cell_type": (review.cell_type or "") if review else "",
+                "cell_type": type_after,
                 "model": f"{cell.model_name} {cell.model_version}".strip(),
                 "model_sha256": cell.model_sha256,
             },

@@ -11,8 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from training.celltypes import CELL_TYPES, is_white_cell
+
 from .. import RUO_NOTICE, __version__
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from .results import WHITE_CELLS_NOTE
 
 THUMB_PX = 160
 GALLERY_COLUMNS = 6
@@ -309,30 +312,32 @@ def _summary_block(case, st, width):
         ["Blasts (ALL)", s["blasts"], r["blasts"]],
         ["Uncertain", s["uncertain"], r["uncertain"]],
         ["Normal (HEM)", s["normal"], r["normal"]],
-        ["Blast % of white cells", _percent(s["blast_percentage"]), _percent(r["blast_percentage"])],
-        ["Cells reviewed", "", f"{r['reviewed']} of {n}"],
-        ["Labels changed by the reviewer", "", r["changed"]],
+        ["Blasts per 100 white cells", _percent(s["blast_percentage"]), _percent(r["blast_percentage"])],
+        ["Not white cells (excluded)", s["non_white_cells"], r["non_white_cells"]],
+        ["Cells reviewed", "", f"{r['reviewed']} of {s['cells']}"],
+        ["Labels or types changed by the reviewer", "", r["changed"]],
     ]
     reviewed = case.is_reviewed()
     if not reviewed:  # nobody reviewed: the model's counts only, no "After review" column or review rows
-        rows = [row[:2] for row in rows[:6]]
+        rows = [row[:2] for row in rows[:7]]
     table = _table([[str(v) for v in row] for row in rows], [70 * mm, 50 * mm, 50 * mm][:len(rows[0])],
                    align_right_from=1)
     if reviewed:
-        table.setStyle([("LINEABOVE", (0, 6), (-1, 6), 0.4, colors.HexColor("#888888"))])
+        table.setStyle([("LINEABOVE", (0, 7), (-1, 7), 0.4, colors.HexColor("#888888"))])
     flow = [table, Spacer(1, 3)]
     flagged_open = sum(1 for c in case.flagged_cells() if case.review_of(c) is None)
     sentence = (f"{n} white cells in {case.image_counts()['analysed']} images: {s['blasts']} blasts "
                 f"({_percent(s['blast_percentage'])}) suggested by the model, {r['blasts']} "
-                f"({_percent(r['blast_percentage'])}) after review. Reviewed: {r['reviewed']} of {n} cells "
+                f"({_percent(r['blast_percentage'])}) after review. Reviewed: {r['reviewed']} of {s['cells']} cells "
                 f"({r['changed']} changed).")
     if not reviewed:
         sentence = (f"{n} white cells in {case.image_counts()['analysed']} images: {s['blasts']} blasts "
                     f"({_percent(s['blast_percentage'])}) suggested by the model. No cell has been reviewed.")
     flow.append(Paragraph(_p(sentence), st["base"]))
-    flow.append(Paragraph("Blast % counts uncertain cells in the denominator. " + (
-        "Counts after review use the reviewer's label where there is one and the model's suggestion elsewhere."
-        if reviewed else "Every label in this report is the model's suggestion."), st["small"]))
+    flow.append(Paragraph("Blasts per 100 white cells counts uncertain cells in the denominator. " + _p(WHITE_CELLS_NOTE)
+                          + (" Counts after review use the reviewer's label and type where there is one and the "
+                             "model's suggestion elsewhere." if reviewed
+                             else " Every label in this report is the model's suggestion."), st["small"]))
     notes = list(case.notes)
     if flagged_open:
         notes.insert(0, f"{flagged_open} flagged cell(s) (ALL or UNCERTAIN) have not been reviewed.")
@@ -344,8 +349,48 @@ def _summary_block(case, st, width):
     return flow
 
 
+def differential_rows(case) -> list[list[str]]:
+    """The differential count: one row per white-cell type the model gives (and any a reviewer chose), with the
+    count and the share of white cells suggested by the model and after review; non_wbc last, not a share."""
+    s, r = case.suggested_counts(), case.reviewed_counts()
+    types = list(dict.fromkeys([*case.cell_types(), *s["cell_types"], *r["cell_types"]]))
+    types = [t for t in CELL_TYPES if t in types] + [t for t in types if t not in CELL_TYPES]
+    types = [t for t in types if is_white_cell(t)] + [t for t in types if not is_white_cell(t)]
+
+    def share(counts, t):
+        n = counts["cell_types"].get(t, 0)
+        if not is_white_cell(t):
+            return "not counted"
+        return _percent(100.0 * n / counts["white_cells"]) if counts["white_cells"] else "–"
+
+    rows = [["Cell type", "Suggested", "% of white cells", "After review", "% of white cells"]]
+    for t in types:
+        rows.append([CELL_TYPES.get(t, t), str(s["cell_types"].get(t, 0)), share(s, t),
+                     str(r["cell_types"].get(t, 0)), share(r, t)])
+    rows.append(["White cells", str(s["white_cells"]), _percent(100.0) if s["white_cells"] else "–",
+                 str(r["white_cells"]), _percent(100.0) if r["white_cells"] else "–"])
+    return rows
+
+
+def _differential_block(case, st, width):
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import KeepTogether, Paragraph
+
+    rows = differential_rows(case)
+    table = _table(rows, [58 * mm, 25 * mm, 30 * mm, 25 * mm, 30 * mm], align_right_from=1)
+    table.setStyle([("LINEABOVE", (0, len(rows) - 1), (-1, len(rows) - 1), 0.4, colors.HexColor("#888888"))])
+    return [KeepTogether([
+        Paragraph("Differential count (white-cell types)", st["h2"]), table,
+        Paragraph("Blasts are the cells flagged ALL; every other cell has its most probable non-blast type. "
+                  "Cells not white cells are listed but not counted among the white cells (see above).",
+                  st["small"])])]
+
+
 def _gallery_block(case, st, width, max_gallery, on_image):
     from reportlab.lib.units import mm
+
+    from .review import type_after_review
     from reportlab.platypus import Image, KeepTogether, Paragraph, Table, TableStyle
 
     flagged = case.flagged_cells()
@@ -370,20 +415,24 @@ def _gallery_block(case, st, width, max_gallery, on_image):
     for cell in shown:
         review = case.review_of(cell)
         final = review.label if review else cell.label
+        cell_type = type_after_review(cell, review)
         jpeg = thumbs.get(cell.cell_id)
         picture = Image(io.BytesIO(jpeg), width=side, height=side) if jpeg else \
             Paragraph("image not available", st["caption"])
         if review is None:
             reviewed = "not reviewed"
-        elif review.label == cell.label:
+        elif review.label == cell.label and cell_type == cell.cell_type:
             reviewed = "confirmed"
+        elif review.label == cell.label:
+            reviewed = f"type {cell.cell_type} → {cell_type}"
         else:
             reviewed = f"{cell.label} → {review.label}"
         image, number = cell.cell_id.rsplit("#", 1) if "#" in cell.cell_id else (cell.image, "")
         name = _middle_truncate(str(Path(image).with_suffix("")), max(8, 16 - len(number))) + f" #{number}"
         caption = Paragraph(
             f"<font color='{LABEL_HEX.get(final, '#000000')}'><b>{final}</b></font> p={cell.blast_probability:.2f}"
-            f"<br/>{_p(reviewed)}<br/>{_p(name)}{'<br/><i>partial cell</i>' if cell.partial else ''}", st["caption"])
+            f"<br/>{_p(CELL_TYPES.get(cell_type, cell_type))}<br/>{_p(reviewed)}<br/>{_p(name)}"
+            f"{'<br/><i>partial cell</i>' if cell.partial else ''}", st["caption"])
         inner = Table([[picture], [caption]], colWidths=[col - 1 * mm])
         inner.setStyle(TableStyle([
             ("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
@@ -498,6 +547,7 @@ def write_pdf(case, path: Path, max_gallery: int = 60, on_image: Callable[[str],
                                 ("BOX", (0, 0), (-1, -1), 0.6, colors.HexColor("#8b0000"))]))
     story += [banner, Spacer(1, 6), _header_block(case, st, width)]
     story += [Paragraph("Summary", st["h2"])] + _summary_block(case, st, width)
+    story += _differential_block(case, st, width)
 
     cells = case.cells()
     from .review import final_label

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from .. import RUO_NOTICE
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
-from .results import ImageResult
+from training.celltypes import cell_type_of_class
+
+from .results import ImageResult, count_cells
 from .review import ReviewSession, final_label, reviewed_counts
 
 FORMATS = ("pdf", "csv", "geojson")
@@ -280,13 +282,21 @@ class Case:
     def review_of(self, cell):
         return self.session.reviews.get(cell.cell_id) if self.session else None
 
+    def cell_types(self) -> tuple[str, ...]:
+        """The white-cell types the model can give (its classes, from model.json; else those its cells carry)."""
+        names = (self.model.meta or {}).get("class_names")
+        if names:
+            try:
+                return tuple(cell_type_of_class(c) for c in names)
+            except ValueError:
+                pass
+        seen: dict[str, None] = {}
+        for cell in self.cells():
+            seen.update(dict.fromkeys(cell.type_probabilities))
+        return tuple(seen)
+
     def suggested_counts(self) -> dict:
-        cells = self.cells()
-        n = len(cells)
-        labels = Counter(c.label for c in cells)
-        return {"white_cells": n, "blasts": labels[LABEL_BLAST], "uncertain": labels[LABEL_UNCERTAIN],
-                "normal": labels[LABEL_NORMAL],
-                "blast_percentage": round(100.0 * labels[LABEL_BLAST] / n, 2) if n else None}
+        return count_cells((c.label, c.cell_type) for c in self.cells())
 
     def reviewed_counts(self) -> dict:
         return reviewed_counts(self.cells(), self.session)
@@ -462,14 +472,15 @@ def existing_outputs(out_dir: str | Path, formats: Iterable[str] = FORMATS) -> l
 def write_cells_csv(case: Case, path: Path) -> None:
     import csv
 
-    from .tables import CELL_COLUMNS, cell_row
+    from .tables import cell_columns, cell_row
 
+    types = case.cell_types()
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-        writer.writerow(CELL_COLUMNS)
+        writer.writerow(cell_columns(types))
         for result in case.results:
             for cell in result.cells:
-                writer.writerow(cell_row(cell, case.folder, case.review_of(cell)))
+                writer.writerow(cell_row(cell, case.folder, case.review_of(cell), types))
         f.flush()
         os.fsync(f.fileno())
 

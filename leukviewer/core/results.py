@@ -1,13 +1,48 @@
 """What an analysis produces: cells, per-image results and the case (folder) summary."""
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from .classifier import LABEL_BLAST, LABEL_UNCERTAIN
+from training.celltypes import BLAST, CELL_TYPES, LEGACY_BINARY, NON_WBC, is_white_cell
+
+from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
 
 STATUS_OK = "ok"
 STATUS_NO_CELLS = "no cells found"
 STATUS_UNREADABLE = "unreadable"
+
+WHITE_CELLS_NOTE = (f"Cells of type {NON_WBC} ({CELL_TYPES[NON_WBC].lower()}: platelet, debris, red cell) are not "
+                    "white cells: they are excluded from white_cells, blasts, uncertain and normal, and from the "
+                    "denominator of the blast percentage (blasts per 100 white cells).")
+
+
+def count_cells(labels_and_types: Iterable[tuple[str, str]]) -> dict:
+    """The counts every output shows, from each cell's (label, white-cell type).
+
+    ``cells``: every detected cell; ``white_cells``: those not of type non_wbc; ``blasts`` / ``uncertain`` /
+    ``normal``: white cells by label; ``blast_percentage``: blasts per 100 white cells; ``cell_types``: cells
+    per type (vocabulary order, types with no cell left out), non_wbc included.
+    """
+    n = blasts = uncertain = 0
+    types: Counter = Counter()
+    for label, cell_type in labels_and_types:
+        n += 1
+        types[cell_type] += 1
+        if is_white_cell(cell_type):
+            blasts += label == LABEL_BLAST
+            uncertain += label == LABEL_UNCERTAIN
+    white = n - types[NON_WBC]
+    return {"cells": n, "white_cells": white, "non_white_cells": types[NON_WBC], "blasts": blasts,
+            "uncertain": uncertain, "normal": white - blasts - uncertain,
+            "blast_percentage": round(100.0 * blasts / white, 2) if white else None,
+            "cell_types": in_type_order(types)}
+
+
+def in_type_order(counts: dict[str, int]) -> dict[str, int]:
+    """Counts per type in the vocabulary's order (unknown names last), types with no cell left out."""
+    return {t: counts[t] for t in [*CELL_TYPES, *sorted(set(counts) - set(CELL_TYPES))] if counts.get(t)}
 
 
 @dataclass
@@ -24,6 +59,14 @@ class Cell:
     model_name: str
     model_version: str
     model_sha256: str
+    cell_type: str = ""                # white-cell type (training.celltypes), consistent with label
+    type_probabilities: dict[str, float] = field(default_factory=dict)   # calibrated, per model class, by type
+
+    def __post_init__(self):
+        if not self.cell_type:  # a cell without a type (stored before types existed): a legacy HEM/ALL model's
+            p = float(self.blast_probability)
+            self.type_probabilities = {LEGACY_BINARY[LABEL_NORMAL]: round(1.0 - p, 6), BLAST: p}
+            self.cell_type = BLAST if self.label == LABEL_BLAST else LEGACY_BINARY[LABEL_NORMAL]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,11 +97,8 @@ class ImageResult:
         return not self.status.startswith(STATUS_UNREADABLE)
 
     def counts(self) -> dict:
-        blasts = sum(c.label == LABEL_BLAST for c in self.cells)
-        uncertain = sum(c.label == LABEL_UNCERTAIN for c in self.cells)
-        n = len(self.cells)
-        return {"white_cells": n, "blasts": blasts, "uncertain": uncertain, "normal": n - blasts - uncertain,
-                "blast_percentage": round(100.0 * blasts / n, 2) if n else None}
+        """The model's counts (``count_cells``)."""
+        return count_cells((c.label, c.cell_type) for c in self.cells)
 
     def to_dict(self, with_cells: bool = False) -> dict:
         d = {"image": self.image, "status": self.status, "kind": self.kind, "width": self.width,
@@ -86,9 +126,11 @@ class CaseSummary:
     images_processed: int = 0
     images_failed: int = 0
     images_without_cells: int = 0
+    cells: int = 0
     white_cells: int = 0
     blasts: int = 0
     uncertain: int = 0
+    cell_types: dict[str, int] = field(default_factory=dict)
     skipped_files: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     cancelled: bool = False
@@ -100,9 +142,12 @@ class CaseSummary:
             return
         self.images_processed += 1
         c = result.counts()
+        self.cells += c["cells"]
         self.white_cells += c["white_cells"]
         self.blasts += c["blasts"]
         self.uncertain += c["uncertain"]
+        for cell_type, n in c["cell_types"].items():
+            self.cell_types[cell_type] = self.cell_types.get(cell_type, 0) + n
         if not result.cells:
             self.images_without_cells += 1
 
@@ -113,8 +158,11 @@ class CaseSummary:
     def to_dict(self) -> dict:
         return {"folder": self.folder, "images_total": self.images_total,
                 "images_processed": self.images_processed, "images_failed": self.images_failed,
-                "images_without_cells": self.images_without_cells, "white_cells": self.white_cells,
+                "images_without_cells": self.images_without_cells, "cells": self.cells,
+                "white_cells": self.white_cells, "non_white_cells": self.cells - self.white_cells,
                 "blasts": self.blasts, "uncertain": self.uncertain,
                 "normal": self.white_cells - self.blasts - self.uncertain,
-                "blast_percentage": self.blast_percentage, "skipped_files": self.skipped_files,
+                "blast_percentage": self.blast_percentage, "blasts_per_100_white_cells": self.blast_percentage,
+                "cell_types": in_type_order(self.cell_types),
+                "white_cells_note": WHITE_CELLS_NOTE, "skipped_files": self.skipped_files,
                 "failures": self.failures, "cancelled": self.cancelled}

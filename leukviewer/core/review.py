@@ -16,7 +16,10 @@ from pathlib import Path
 
 from training.modelfolder import atomic_write_text
 
-from .classifier import LABELS
+from training.celltypes import BLAST, CELL_TYPES
+
+from .classifier import LABEL_BLAST, LABEL_NORMAL, LABELS, cell_type_for
+from .results import count_cells
 
 FORMAT = "leukviewer-review"
 FORMAT_VERSION = 1
@@ -75,6 +78,7 @@ class CellReview:
     suggested: str
     reviewer: str
     time: str
+    cell_type: str | None = None       # the reviewer's white-cell type; None: the model's, following the label
 
 
 @dataclass
@@ -139,9 +143,13 @@ class ReviewSession:
             "reviews": {k: vars(v) for k, v in sorted(self.reviews.items())},
         })
 
-    def _audit(self, cell_id: str, old: str | None, new: str | None, reviewer: str, action: str) -> None:
+    def _audit(self, cell_id: str, old: CellReview | None, new: CellReview | None, reviewer: str,
+               action: str) -> None:
+        """One line per change: labels as "old"/"new", the reviewer's types as "old_type"/"new_type"."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        entry = {"time": now_iso(), "reviewer": reviewer, "cell_id": cell_id, "old": old, "new": new,
+        entry = {"time": now_iso(), "reviewer": reviewer, "cell_id": cell_id, "old": old.label if old else None,
+                 "new": new.label if new else None, "old_type": old.cell_type if old else None,
+                 "new_type": new.cell_type if new else None,
                  "action": action, "model_sha256": self.model.get("sha256")}
         with open(self.audit_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
@@ -154,19 +162,43 @@ class ReviewSession:
         r = self.reviews.get(cell_id)
         return r.label if r else None
 
+    def reviewed_type(self, cell_id: str) -> str | None:
+        """The white-cell type the reviewer gave the cell (None: they gave none)."""
+        r = self.reviews.get(cell_id)
+        return r.cell_type if r else None
+
     def set_label(self, cell_id: str, label: str, suggested: str, reviewer: str) -> None:
-        """Record the reviewer's label for a cell (confirming the suggestion is label == suggested)."""
+        """Record the reviewer's label for a cell (confirming the suggestion is label == suggested).
+
+        A type the reviewer gave earlier stays unless the new label contradicts it (a blast that is no longer ALL,
+        or another type now called ALL); then the type follows the label again."""
         if label not in LABELS:
             raise ReviewError(f"unknown label {label!r}; use one of {', '.join(LABELS)}")
         if not reviewer:
             raise ReviewError("a review needs the reviewer's name")
         before = self.reviews.get(cell_id)
-        after = CellReview(label, suggested, reviewer, now_iso())
+        kept = before.cell_type if before else None
+        if kept and (kept == BLAST) != (label == LABEL_BLAST):
+            kept = None
+        self._record(cell_id, before, CellReview(label, suggested, reviewer, now_iso(), kept),
+                     audit_action(before.label if before else None, label, suggested))
+
+    def set_type(self, cell_id: str, cell_type: str, suggested: str, reviewer: str) -> None:
+        """Record the reviewer's white-cell type for a cell (``suggested``: the model's label). The label follows:
+        a blast is ALL, any other type is not a blast (HEM)."""
+        if cell_type not in CELL_TYPES:
+            raise ReviewError(f"unknown cell type {cell_type!r}; use one of {', '.join(CELL_TYPES)}")
+        if not reviewer:
+            raise ReviewError("a review needs the reviewer's name")
+        label = LABEL_BLAST if cell_type == BLAST else LABEL_NORMAL
+        self._record(cell_id, self.reviews.get(cell_id), CellReview(label, suggested, reviewer, now_iso(), cell_type),
+                     "type")
+
+    def _record(self, cell_id: str, before: CellReview | None, after: CellReview, action: str) -> None:
         self._apply(cell_id, after)
         self._undo.append(_Change(cell_id, before, after))
         self._redo.clear()
-        self._audit(cell_id, before.label if before else None, label, reviewer,
-                    audit_action(before.label if before else None, label, suggested))
+        self._audit(cell_id, before, after, after.reviewer, action)
         self.save()
 
     def confirm(self, cell_id: str, suggested: str, reviewer: str) -> None:
@@ -191,8 +223,7 @@ class ReviewSession:
         change = self._undo.pop()
         self._apply(change.cell_id, change.before)
         self._redo.append(change)
-        self._audit(change.cell_id, change.after.label if change.after else None,
-                    change.before.label if change.before else None, reviewer, "undo")
+        self._audit(change.cell_id, change.after, change.before, reviewer, "undo")
         self.save()
         return change.cell_id
 
@@ -202,8 +233,7 @@ class ReviewSession:
         change = self._redo.pop()
         self._apply(change.cell_id, change.after)
         self._undo.append(change)
-        self._audit(change.cell_id, change.before.label if change.before else None,
-                    change.after.label if change.after else None, reviewer, "redo")
+        self._audit(change.cell_id, change.before, change.after, reviewer, "redo")
         self.save()
         return change.cell_id
 
@@ -231,13 +261,28 @@ def final_label(cell, session: ReviewSession | None) -> str:
     return reviewed or cell.label
 
 
+def final_type(cell, session: ReviewSession | None) -> str:
+    """The white-cell type after review: the reviewer's type where they gave one; else the model's type, made to
+    agree with the label after review (a cell confirmed ALL is a blast; a blast the reviewer cleared becomes its
+    most probable other type)."""
+    return type_after_review(cell, session.reviews.get(cell.cell_id) if session else None)
+
+
+def type_after_review(cell, review: CellReview | None) -> str:
+    """``final_type`` from the cell's own review (None: not reviewed)."""
+    if review is not None and review.cell_type:
+        return review.cell_type
+    label = review.label if review else cell.label
+    if label == cell.label or (label != LABEL_BLAST and cell.cell_type != "blast"):
+        return cell.cell_type
+    return cell_type_for(cell.type_probabilities, label)
+
+
 def reviewed_counts(cells, session: ReviewSession | None) -> dict:
-    """Counts after review: white cells, blasts, uncertain, blast %, reviewed and changed cells."""
-    n = len(cells)
-    labels = [final_label(c, session) for c in cells]
-    blasts = labels.count("ALL")
-    reviewed = [c for c in cells if session and session.reviewed_label(c.cell_id)]
-    changed = [c for c in reviewed if session.reviewed_label(c.cell_id) != c.label]
-    return {"white_cells": n, "blasts": blasts, "uncertain": labels.count("UNCERTAIN"),
-            "normal": labels.count("HEM"), "blast_percentage": round(100.0 * blasts / n, 2) if n else None,
-            "reviewed": len(reviewed), "changed": len(changed)}
+    """Counts after review (``results.count_cells`` of the labels and types after review), with the numbers of
+    reviewed cells and of cells whose label or type the reviewer changed."""
+    counts = count_cells((final_label(c, session), final_type(c, session)) for c in cells)
+    reviewed = [c for c in cells if session and c.cell_id in session.reviews]
+    changed = [c for c in reviewed if session.reviewed_label(c.cell_id) != c.label
+               or final_type(c, session) != c.cell_type]
+    return {**counts, "reviewed": len(reviewed), "changed": len(changed)}

@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from training.celltypes import BLAST, CELL_TYPES
+
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 # p_blast (the calibrated blast probability) and label (the model's suggestion) keep the names the batch CLI
@@ -18,9 +20,15 @@ CELL_COLUMNS = ["folder", "image", "cell_id", "x", "y", "width", "height", "cent
                 "p_blast", "label", "reviewed_label", "final_label", "reviewer", "review_time", "partial",
                 "model_name", "model_version", "model_sha256"]
 
-IMAGE_COLUMNS = ["folder", "image", "status", "kind", "width", "height", "um_per_px", "scale_source", "white_cells", "blasts", "uncertain",
+# appended after them: the white-cell type (model, reviewer, after review) and one calibrated probability per model
+# class other than blast (p_blast above is P(blast)), named p_<cell type>: see ``cell_columns``.
+TYPE_COLUMNS = ["cell_type", "reviewed_cell_type", "final_cell_type"]
+
+IMAGE_COLUMNS = ["folder", "image", "status", "kind", "width", "height", "um_per_px", "scale_source", "white_cells",
+                 "blasts", "uncertain",
                  "normal", "blast_percentage", "reviewed_cells", "changed_cells", "blasts_after_review",
-                 "uncertain_after_review", "normal_after_review", "blast_percentage_after_review"]
+                 "uncertain_after_review", "normal_after_review", "blast_percentage_after_review",
+                 "non_white_cells", "non_white_cells_after_review"]
 
 
 def neutralise(value) -> str:
@@ -33,14 +41,30 @@ def neutralise(value) -> str:
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
-def cell_row(cell, folder: str = "", review=None) -> list[str]:
-    """One ``cells.csv`` row (``CELL_COLUMNS``); ``review`` is the cell's ``CellReview`` or None."""
+def probability_types(cell_types) -> list[str]:
+    """The types that get a p_<type> column: every model class's type but blast (p_blast has it), in the
+    vocabulary's order."""
+    present = set(cell_types)
+    return [t for t in [*CELL_TYPES, *sorted(present - set(CELL_TYPES))] if t in present and t != BLAST]
+
+
+def cell_columns(cell_types) -> list[str]:
+    """The ``cells.csv`` header for a model whose classes are ``cell_types`` (``ModelInfo.cell_types``)."""
+    return CELL_COLUMNS + TYPE_COLUMNS + [f"p_{t}" for t in probability_types(cell_types)]
+
+
+def cell_row(cell, folder: str = "", review=None, cell_types=()) -> list[str]:
+    """One ``cells.csv`` row (``cell_columns(cell_types)``); ``review`` is the cell's ``CellReview`` or None."""
+    from .review import type_after_review
+
     x, y, w, h = cell.bbox
     reviewed = review.label if review else ""
     values = [folder, cell.image, cell.cell_id, x, y, w, h, cell.centroid[0], cell.centroid[1], cell.area,
               cell.blast_probability, cell.label, reviewed, reviewed or cell.label,
               review.reviewer if review else "", review.time if review else "", cell.partial, cell.model_name,
-              cell.model_version, cell.model_sha256]
+              cell.model_version, cell.model_sha256,
+              cell.cell_type, (review.cell_type or "") if review else "", type_after_review(cell, review)]
+    values += [cell.type_probabilities.get(t, "") for t in probability_types(cell_types)]
     return [neutralise(v) for v in values]
 
 
@@ -52,7 +76,8 @@ def image_row(result, folder: str = "", after_review: dict | None = None) -> lis
               d["scale_source"], d["white_cells"], d["blasts"],
               d["uncertain"], d["normal"], d["blast_percentage"], r.get("reviewed", 0), r.get("changed", 0),
               r.get("blasts", d["blasts"]), r.get("uncertain", d["uncertain"]), r.get("normal", d["normal"]),
-              r.get("blast_percentage", d["blast_percentage"])]
+              r.get("blast_percentage", d["blast_percentage"]), d["non_white_cells"],
+              r.get("non_white_cells", d["non_white_cells"])]
     return [neutralise(v) for v in values]
 
 

@@ -22,6 +22,7 @@ SHORTCUTS = [
     ("Space", "confirm the model's suggestion"),
     ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
     ("drag a thumbnail", "move a cell to another group"),
+    ("right-click a thumbnail", "set the cell's white-cell type (also Review ▸ Cell type)"),
     ("O", "show or hide the outlines"),
     ("G", "Grad-CAM heat map of the selected cell"),
     ("+ / − / wheel", "zoom in / out"),

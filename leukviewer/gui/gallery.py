@@ -1,13 +1,16 @@
 """The cell gallery: every cell of the case as a thumbnail, grouped ALL / UNCERTAIN / HEM by its current label
-(the reviewer's where there is one) and sorted by blast probability. Dragging a cell onto another group
-relabels it."""
+(the reviewer's where there is one) and sorted by blast probability, each with its white-cell type. Dragging a
+cell onto another group relabels it; right-clicking it sets its type."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QAbstractItemView, QLabel, QListWidget, QListWidgetItem, QMenu, QVBoxLayout,
+                               QWidget)
+
+from training.celltypes import CELL_TYPES, SHORT_NAMES
 
 from .jobs import THUMBNAIL_SIZE
 from .signals import emit
@@ -25,6 +28,8 @@ class GalleryCell:
     suggested: str
     label: str          # current: reviewed or suggested
     reviewed: bool
+    cell_type: str = ""         # current white-cell type: the reviewer's or the model's
+    suggested_type: str = ""    # the model's white-cell type
 
 
 def _icon(thumbnail: QImage | None, label: str, reviewed: bool) -> QIcon:
@@ -46,10 +51,19 @@ def _icon(thumbnail: QImage | None, label: str, reviewed: bool) -> QIcon:
     return QIcon(pixmap)
 
 
+def type_text(cell: GalleryCell) -> str:
+    """The tooltip's type line: the type as it stands, and the model's where the reviewer changed it."""
+    text = CELL_TYPES.get(cell.cell_type, cell.cell_type)
+    if cell.suggested_type and cell.suggested_type != cell.cell_type:
+        text += f" (model: {CELL_TYPES.get(cell.suggested_type, cell.suggested_type)})"
+    return text
+
+
 class GalleryGroup(QListWidget):
-    """The thumbnails of one label; accepts cells dragged from the other groups."""
+    """The thumbnails of one label; accepts cells dragged from the other groups; right-click sets a cell's type."""
     cellActivated = Signal(str)
     cellDropped = Signal(str, str)      # cell_id, this group's label
+    cellTypeChosen = Signal(str, str)   # cell_id, white-cell type
 
     def __init__(self, label: str, parent=None):
         super().__init__(parent)
@@ -69,6 +83,27 @@ class GalleryGroup(QListWidget):
         self.setDefaultDropAction(Qt.DropAction.MoveAction)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # review keys belong to the window
         self.itemClicked.connect(lambda item: emit(self.cellActivated, item.data(Qt.ItemDataRole.UserRole)))
+        self.cell_types: tuple[str, ...] = tuple(CELL_TYPES)   # the types offered in the context menu
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._show_type_menu)
+
+    def type_menu(self, cell_id: str) -> QMenu:
+        """"Cell type" choices for one cell; choosing one emits ``cellTypeChosen``."""
+        menu = QMenu(self)
+        menu.addSection("Cell type")
+        for cell_type in self.cell_types:
+            action = menu.addAction(CELL_TYPES.get(cell_type, cell_type))
+            action.setData(cell_type)
+            action.triggered.connect(lambda _=False, t=cell_type: emit(self.cellTypeChosen, cell_id, t))
+        return menu
+
+    def _show_type_menu(self, pos) -> None:
+        item = self.itemAt(pos)
+        if item is None:
+            return
+        cell_id = item.data(Qt.ItemDataRole.UserRole)
+        emit(self.cellActivated, cell_id)
+        self.type_menu(cell_id).exec(self.viewport().mapToGlobal(pos))
 
     def mimeTypes(self):
         return [CELL_MIME]
@@ -111,6 +146,7 @@ class GalleryGroup(QListWidget):
 class CellGallery(QWidget):
     cellActivated = Signal(str)
     cellDropped = Signal(str, str)
+    cellTypeChosen = Signal(str, str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -125,6 +161,7 @@ class CellGallery(QWidget):
             group = GalleryGroup(label)
             group.cellActivated.connect(self.cellActivated)
             group.cellDropped.connect(self.cellDropped)
+            group.cellTypeChosen.connect(self.cellTypeChosen)
             layout.addWidget(header)
             layout.addWidget(group, 1)
             self.headers[label], self.groups[label] = header, group
@@ -132,6 +169,12 @@ class CellGallery(QWidget):
         self._items: dict[str, QListWidgetItem] = {}
         self._order: list[str] = []
         self._set_headers({label: [] for label in GALLERY_ORDER})
+
+    def set_cell_types(self, cell_types) -> None:
+        """The types the context menu offers: the model's, in the vocabulary's order, then any other known type."""
+        offered = [t for t in CELL_TYPES if t in set(cell_types)] + [t for t in CELL_TYPES if t not in set(cell_types)]
+        for group in self.groups.values():
+            group.cell_types = tuple(offered)
 
     def add_thumbnails(self, thumbnails: dict[str, QImage]) -> None:
         self._thumbnails.update(thumbnails)
@@ -155,11 +198,14 @@ class CellGallery(QWidget):
             group.setUpdatesEnabled(False)
             group.clear()
             for cell in members:
+                short = SHORT_NAMES.get(cell.cell_type, cell.cell_type)
+                # caption: probability and type (the icon's check mark and solid frame say "reviewed")
                 item = QListWidgetItem(_icon(self._thumbnails.get(cell.cell_id), cell.label, cell.reviewed),
-                                       f"{cell.blast_probability:.2f}" + (" ✓" if cell.reviewed else ""))
+                                       f"{cell.blast_probability:.2f} {short}".rstrip())
                 item.setData(Qt.ItemDataRole.UserRole, cell.cell_id)
-                item.setToolTip(f"{cell.cell_id}\nP(blast) = {cell.blast_probability:.3f}\n"
-                                f"model: {cell.suggested}" + (f"\nreviewed: {cell.label}" if cell.reviewed else ""))
+                item.setToolTip(f"{cell.cell_id}\nType: {type_text(cell)}\nP(blast) = {cell.blast_probability:.3f}\n"
+                                f"model: {cell.suggested}" + (f"\nreviewed: {cell.label}" if cell.reviewed else "")
+                                + "\nright-click: change the cell type")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
                 group.addItem(item)
                 self._items[cell.cell_id] = item

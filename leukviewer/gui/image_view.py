@@ -6,6 +6,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import (QGraphicsPixmapItem, QGraphicsPolygonItem, QGraphicsScene, QGraphicsView)
 
+from training.celltypes import CELL_TYPES
+
 from ..core.results import Cell
 from .signals import emit
 from .style import LABEL_NAMES, SELECTION_COLOUR, label_colour
@@ -22,14 +24,18 @@ class CellOutlineItem(QGraphicsPolygonItem):
         self.cell = cell
         self.cell_id = cell.cell_id
         self.label = cell.label
+        self.cell_type = cell.cell_type
         self.reviewed = False
         self.selected = False
         self.setZValue(2)
         self.setAcceptHoverEvents(True)
         self.set_state(cell.label, False)
 
-    def set_state(self, label: str, reviewed: bool, selected: bool | None = None) -> None:
+    def set_state(self, label: str, reviewed: bool, selected: bool | None = None, cell_type: str | None = None) -> None:
+        """Label and white-cell type as they stand (the reviewer's or the model's), review state, selection."""
         self.label, self.reviewed = label, reviewed
+        if cell_type:
+            self.cell_type = cell_type
         if selected is not None:
             self.selected = selected
         colour = label_colour(label)
@@ -45,7 +51,10 @@ class CellOutlineItem(QGraphicsPolygonItem):
         self.setZValue(3 if self.selected else 2)
         cell = self.cell
         state = f"reviewed: {LABEL_NAMES.get(label, label)}" if reviewed else "not reviewed"
-        self.setToolTip(f"<b>{cell.cell_id}</b><br>P(blast) = {cell.blast_probability:.3f}<br>"
+        kind = CELL_TYPES.get(self.cell_type, self.cell_type)
+        if self.cell_type != cell.cell_type:
+            kind += f" (model: {CELL_TYPES.get(cell.cell_type, cell.cell_type)})"
+        self.setToolTip(f"<b>{cell.cell_id}</b><br>Type: {kind}<br>P(blast) = {cell.blast_probability:.3f}<br>"
                         f"model: {LABEL_NAMES.get(cell.label, cell.label)}<br>{state}"
                         + ("<br>cut by the image border" if cell.partial else ""))
 
@@ -94,8 +103,8 @@ class ImageView(QGraphicsView):
         backdrop.setZValue(-1)
         for cell in cells:
             item = CellOutlineItem(cell)
-            label, reviewed = states.get(cell.cell_id, (cell.label, False))
-            item.set_state(label, reviewed)
+            label, reviewed, *cell_type = states.get(cell.cell_id, (cell.label, False))
+            item.set_state(label, reviewed, cell_type=cell_type[0] if cell_type else None)
             item.setVisible(self._overlays_visible)
             self.scene().addItem(item)
             self._items[cell.cell_id] = item
@@ -127,10 +136,10 @@ class ImageView(QGraphicsView):
     def item_for(self, cell_id: str) -> CellOutlineItem | None:
         return self._items.get(cell_id)
 
-    def set_cell_state(self, cell_id: str, label: str, reviewed: bool) -> None:
+    def set_cell_state(self, cell_id: str, label: str, reviewed: bool, cell_type: str | None = None) -> None:
         item = self._items.get(cell_id)
         if item is not None:
-            item.set_state(label, reviewed)
+            item.set_state(label, reviewed, cell_type=cell_type)
 
     def select_cell(self, cell_id: str | None, centre: bool = True) -> None:
         for cid, item in self._items.items():

@@ -15,10 +15,12 @@ from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHeaderView, QLabel, QMainWindow, QProgressBar,
                                QSplitter, QToolButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
+from training.celltypes import CELL_TYPES
+
 from .. import RUO_NOTICE, __version__
 from ..core.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN, assets_dir
 from ..core.results import STATUS_NO_CELLS, STATUS_OK, CaseSummary, ImageResult
-from ..core.review import ReviewError, ReviewSession, final_label, reviewed_counts, state_dir_for
+from ..core.review import ReviewError, ReviewSession, final_label, final_type, reviewed_counts, state_dir_for
 from ..core.settings import Settings
 from . import jobs
 from .dialogs import AboutDialog, HelpOverlay, MessageBanner, ReviewerDialog
@@ -222,6 +224,7 @@ class MainWindow(QMainWindow):
         self.gallery = CellGallery()
         self.gallery.cellActivated.connect(lambda cell_id: self.select_cell(cell_id))
         self.gallery.cellDropped.connect(self._on_cell_dropped)
+        self.gallery.cellTypeChosen.connect(self._on_cell_type_chosen)
         self.summary_panel = SummaryPanel(start=self._start)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.gallery)
@@ -333,6 +336,13 @@ class MainWindow(QMainWindow):
                        self.uncertain_action, self.confirm_action, None, self.undo_action, self.redo_action, None,
                        self.reviewer_action):
             review_menu.addSeparator() if action is None else review_menu.addAction(action)
+        # the selected cell's white-cell type (also: right-click a cell in the gallery)
+        self.type_menu = review_menu.addMenu("Cell &type of the selected cell")
+        self.type_actions: dict[str, QAction] = {}
+        for cell_type, words in CELL_TYPES.items():
+            action = self.type_menu.addAction(words)
+            action.triggered.connect(lambda _=False, t=cell_type: self.type_current(t))
+            self.type_actions[cell_type] = action
         from .retrain_wizard import install_menus
 
         install_menus(self)
@@ -396,6 +406,7 @@ class MainWindow(QMainWindow):
                                     f"{info.uncertainty_band[0]:.3f} and {info.uncertainty_band[1]:.3f}")
         self.device_label.setText(f"Device: {model.device}")
         self.summary_panel.histogram.set_decision(info.threshold, info.uncertainty_band)
+        self.gallery.set_cell_types(info.cell_types)
         emit(self.modelLoaded)
 
     def _on_model_failed(self, error: Exception) -> None:
@@ -644,7 +655,8 @@ class MainWindow(QMainWindow):
     # ================================================================ showing images and cells
 
     def _states_for(self, cells) -> dict:
-        return {c.cell_id: (final_label(c, self.session), bool(self._reviewed(c.cell_id))) for c in cells}
+        return {c.cell_id: (final_label(c, self.session), bool(self._reviewed(c.cell_id)), final_type(c, self.session))
+                for c in cells}
 
     def _reviewed(self, cell_id: str) -> str | None:
         return self.session.reviewed_label(cell_id) if self.session else None
@@ -749,21 +761,27 @@ class MainWindow(QMainWindow):
             self.settings.reviewer = name
             self._save_settings()
 
+    def _review_target(self):
+        """(selected cell, reviewer's name) when a review can be recorded now; None (the user is told why)."""
+        cell = self.cells.get(self.current_cell) if self.current_cell else None
+        if cell is None:
+            self.statusBar().showMessage("Select a cell first (click it, or press → / J).", 5000)
+            return None
+        if self.session is None:
+            self.show_message("This folder's review cannot be saved, so labels are not recorded.", "error")
+            return None
+        reviewer = self.reviewer()
+        return (cell, reviewer) if reviewer else None
+
     def label_current(self, label: str, advance: bool = True) -> None:
         """Record ``label`` for the selected cell (saved at once) and move to the next cell."""
         if self.help_overlay.isVisible():
             self.help_overlay.hide()
             return
-        cell = self.cells.get(self.current_cell) if self.current_cell else None
-        if cell is None:
-            self.statusBar().showMessage("Select a cell first (click it, or press → / J).", 5000)
+        target = self._review_target()
+        if target is None:
             return
-        if self.session is None:
-            self.show_message("This folder's review cannot be saved, so labels are not recorded.", "error")
-            return
-        reviewer = self.reviewer()
-        if not reviewer:
-            return
+        cell, reviewer = target
         order = self._navigation_order()
         following = None
         if advance and cell.cell_id in order and len(order) > 1:
@@ -778,6 +796,28 @@ class MainWindow(QMainWindow):
                                      + (" (confirmed)" if label == cell.label else f" (model: {cell.label})"), 4000)
         if following:
             self.select_cell(following)
+
+    def type_current(self, cell_type: str) -> None:
+        """Record the reviewer's white-cell type for the selected cell (saved at once; the label follows: a blast
+        is ALL, any other type HEM). The selection stays on the cell."""
+        target = self._review_target()
+        if target is None:
+            return
+        cell, reviewer = target
+        try:
+            self.session.set_type(cell.cell_id, cell_type, cell.label, reviewer)
+        except (ReviewError, OSError) as error:
+            self.show_message(f"The review could not be saved: {error}", "error")
+            return
+        self._after_review_change(cell.cell_id)
+        self.statusBar().showMessage(f"{cell.cell_id}: {CELL_TYPES.get(cell_type, cell_type)}"
+                                     + ("" if cell_type == cell.cell_type else
+                                        f" (model: {CELL_TYPES.get(cell.cell_type, cell.cell_type)})"), 4000)
+
+    def _on_cell_type_chosen(self, cell_id: str, cell_type: str) -> None:
+        if cell_id in self.cells:
+            self.select_cell(cell_id)
+            self.type_current(cell_type)
 
     def confirm_current(self) -> None:
         cell = self.cells.get(self.current_cell) if self.current_cell else None
@@ -819,7 +859,7 @@ class MainWindow(QMainWindow):
         if cell is None:
             return
         reviewed = self._reviewed(cell_id)
-        self.view.set_cell_state(cell_id, reviewed or cell.label, bool(reviewed))
+        self.view.set_cell_state(cell_id, reviewed or cell.label, bool(reviewed), final_type(cell, self.session))
         self._update_row(cell.image)
         self._refresh_views()
 
@@ -836,7 +876,7 @@ class MainWindow(QMainWindow):
             row.setText(2, str(counts["white_cells"]))
             row.setText(3, str(counts["blasts"]))
             row.setText(4, str(counts["uncertain"]))
-            row.setText(5, f"{counts['reviewed']}/{counts['white_cells']}" if counts["white_cells"] else "")
+            row.setText(5, f"{counts['reviewed']}/{counts['cells']}" if counts["cells"] else "")
             row.setForeground(3, QBrush(QColor(hex_colour(LABEL_BLAST) if counts["blasts"] else "#444444")))
 
     @staticmethod
@@ -861,7 +901,8 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         cells = [GalleryCell(c.cell_id, c.image, c.blast_probability, c.label, final_label(c, self.session),
-                             bool(self._reviewed(c.cell_id))) for c in self.cells.values()]
+                             bool(self._reviewed(c.cell_id)), final_type(c, self.session), c.cell_type)
+                 for c in self.cells.values()]
         self.gallery.set_cells(cells, self.current_cell)
         self._update_summary()
         if self.is_analysing():

@@ -7,6 +7,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from training.celltypes import CELL_TYPES, is_white_cell
+
+from ..core.results import WHITE_CELLS_NOTE
 from .signals import emit
 from .style import hex_colour
 
@@ -134,11 +137,19 @@ class SummaryPanel(QWidget):
         self.image_counts = {"model": image_model, "reviewed": image_reviewed}
         self.case_counts = {"model": case_model, "reviewed": case_reviewed}
 
-        def row(name, key, fmt=str, colour=None):
-            values = [d.get(key) for d in (image_model, image_reviewed, case_model, case_reviewed)]
+        columns = (image_model, image_reviewed, case_model, case_reviewed)
+
+        def row(name, key, fmt=str, colour=None, get=None):
+            values = [(get(d) if get and d else d.get(key)) for d in columns]
             cells = "".join(f"<td align='right'>{'–' if v is None else fmt(v)}</td>" for v in values)
             swatch = f"<span style='color:{colour}'>■</span> " if colour else ""
             return f"<tr><td>{swatch}{name}</td>{cells}</tr>"
+
+        # the differential: every type any column counts, in the vocabulary's order; non_wbc last, not a WBC
+        present = {t for d in columns for t in d.get("cell_types", {})}
+        types = [t for t in CELL_TYPES if t in present and is_white_cell(t)]
+        differential = "".join(row(f"&nbsp;&nbsp;{CELL_TYPES[t]}", t, get=lambda d, t=t: d.get("cell_types", {}).get(t, 0))
+                               for t in types)
 
         reviewed_img = image_reviewed.get("reviewed")
         reviewed_case = case_reviewed.get("reviewed")
@@ -152,8 +163,12 @@ class SummaryPanel(QWidget):
             + row("Blasts (ALL)", "blasts", colour=hex_colour("ALL"))
             + row("Uncertain", "uncertain", colour=hex_colour("UNCERTAIN"))
             + row("Normal (HEM)", "normal", colour=hex_colour("HEM"))
-            + row("Blast %", "blast_percentage", fmt=lambda v: _pct(v))
+            + row("Blasts per 100 WBC", "blast_percentage", fmt=lambda v: _pct(v))
+            + (("<tr><th align='left' colspan='5'>White cells by type</th></tr>" + differential) if differential
+               else "")
+            + row("Not white cells (not counted)", "non_white_cells")
             + "</table>"
             f"<div style='color:#555'>{title}: {reviewed_img if reviewed_img is not None else 0} of "
-            f"{image_model.get('white_cells') or 0} cells reviewed · case: "
-            f"{reviewed_case if reviewed_case is not None else 0} of {case_model.get('white_cells') or 0}</div>")
+            f"{image_model.get('cells') or 0} cells reviewed · case: "
+            f"{reviewed_case if reviewed_case is not None else 0} of {case_model.get('cells') or 0}</div>")
+        self.table.setToolTip(WHITE_CELLS_NOTE)

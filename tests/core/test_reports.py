@@ -63,7 +63,9 @@ def test_cells_csv_rows_match_the_pipeline_results(case, tmp_path):
     assert raw.count(b"\r\n") == raw.count(b"\n")          # RFC 4180 line ends
     with open(tmp_path / "cells.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0].keys()) == CELL_COLUMNS
+    # a legacy binary (HEM, ALL) model: the old columns first, then its cells' white-cell type
+    assert list(rows[0].keys()) == CELL_COLUMNS + ["cell_type", "reviewed_cell_type", "final_cell_type",
+                                                   "p_lymphoid"]
     cells = {c.cell_id: c for r in results for c in r.cells}
     assert len(rows) == len(cells)
     for row in rows:
@@ -73,6 +75,9 @@ def test_cells_csv_rows_match_the_pipeline_results(case, tmp_path):
         assert (float(row["centroid_x"]), float(row["centroid_y"])) == cell.centroid
         assert int(row["area"]) == cell.area and float(row["p_blast"]) == cell.blast_probability
         assert row["label"] == cell.label and row["partial"] == ("true" if cell.partial else "false")
+        assert row["cell_type"] == ("blast" if cell.label == "ALL" else "lymphoid")
+        assert row["final_cell_type"] == ("blast" if row["final_label"] == "ALL" else "lymphoid")
+        assert float(row["p_lymphoid"]) == pytest.approx(1 - cell.blast_probability, abs=2e-6)
         assert (row["model_name"], row["model_version"], row["model_sha256"]) == (info.name, info.version,
                                                                                   info.sha256)
         review = session.reviews.get(cell.cell_id)
