@@ -351,7 +351,8 @@ def _summary_block(case, st, width):
 
 def differential_rows(case) -> list[list[str]]:
     """The differential count: one row per white-cell type the model gives (and any a reviewer chose), with the
-    count and the share of white cells suggested by the model and after review; non_wbc last, not a share."""
+    count and the share of white cells suggested by the model and after review (the model's columns only when
+    nobody reviewed); non_wbc last, not a share."""
     s, r = case.suggested_counts(), case.reviewed_counts()
     types = list(dict.fromkeys([*case.cell_types(), *s["cell_types"], *r["cell_types"]]))
     types = [t for t in CELL_TYPES if t in types] + [t for t in types if t not in CELL_TYPES]
@@ -369,7 +370,7 @@ def differential_rows(case) -> list[list[str]]:
                      str(r["cell_types"].get(t, 0)), share(r, t)])
     rows.append(["White cells", str(s["white_cells"]), _percent(100.0) if s["white_cells"] else "–",
                  str(r["white_cells"]), _percent(100.0) if r["white_cells"] else "–"])
-    return rows
+    return rows if case.is_reviewed() else [row[:3] for row in rows]
 
 
 def _differential_block(case, st, width):
@@ -378,7 +379,7 @@ def _differential_block(case, st, width):
     from reportlab.platypus import KeepTogether, Paragraph
 
     rows = differential_rows(case)
-    table = _table(rows, [58 * mm, 25 * mm, 30 * mm, 25 * mm, 30 * mm], align_right_from=1)
+    table = _table(rows, [58 * mm, 25 * mm, 30 * mm, 25 * mm, 30 * mm][:len(rows[0])], align_right_from=1)
     table.setStyle([("LINEABOVE", (0, len(rows) - 1), (-1, len(rows) - 1), 0.4, colors.HexColor("#888888"))])
     return [KeepTogether([
         Paragraph("Differential count (white-cell types)", st["h2"]), table,

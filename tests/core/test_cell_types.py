@@ -291,6 +291,13 @@ def test_pdf_has_a_differential_table_before_and_after_review(mixed_case, analys
     assert f"White cells {s['white_cells']} 100.0 % {r['white_cells']} 100.0 %" in text
     assert "Blasts per 100 white cells" in text and "not white cells" in text
     assert "excluded from white_cells" in text
+    # nobody reviewed (the batch PDF): the model's columns only
+    export_case(analysed, None, multiclass.info, tmp_path / "unreviewed", formats={"pdf"}, folder=mixed_case,
+                model_dir=multiclass_model_dir)
+    text = " ".join(" ".join(page.extract_text().split())
+                    for page in PdfReader(str(tmp_path / "unreviewed" / "report.pdf")).pages)
+    assert "Cell type Suggested % of white cells Blast" in text and "After review" not in text
+    assert f"White cells {s['white_cells']} 100.0 % " in text
     rows = read_csv(tmp_path / "out" / "cells.csv")
     by_id = {row["cell_id"].lstrip("'"): row for row in rows}
     assert (by_id[cells[0].cell_id]["reviewed_cell_type"], by_id[cells[0].cell_id]["final_cell_type"]) == (
