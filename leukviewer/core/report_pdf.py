@@ -280,6 +280,9 @@ def _header_block(case, st, width):
     m = case.model
     lo, hi = m.uncertainty_band
     counts = case.image_counts()
+    names = (m.meta or {}).get("class_names")   # a white-cell-type model, not HEM/ALL (without model.json: its cells)
+    multiclass = "blast" in names if names else bool(set(case.cell_types()) - {"blast", "lymphoid"})
+    flag = "P(blast)" if multiclass else "P(ALL)"
     rows = [
         ("Case", _p(case.name)),
         ("Folder", _p(case.folder)),
@@ -288,9 +291,12 @@ def _header_block(case, st, width):
         ("Software", f"leukviewer {_p(__version__)}"),
         ("Model", f"{_p(m.name)} version {_p(m.version)}"),
         ("Model weights SHA-256", f"<font name='{_fonts()['mono']}'>{_p(m.sha256)}</font>"),
-        ("Decision threshold", f"P(ALL) ≥ {m.threshold:.3f} → blast (ALL), below → normal (HEM)"),
-        ("Uncertainty band", f"{lo:.3f} &lt; P(ALL) &lt; {hi:.3f} → UNCERTAIN (needs review)" if hi > lo
+        ("Decision threshold", f"{flag} ≥ {m.threshold:.3f} → blast (ALL), below → normal (HEM)"),
+        ("Uncertainty band", f"{lo:.3f} &lt; {flag} &lt; {hi:.3f} → UNCERTAIN (needs review)" if hi > lo
          else "none (every cell is ALL or HEM)"),
+        *([("Cell types", _p(", ".join(CELL_TYPES[t] for t in CELL_TYPES if t in case.cell_types())
+                              + " (each cell gets its most probable type; a cell flagged ALL is a blast)"))]
+          if multiclass else []),
         ("Images", f"{counts['analysed']} analysed of {counts['images']}"
                    + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
                    + (f", {counts['without_cells']} without white cells" if counts["without_cells"] else "")),

@@ -216,7 +216,7 @@ class MainWindow(QMainWindow):
             "Outlines: " + " ".join(f"<b style='color:{hex_colour(label)}'>■ {name}</b>" for label, name in (
                 (LABEL_BLAST, "ALL"), (LABEL_UNCERTAIN, "uncertain"), (LABEL_NORMAL, "HEM")))
             + " &nbsp;·&nbsp; dashed: the model's suggestion &nbsp;·&nbsp; solid: reviewed"
-            " &nbsp;·&nbsp; hover a cell for its probability &nbsp;·&nbsp; <b>?</b> shortcuts")
+            " &nbsp;·&nbsp; hover a cell for its type and probability &nbsp;·&nbsp; <b>?</b> shortcuts")
         self.legend.setStyleSheet("color:#444; padding:2px 4px")
         self.legend.setWordWrap(True)
         centre_layout.addWidget(self.legend)

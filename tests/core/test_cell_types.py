@@ -277,6 +277,7 @@ def test_pdf_has_a_differential_table_before_and_after_review(mixed_case, analys
                 model_dir=multiclass_model_dir)
     text = " ".join(" ".join(page.extract_text().split()) for page in PdfReader(str(tmp_path / "out" / "report.pdf")).pages)
     assert "Differential count (white-cell types)" in text
+    assert "Decision threshold P(blast) ≥ 0.500" in text and "Cell types Blast, Lymphocyte / normal lymphoid," in text
     s, r = reviewed_counts(cells, None), reviewed_counts(cells, session)
 
     def pct(counts, t):
