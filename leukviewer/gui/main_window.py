@@ -773,6 +773,17 @@ class MainWindow(QMainWindow):
         reviewer = self.reviewer()
         return (cell, reviewer) if reviewer else None
 
+    def _save_review(self, cell_id: str, change) -> bool:
+        """Run one review change (it saves itself) and refresh the views; False (the user is told why) if it could
+        not be saved."""
+        try:
+            change()
+        except (ReviewError, OSError) as error:
+            self.show_message(f"The review could not be saved: {error}", "error")
+            return False
+        self._after_review_change(cell_id)
+        return True
+
     def label_current(self, label: str, advance: bool = True) -> None:
         """Record ``label`` for the selected cell (saved at once) and move to the next cell."""
         if self.help_overlay.isVisible():
@@ -786,12 +797,9 @@ class MainWindow(QMainWindow):
         following = None
         if advance and cell.cell_id in order and len(order) > 1:
             following = order[(order.index(cell.cell_id) + 1) % len(order)]
-        try:
-            self.session.set_label(cell.cell_id, label, cell.label, reviewer)
-        except (ReviewError, OSError) as error:
-            self.show_message(f"The review could not be saved: {error}", "error")
+        if not self._save_review(cell.cell_id, lambda: self.session.set_label(cell.cell_id, label, cell.label,
+                                                                               reviewer)):
             return
-        self._after_review_change(cell.cell_id)
         self.statusBar().showMessage(f"{cell.cell_id}: {label}"
                                      + (" (confirmed)" if label == cell.label else f" (model: {cell.label})"), 4000)
         if following:
@@ -804,12 +812,9 @@ class MainWindow(QMainWindow):
         if target is None:
             return
         cell, reviewer = target
-        try:
-            self.session.set_type(cell.cell_id, cell_type, cell.label, reviewer)
-        except (ReviewError, OSError) as error:
-            self.show_message(f"The review could not be saved: {error}", "error")
+        if not self._save_review(cell.cell_id, lambda: self.session.set_type(cell.cell_id, cell_type, cell.label,
+                                                                              reviewer)):
             return
-        self._after_review_change(cell.cell_id)
         self.statusBar().showMessage(f"{cell.cell_id}: {CELL_TYPES.get(cell_type, cell_type)}"
                                      + ("" if cell_type == cell.cell_type else
                                         f" (model: {CELL_TYPES.get(cell.cell_type, cell.cell_type)})"), 4000)
