@@ -52,7 +52,8 @@ def _images(folder: Path, patterns=("*.bmp", "*.jpg", "*.png")) -> list[Path]:
 
 
 def list_source_images(root: str | Path, sources=("cnmc", "pbc", "aria", "bccd"), pbc_per_class: int | None = None,
-                       aria_per_class: int | None = None, seed: int = 0) -> list[SourceImage]:
+                       aria_per_class: int | None = None, seed: int = 0,
+                       bccd_fields: int | None = None) -> list[SourceImage]:
     """The staged images of each source with their labels (sampled per class where a limit is given)."""
     from .datasets import subject_from_name
 
@@ -74,7 +75,7 @@ def list_source_images(root: str | Path, sources=("cnmc", "pbc", "aria", "bccd")
                 files = sorted(rng.sample(files, limit))
             out += [SourceImage(p, name, cell_type, f"{name}:{cls}/{p.name}", f"{cls}/{p.name}") for p in files]
     if "bccd" in sources:
-        for p in _images(root / "bccd" / "JPEGImages"):
+        for p in _images(root / "bccd" / "JPEGImages")[:bccd_fields]:
             out.append(SourceImage(p, "bccd", "", f"bccd:{p.name}", p.name))
     return out
 
@@ -164,6 +165,20 @@ def _work(args):
         return [], [{"error": f"{item.path}: {type(e).__name__}: {e}"}]
 
 
+class _InProcess:
+    """The Pool interface, run in this process (one worker: no process start-up)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def imap(fn, jobs, chunksize=1):
+        return map(fn, jobs)
+
+
 def build_cell_table(items: list[SourceImage], config: PreprocessConfig, out: str | Path, workers: int = 2,
                      progress=None) -> dict:
     """Cut, scale and preprocess every cell of ``items``; write ``out`` (.npz: ``x`` uint8 cells and one array per
@@ -173,8 +188,9 @@ def build_cell_table(items: list[SourceImage], config: PreprocessConfig, out: st
 
     xs, rows, errors = [], [], []
     jobs = [(it, config) for it in items]
-    with get_context("spawn").Pool(workers) as pool:
-        for i, (cells, rws) in enumerate(pool.imap(_work, jobs, chunksize=16)):
+    pool = get_context("spawn").Pool(workers) if workers > 1 else None
+    with pool or _InProcess() as runner:
+        for i, (cells, rws) in enumerate(runner.imap(_work, jobs, chunksize=16)):
             for c, r in zip(cells, rws):
                 xs.append(c)
                 rows.append(r)

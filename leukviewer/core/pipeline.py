@@ -19,7 +19,7 @@ from .classifier import CellClassifier, cell_type_for
 from .imageio import UnreadableImage, list_images, read_image
 from .localize import classify_image_kind, crop_cell, estimate_rbc_diameter, find_single_cell, find_white_cells
 from .results import STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
-from .scale import image_scale
+from .scale import SCALE_FOLDER_RED_CELLS, SCALE_RED_CELLS, ImageScale, image_scale
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,28 @@ def locate(rgb: np.ndarray, kind: str = "auto", rbc_diameter: float | None = Non
     return kind, regions, crops
 
 
+class FolderRedCells:
+    """The red-cell diameters measured so far in one folder (one microscope): a field whose own measure is far
+    from theirs (a clump or a thick area fooled it) takes the folder's median instead, and says so."""
+
+    #: an estimate off by more than this factor from the folder's median is not trusted
+    TOLERANCE = 1.5
+    MIN_FIELDS = 3
+
+    def __init__(self):
+        self._diameters: list[float] = []
+
+    def check(self, measured: float | None) -> tuple[float | None, bool]:
+        """(diameter to use, whether it is the folder's median instead of the field's own measure)."""
+        median = float(np.median(self._diameters)) if len(self._diameters) >= self.MIN_FIELDS else None
+        if measured and (median is None or 1 / self.TOLERANCE <= measured / median <= self.TOLERANCE):
+            self._diameters.append(float(measured))
+            return measured, False
+        return (median, True) if median else (measured, False)
+
+
 def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: str,
-                     um_per_px: float | None = None):
+                     um_per_px: float | None = None, folder_red_cells: FolderRedCells | None = None):
     """One image -> (ImageResult without cells yet, [(region, prepared cell)]). Never raises for bad input.
 
     ``um_per_px``: the user's scale for every image (else metadata, red cells or the C-NMC calibration).
@@ -69,7 +89,12 @@ def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: s
         result.height, result.width = rgb.shape[:2]
         image_kind = classify_image_kind(rgb) if kind == "auto" else kind
         rbc = estimate_rbc_diameter(rgb) if image_kind == "smear_field" and not um_per_px else None
+        from_folder = False
+        if image_kind == "smear_field" and not um_per_px and folder_red_cells is not None:
+            rbc, from_folder = folder_red_cells.check(rbc)
         scale = image_scale(rgb, image_kind, path, um_per_px, rbc)
+        if from_folder and scale.source == SCALE_RED_CELLS:
+            scale = ImageScale(scale.um_per_px, SCALE_FOLDER_RED_CELLS, rbc)
         result.um_per_px, result.scale_source = round(scale.um_per_px, 5), scale.source
         result.kind, regions, crops = locate(rgb, image_kind, rbc)
         cells = [(region, classifier.prepare(crop, scale.um_per_px)) for region, crop in zip(regions, crops)]
@@ -112,11 +137,12 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
     ready: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
 
     def reader():
+        folder_red_cells = FolderRedCells()
         try:
             for path in images:
                 if stopped():
                     break
-                item = _read_and_locate(path, root, classifier, kind, um_per_px)
+                item = _read_and_locate(path, root, classifier, kind, um_per_px, folder_red_cells)
                 while not stop.is_set():
                     try:
                         ready.put(item, timeout=0.05)

@@ -2,8 +2,10 @@
 
 Order of trust: the user's microscope setting (``--um-per-px``, or a folder profile), the image's own metadata
 (TIFF resolution in pixels per centimetre or inch, OME-TIFF ``PhysicalSizeX``), the red cells of a smear field,
-and for single-cell crops on black the C-NMC calibration (``training.scale``). A field whose red cells cannot be
-measured gets an assumed scale and is flagged ``assumed``: its cell sizes, and so its classification by a
+and for single-cell crops on black the C-NMC calibration (``training.scale``). In a folder (one microscope), a
+field whose own red-cell measure is far from the folder's median, or missing, takes that median
+(``folder_red_cells``, see ``pipeline.FolderRedCells``). A field whose red cells cannot be measured at all gets an
+assumed scale and is flagged ``assumed``: its cell sizes, and so its classification by a
 physical-scale model, cannot be trusted.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ PLAUSIBLE_UM_PER_PX = (0.02, 2.0)
 SCALE_USER = "user"
 SCALE_METADATA = "metadata"
 SCALE_RED_CELLS = "red_cells"
+SCALE_FOLDER_RED_CELLS = "folder_red_cells"   # the field's own measure was far off: its folder's median is used
 SCALE_CNMC = "cnmc_calibration"
 SCALE_ASSUMED = "assumed"
 
@@ -29,7 +32,7 @@ SCALE_ASSUMED = "assumed"
 @dataclass(frozen=True)
 class ImageScale:
     um_per_px: float
-    source: str            # user | metadata | red_cells | cnmc_calibration | assumed
+    source: str            # user | metadata | red_cells | folder_red_cells | cnmc_calibration | assumed
     rbc_diameter_px: float | None = None
 
     @property

@@ -14,7 +14,7 @@ from training.sources import build_cell_table, list_source_images
 @pytest.fixture(scope="module")
 def cell_table(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("wbc") / "cells.npz"
-    items = list_source_images(shared_data, sources=("cnmc", "pbc", "bccd"))
+    items = list_source_images(shared_data, sources=("cnmc", "pbc", "bccd"), pbc_per_class=3, bccd_fields=8)
     summary = build_cell_table(items, PreprocessConfig.physical_scale(32, 23.0), out, workers=1)
     return out, summary
 
@@ -26,9 +26,9 @@ def test_every_source_gives_typed_cells_at_one_physical_scale(cell_table):
     # 84 C-NMC crops of fold_1: 11 ALL subjects x 6 cells are blasts, 3 healthy x 6 are normal lymphoid
     assert per["cnmc"] == {"blast": 66, "lymphoid": 18}
     # PBC: its lymphocytes are lymphoid, its platelets are not white cells; each class gives its central cell
-    assert per["pbc"]["lymphoid"] >= 7 and per["pbc"]["neutrophil"] >= 7 and "non_wbc" in per["pbc"]
+    assert per["pbc"]["lymphoid"] == 3 and per["pbc"]["neutrophil"] == 3 and "non_wbc" in per["pbc"]
     # BCCD: detections on annotated WBC boxes are white cells of unknown type; red cells are non-WBC examples
-    assert per["bccd"]["wbc"] >= 25 and per["bccd"]["non_wbc"] >= 30
+    assert per["bccd"]["wbc"] >= 6 and per["bccd"]["non_wbc"] >= 12
     d = np.load(path)
     assert d["x"].shape[1:] == (32, 32, 3)
     scale = dict(zip(d["source"], d["scale_source"]))
@@ -36,7 +36,7 @@ def test_every_source_gives_typed_cells_at_one_physical_scale(cell_table):
     # one physical scale: PBC neutrophils (12-15 µm) measure larger than PBC lymphocytes and than red cells
     dia = d["diameter_um"]
     pbc = d["source"] == "pbc"
-    assert np.median(dia[pbc & (d["cell_type"] == "neutrophil")]) > np.median(dia[pbc & (d["cell_type"] == "lymphoid")])
+    assert np.median(dia[pbc & (d["cell_type"] == "monocyte")]) > np.median(dia[pbc & (d["cell_type"] == "lymphoid")])
     assert 9 < np.median(dia[(d["source"] == "cnmc") & (d["cell_type"] == "lymphoid")]) < 14
 
 
@@ -66,7 +66,14 @@ def test_head_on_a_backbone_gives_a_model_folder_the_app_runs(cell_table, tiny_m
     meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
     assert meta["class_names"] == list(WBC_CLASSES) and meta["positive_class"] == "blast"
     classifier = CellClassifier(folder)
-    results = list(analyze_folder(shared_data / "bccd" / "JPEGImages", classifier))
+    # five fields of one microscope; in BloodImage_00043 a clump fools the red-cell measure (0.34 µm/px, 4x off):
+    # it takes the folder's scale instead, and says so
+    fields = tmp_path / "fields"
+    fields.mkdir()
+    for name in ("00010", "00020", "00031", "00034", "00043"):
+        (fields / f"BloodImage_{name}.jpg").symlink_to(shared_data / "bccd" / "JPEGImages" / f"BloodImage_{name}.jpg")
+    results = list(analyze_folder(fields, classifier))
+    assert all(0.07 < r.um_per_px < 0.12 for r in results)
+    assert [r.scale_source for r in results] == ["red_cells"] * 4 + ["folder_red_cells"]
     cells = [c for r in results for c in r.cells]
-    assert cells and all(r.scale_source == "red_cells" and 0.07 < r.um_per_px < 0.12 for r in results if r.cells)
-    assert all(c.cell_type in WBC_CLASSES for c in cells)
+    assert cells and all(c.cell_type in WBC_CLASSES for c in cells)
