@@ -7,6 +7,7 @@ hash and loads with Keras ``safe_mode`` so no code from the file runs.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -38,13 +39,33 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that a reader sees either the old or the new content, never half of it."""
+def fsync_dir(directory: str | Path) -> None:
+    """Make a rename in ``directory`` durable: without this, a power cut right after ``os.replace`` can bring
+    back the old directory entry (or none) on ext4/XFS although the file's data was synced. A no-op where a
+    directory cannot be opened for syncing (Windows, where the rename itself is journalled)."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(str(directory), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:  # some file systems (network mounts) refuse fsync on a directory: nothing more to do
+        if e.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that a reader (or a crash, or a full disk) sees either the old or the new content, never
+    half of it: a temporary file beside it, synced, renamed over it, and the directory synced."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are meant to be read by others
@@ -52,6 +73,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file (UTF-8) atomically and durably; see :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def replace_folder(staging: Path, dest: Path) -> None:
@@ -60,9 +87,11 @@ def replace_folder(staging: Path, dest: Path) -> None:
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
         os.replace(dest, old)
         os.replace(staging, dest)
+        fsync_dir(dest.parent)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, dest)
+        fsync_dir(dest.parent)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

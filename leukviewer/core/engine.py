@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.modelfolder import LoadedModel, softmax
+from training.modelfolder import LoadedModel, atomic_write_bytes, softmax
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,7 @@ class InferenceEngine:
         try:
             self.model.network.export(str(work / "saved_model"), format="tf_saved_model", verbose=False)
             flat = tf.lite.TFLiteConverter.from_saved_model(str(work / "saved_model")).convert()
-            tmp = work / "model.tflite"
-            tmp.write_bytes(flat)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, flat)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         log.info("converted %s to LiteRT: %s (%.1f MB)", self.model.folder, path, len(flat) / 1e6)

@@ -10,7 +10,6 @@ Qt-free; reportlab and matplotlib are imported only when a PDF is made.
 """
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from collections import Counter
@@ -346,17 +345,9 @@ def make_case(results: Iterable[ImageResult], session: ReviewSession | None, mod
 
 def describe_os_error(e: OSError, where: Path) -> str:
     """An OSError in words a user can act on."""
-    reasons = {
-        errno.EACCES: "permission denied (the folder is read-only or belongs to someone else)",
-        errno.EPERM: "permission denied",
-        errno.EROFS: "the disk is read-only",
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "the disk quota is exceeded",
-        errno.ENOTDIR: "part of the path is a file, not a folder",
-        errno.ENAMETOOLONG: "the path is too long",
-        errno.EIO: "input/output error (disk or network drive failing?)",
-    }
-    reason = reasons.get(e.errno) or e.strerror or str(e)
+    from .paths import os_error_reason
+
+    reason = os_error_reason(e)
     return f"cannot write the report into {where}: {reason}"
 
 
@@ -405,6 +396,10 @@ class StagedOutputs:
                     p.unlink(missing_ok=True)
             self.discard()
             raise
+        if placed:
+            from training.modelfolder import fsync_dir
+
+            fsync_dir(self.out_dir)
         return placed
 
     def discard(self) -> None:
