@@ -394,6 +394,9 @@ class MainWindow(QMainWindow):
                                   "info")
             if self.session.position.get("image"):
                 self._pending_position = dict(self.session.position)
+            self.session.audit_entries()
+            if self.session.audit_damage:
+                self.show_message(self.session.audit_damage, "warning")
         self._run_started = time.perf_counter()
         self._analysed = 0
         self.progress_bar.setRange(0, 0)
@@ -680,12 +683,13 @@ class MainWindow(QMainWindow):
         following = None
         if advance and cell.cell_id in order and len(order) > 1:
             following = order[(order.index(cell.cell_id) + 1) % len(order)]
+        known = dict(self.session.reviews)
         try:
             self.session.set_label(cell.cell_id, label, cell.label, reviewer)
         except (ReviewError, OSError) as error:
             self.show_message(f"The review could not be saved: {error}", "error")
             return
-        self._after_review_change(cell.cell_id)
+        self._after_review_changes(known, cell.cell_id)
         self.statusBar().showMessage(f"{cell.cell_id}: {label}"
                                      + (" (confirmed)" if label == cell.label else f" (model: {cell.label})"), 4000)
         if following:
@@ -716,24 +720,34 @@ class MainWindow(QMainWindow):
         reviewer = self.reviewer()
         if not reviewer:
             return
+        known = dict(self.session.reviews)
         try:
             cell_id = self.session.redo(reviewer) if redo else self.session.undo(reviewer)
         except (ReviewError, OSError) as error:
             self.show_message(f"The review could not be saved: {error}", "error")
             return
         if cell_id:
-            self._after_review_change(cell_id)
+            self._after_review_changes(known, cell_id)
             self.select_cell(cell_id)
             self.statusBar().showMessage(f"{'Redone' if redo else 'Undone'}: {cell_id}", 4000)
 
-    def _after_review_change(self, cell_id: str) -> None:
+    def _after_review_changes(self, known: dict, cell_id: str) -> None:
+        """Show a saved change, and any label another window saved meanwhile (merged in by the save)."""
+        now = self.session.reviews if self.session else {}
+        changed = {k for k in set(known) | set(now) if known.get(k) != now.get(k)} | {cell_id}
+        for other in sorted(changed - {cell_id}):
+            self._after_review_change(other, refresh=False)
+        self._after_review_change(cell_id)
+
+    def _after_review_change(self, cell_id: str, refresh: bool = True) -> None:
         cell = self.cells.get(cell_id)
         if cell is None:
             return
         reviewed = self._reviewed(cell_id)
         self.view.set_cell_state(cell_id, reviewed or cell.label, bool(reviewed))
         self._update_row(cell.image)
-        self._refresh_views()
+        if refresh:
+            self._refresh_views()
 
     # ================================================================ refreshing the views
 
@@ -802,7 +816,7 @@ class MainWindow(QMainWindow):
         if position != self.session.position:
             try:
                 self.session.set_position(self.current_image, self.current_cell)
-            except OSError as error:
+            except (ReviewError, OSError) as error:
                 self.statusBar().showMessage(f"The position could not be saved: {error}", 8000)
 
     # ================================================================ overlays and Grad-CAM
