@@ -73,6 +73,8 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     info = classifier.info
+    if classifier.integrity_warning:
+        print(f"warning: {classifier.integrity_warning}", file=sys.stderr)
     model_dir = Path(args.model) if args.model else bundled_model_dir()
     folder_text = str(folder.resolve())
     created = datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
@@ -145,6 +147,7 @@ def run(args) -> int:
             "software": f"leukviewer {__version__}",
             "created": created,
             "model": {"name": info.name, "version": info.version, "sha256": info.sha256,
+                      "manifest_sha256": info.manifest_sha256,
                       "threshold": info.threshold, "uncertainty_band": list(info.uncertainty_band)},
             "case": summary.to_dict(),
             "seconds": round(elapsed, 2),

@@ -179,6 +179,11 @@ def main(argv=None) -> int:
     p.add_argument("--section", action="append", default=[], metavar="TITLE=FILE",
                    help="add a section (Markdown from FILE) under TITLE, e.g. the table of recipes compared")
 
+    p = sub.add_parser("manifest", help="(re)write manifest.sha256 of a model folder: the SHA-256 of every file "
+                                        "that changes a result, checked at every load")
+    p.add_argument("folder", help="model folder")
+    p.add_argument("--check", action="store_true", help="only check the folder against its manifest")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -234,6 +239,21 @@ def main(argv=None) -> int:
                                     data_source=args.data_source or (CNMC_SOURCE if layout == "cnmc" else None),
                                     extra_sections=sections, paper_config=paper_config)
             print(f"model card: {path}")
+        elif args.command == "manifest":
+            from .modelfolder import MANIFEST_FILE, ModelFolderError, verify_folder, write_manifest
+
+            try:
+                _, digest = verify_folder(args.folder)   # the weights must match model.json before sealing
+                if not args.check:
+                    digest = write_manifest(args.folder)
+            except ModelFolderError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            if digest is None:
+                print(f"{args.folder} has no {MANIFEST_FILE}; write it with: python -m training manifest "
+                      f"{args.folder}", file=sys.stderr)
+                return 1
+            print(f"{Path(args.folder) / MANIFEST_FILE} {'verified' if args.check else 'written'}: SHA-256 {digest}")
         elif args.command == "export":
             from .loop import export_run
 

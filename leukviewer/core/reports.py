@@ -69,6 +69,7 @@ class ReportModel:
     meta: dict = field(default_factory=dict, compare=False)
     card: str | None = field(default=None, compare=False)
     folder: str | None = None
+    manifest_sha256: str | None = None   # SHA-256 of the folder's manifest.sha256 (covers model.json); None: none
 
     @property
     def short_hash(self) -> str:
@@ -84,8 +85,11 @@ class ReportModel:
         decision = meta.get("decision", {})
         threshold = float(decision.get("threshold", 0.5))
         band = decision.get("uncertainty_band") or (threshold, threshold)
+        from training.modelfolder import manifest_sha256
+
         return cls(meta.get("name", folder.name), str(meta.get("version", "")), meta["weights"]["sha256"],
-                   threshold, (float(band[0]), float(band[1])), meta, _read_card(folder), str(folder))
+                   threshold, (float(band[0]), float(band[1])), meta, _read_card(folder), str(folder),
+                   manifest_sha256(folder))
 
     @classmethod
     def of(cls, model_info, model_dir: str | Path | None = None) -> "ReportModel":
@@ -109,8 +113,11 @@ class ReportModel:
         meta, card = (described.meta, described.card) if described and described.sha256 == get("sha256") else ({}, None)
         if not meta and isinstance(model_info, ReportModel):
             meta, card = model_info.meta, model_info.card
+        manifest = get("manifest_sha256") or (described.manifest_sha256 if described and described.sha256 ==
+                                               get("sha256") else None)
         return cls(str(get("name", "")), str(get("version", "")), str(get("sha256", "")), threshold,
-                   (float(band[0]), float(band[1])), meta, card, str(model_dir) if model_dir else get("folder"))
+                   (float(band[0]), float(band[1])), meta, card, str(model_dir) if model_dir else get("folder"),
+                   manifest)
 
 
 def _read_card(folder: Path) -> str | None:

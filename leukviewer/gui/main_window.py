@@ -315,7 +315,10 @@ class MainWindow(QMainWindow):
         info = model.classifier.info
         self.model_label.setText(f"Model: {info.name} {info.version} ({info.short_hash})")
         self.model_label.setToolTip(f"{model.folder}\nthreshold {info.threshold:.3f}, uncertain between "
-                                    f"{info.uncertainty_band[0]:.3f} and {info.uncertainty_band[1]:.3f}")
+                                    f"{info.uncertainty_band[0]:.3f} and {info.uncertainty_band[1]:.3f}\n"
+                                    f"manifest SHA-256 {info.manifest_sha256 or 'none (model.json not verified)'}")
+        if model.classifier.integrity_warning:
+            self.show_message(f"Warning: {model.classifier.integrity_warning}.", "warning")
         self.device_label.setText(f"Device: {model.device}")
         self.summary_panel.histogram.set_decision(info.threshold, info.uncertainty_band)
         emit(self.modelLoaded)

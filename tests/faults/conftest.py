@@ -69,3 +69,12 @@ def bccd_case(tmp_path, shared_data):
             shutil.copy2(image, dest / image.name)
         return dest
     return make
+
+
+@pytest.fixture
+def run_cli():
+    """Run ``python -m <module> args...`` in a child process with this checkout importable."""
+    def run(module, *args, timeout=180, **env):
+        return subprocess.run([sys.executable, "-m", module, *map(str, args)], env=child_env(**env),
+                              capture_output=True, text=True, timeout=timeout)
+    return run
