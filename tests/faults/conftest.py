@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 
-def child_env(**extra) -> dict:
+def _child_env(**extra) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     env.update({k: str(v) for k, v in extra.items()})
@@ -25,7 +25,7 @@ def review_child():
         args = [sys.executable, str(HERE / "review_child.py"), str(folder), prefix, str(count)]
         if kill_point:
             args.append(kill_point)
-        return subprocess.Popen(args, env=child_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        return subprocess.Popen(args, env=_child_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
     return start
 
@@ -75,6 +75,12 @@ def bccd_case(tmp_path, shared_data):
 def run_cli():
     """Run ``python -m <module> args...`` in a child process with this checkout importable."""
     def run(module, *args, timeout=180, **env):
-        return subprocess.run([sys.executable, "-m", module, *map(str, args)], env=child_env(**env),
+        return subprocess.run([sys.executable, "-m", module, *map(str, args)], env=_child_env(**env),
                               capture_output=True, text=True, timeout=timeout)
     return run
+
+
+@pytest.fixture
+def child_env():
+    """The environment for a child process that imports this checkout."""
+    return _child_env
