@@ -586,6 +586,34 @@ def find_white_cells(
     return regions
 
 
+def no_cell_reason(rgb: np.ndarray, kind: str) -> str:
+    """Why a field in which no white cell was found may be so, in words a hematologist can act on."""
+    rgb = _as_rgb(rgb)
+    height, width = rgb.shape[:2]
+    small, _ = _small(rgb, PREVIEW_PIXELS)
+    grey = small.astype(np.float32).mean(axis=2)
+    if float(np.percentile(grey, 90)) < 40.0:
+        return "the image is very dark (under-exposed, or not a bright-field smear?)"
+    if float(grey.std()) < 4.0:
+        return "the image is nearly uniform (blank, out of focus or over-exposed?)"
+    if kind == "single_cell":
+        return "nothing but black background was found (a single-cell crop with no cell?)"
+    if min(height, width) < 128:
+        return (f"the image is only {width} x {height} pixels: too few to find a white cell (a smear field at "
+                "least a few red cells wide is expected)")
+    rbc = estimate_rbc_diameter(rgb)
+    scale, rbc_image = _work_scale(rgb, rbc)
+    if rbc is not None and rbc_image * scale < WORK_RBC_DIAMETER / 2:
+        return (f"the field is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels) and was analysed "
+                f"reduced to {MAX_WORK_PIXELS / 1e6:.0f} megapixels, where its cells are too small to find; split it "
+                "into smaller fields")
+    if rbc is None:
+        return ("no red cells could be measured and no violet-stained nucleus was found: is this a stained "
+                "peripheral-blood smear?")
+    return ("no violet-stained nucleus was found: the field may hold no white cell, or its stain differs from "
+            "May-Grünwald-Giemsa / Wright")
+
+
 def _convex_fill(mask: np.ndarray) -> np.ndarray:
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(mask)

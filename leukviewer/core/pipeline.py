@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .classifier import CellClassifier
-from .imageio import UnreadableImage, list_images, read_image
-from .localize import classify_image_kind, crop_cell, find_single_cell, find_white_cells
+from .imageio import UnreadableImage, greyscale_reason, list_images, read_image
+from .localize import classify_image_kind, crop_cell, find_single_cell, find_white_cells, no_cell_reason
 from .results import STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,13 @@ def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: s
     try:
         rgb = read_image(path)
         result.height, result.width = rgb.shape[:2]
+        grey = greyscale_reason(rgb)
+        if grey:
+            raise UnreadableImage(grey, path)
         result.kind, regions, crops = locate(rgb, kind)
         cells = [(region, classifier.prepare(crop)) for region, crop in zip(regions, crops)]
         if not cells:
-            result.status = STATUS_NO_CELLS
+            result.status = f"{STATUS_NO_CELLS}: {no_cell_reason(rgb, result.kind)}"
     except UnreadableImage as e:
         result.status = f"{STATUS_UNREADABLE}: {e.reason}"
     except MemoryError:

@@ -761,7 +761,8 @@ class MainWindow(QMainWindow):
             return
         counts = reviewed_counts(result.cells, self.session)
         status = result.status
-        colour = "#1b7f3b" if status == STATUS_OK else ("#777777" if status == STATUS_NO_CELLS else "#b00020")
+        no_cells = status.startswith(STATUS_NO_CELLS)     # "no cells found: <why it may be so>"
+        colour = "#1b7f3b" if status == STATUS_OK else ("#777777" if no_cells else "#b00020")
         row.setText(1, "ok" if status == STATUS_OK else status)
         row.setToolTip(1, status)
         row.setForeground(1, QBrush(QColor(colour)))
