@@ -64,3 +64,40 @@ def test_a_torn_audit_line_is_reported_when_the_case_opens(qtbot, fault_window, 
     warnings = [text for level, text in again.messages if level == "warning"]
     assert any("audit log" in t and "damaged (its last line" in t for t in warnings), again.messages
     assert again.session.reviewed_label(window.gallery.order()[0]) == "ALL"
+
+
+def test_a_window_on_an_edited_model_json_refuses_it_naming_the_file(qtbot, tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from leukviewer.gui.main_window import MainWindow
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    meta = json.loads((folder / "model.json").read_text())
+    meta.setdefault("decision", {})["threshold"] = 0.01
+    (folder / "model.json").write_text(json.dumps(meta))
+    window = MainWindow(model_dir=folder)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: any(level == "error" for level, _ in window.messages), timeout=60_000)
+    text = next(t for level, t in window.messages if level == "error")
+    assert text.startswith("The model could not be loaded: model.json in ") and "was changed after" in text
+    assert window.loaded_model is None and window.model_label.text() == "Model: none"
+    window.close()
+
+
+def test_a_model_folder_without_manifest_loads_with_a_visible_warning(qtbot, tiny_model_dir, tmp_path):
+    import shutil
+
+    from leukviewer.gui.main_window import MainWindow
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "legacy")
+    (folder / "manifest.sha256").unlink()
+    window = MainWindow(model_dir=folder)
+    qtbot.addWidget(window)
+    window.show()
+    if window.loaded_model is None:
+        with qtbot.waitSignal(window.modelLoaded, timeout=120_000):
+            pass
+    warnings = [t for level, t in window.messages if level == "warning"]
+    assert any("has no manifest.sha256" in t and "model.json" in t for t in warnings), window.messages
+    window.close()
