@@ -70,3 +70,42 @@ def test_a_colour_field_is_not_mistaken_for_greyscale(classifier, field, tmp_pat
     Image.fromarray(rgb).save(tmp_path / "colour.png")
     result = analyse(classifier, tmp_path, "colour.png")["colour.png"]
     assert result.status == "ok" and result.cells
+
+
+def test_a_field_too_large_to_analyse_whole_is_tiled_with_cells_found_once(shared_data, monkeypatch):
+    """A 4x4 mosaic of real fields, analysed whole and then as if it were too large for that (tiles with seams
+    across cells): the same white cells, none twice."""
+    import leukviewer.core.localize as localize
+
+    fields = [read_image(p) for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:16]]
+    mosaic = np.ascontiguousarray(np.concatenate(
+        [np.concatenate(fields[i * 4:(i + 1) * 4], axis=1) for i in range(4)], axis=0))
+    whole = localize.find_white_cells(mosaic)
+    monkeypatch.setattr(localize, "MAX_WORK_PIXELS", 200_000)     # as if the mosaic were a 100+ MP field
+    monkeypatch.setattr(localize, "TILE_WORK_SIDE", 300)          # ... cut into 12 overlapping tiles
+    tiled = localize.find_white_cells(mosaic)
+    assert len(whole) >= 16 and abs(len(tiled) - len(whole)) <= 1
+    a, b = np.array([r.centroid for r in whole]), np.array([r.centroid for r in tiled])
+    distance = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
+    assert (distance.min(axis=1) < 5).mean() >= 0.9                # the same cells, at the same places
+    pairs = np.sqrt(((b[:, None] - b[None]) ** 2).sum(-1)) + np.eye(len(b)) * 1e9
+    assert pairs.min() > 30                                         # no cell found twice across a seam
+    assert sum(r.partial for r in tiled) == sum(r.partial for r in whole)   # seams do not make cells "partial"
+
+
+def test_the_red_cells_of_a_huge_field_are_measured_at_full_resolution(shared_data, monkeypatch):
+    """A field too large for a whole-image preview (here: the preview limit lowered so a 5 MP mosaic counts as
+    huge) is measured on full-resolution windows: the red-cell diameter of its fields, not of a blurred preview
+    (which made a real 177 MP field read as having no measurable red cells, hence no white cells at all)."""
+    import cv2
+
+    import leukviewer.core.localize as localize
+
+    fields = [cv2.resize(read_image(p), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+              for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))]
+    truth = float(np.median([d for d in map(localize.estimate_rbc_diameter, fields[:10]) if d]))
+    mosaic = np.ascontiguousarray(np.concatenate(
+        [np.concatenate([fields[(i * 8 + j) % len(fields)] for j in range(8)], axis=1) for i in range(8)], axis=0))
+    monkeypatch.setattr(localize, "MAX_PREVIEW_PIXELS", 1_000_000)
+    measured = localize.estimate_rbc_diameter(mosaic)
+    assert measured is not None and abs(measured / truth - 1) < 0.05, (measured, truth)
