@@ -203,6 +203,14 @@ def analyse_remaining(folder: Path, classifier, args, summary, done: list, progr
 
 
 def run(args) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:   # before the analysis began, or a second Ctrl+C: stopped at once
+        print(f"stopped; nothing was written to {args.out}", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
     from tqdm import tqdm
 
     from training.modelfolder import ModelFolderError, atomic_write_text
