@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, model_dir: str | Path | None = None, settings: Settings | None = None):
         super().__init__()
+        jobs.import_tensorflow_here()   # on the GUI thread, before the model-loading worker (see its docstring)
         self.settings = settings or Settings.load()
         chosen = model_dir or self.settings.last_model_folder or _registry_model() or None
         self.model_dir: Path | None = Path(chosen) if chosen else None
