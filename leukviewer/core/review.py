@@ -4,7 +4,7 @@ State lives beside the case folder in ``.leukviewer/review.json`` (written atomi
 renamed, directory synced) with an append-only ``audit.jsonl`` next to it. When the case folder is read-only, both
 go to the user's data directory instead. Reopening the folder restores the review and the reviewer's position.
 
-Several windows (or processes, or machines on a shared drive) may review one case at once: every change is
+Several windows (or processes) may review one case at once: every change is
 merged into what is on disk at the moment it is saved, under a short exclusive lock (``review.lock``), so no
 window ever writes back a stale copy over another's labels. Each window sees the others' labels after its next
 change or on :meth:`ReviewSession.refresh`. Two reviewers labelling the same cell: the later label stands, and

@@ -77,6 +77,9 @@ def test_a_session_takes_in_labels_another_saved_and_never_writes_them_back_stal
     assert a.reviewed_label("x#1") == "ALL"
     b.undo("B")                                   # B's undo removes B's label only
     assert labels(tmp_path) == {"x#2": "HEM"}
+    assert a.reviewed_label("x#1") == "ALL"       # A learns of it on its next change, or on refresh()
+    a.refresh()
+    assert a.reviewed_label("x#1") is None and a.reviewed_label("x#2") == "HEM"
 
 
 # ---------------------------------------------------------------------------------------------- full disk
