@@ -239,7 +239,9 @@ def _run(args) -> int:
             return 2
     existing = [n for n in names if (out / n).exists()]
     if existing and not (args.overwrite or resume):
-        print(f"error: {out} already holds {', '.join(existing)}; use --overwrite or another --out", file=sys.stderr)
+        hint = " (or --resume to continue the run stopped there)" if (out / RESUME_FILE).is_file() else ""
+        print(f"error: {out} already holds {', '.join(existing)}; use --overwrite or another --out{hint}",
+              file=sys.stderr)
         return 2
     try:
         classifier = CellClassifier(args.model, backend={"litert": "tflite"}.get(args.engine, args.engine))
