@@ -85,7 +85,7 @@ def _model_folder(model_dir: str | Path | None) -> Path:
 
 def _verify_model(folder: Path, bundled: bool, out) -> dict:
     """model.json readable and the weight file matching its SHA-256, before anything heavy is imported."""
-    from training.modelfolder import ModelFolderError, verify
+    from training.modelfolder import ModelFolderError, legacy_warning, verify_folder
 
     if not folder.is_dir():
         if bundled:
@@ -94,12 +94,14 @@ def _verify_model(folder: Path, bundled: bool, out) -> dict:
                                 "reinstall, or check another model folder with --model DIR")
         raise SelfTestError(f"model folder not found: {folder}")
     try:
-        meta = verify(folder)
+        meta, manifest = verify_folder(folder)
     except ModelFolderError as e:
         raise SelfTestError(str(e)) from None
     _line(out, "model folder", str(folder))
     _line(out, "model", f"{meta.get('name', folder.name)} {meta.get('version', '')}".strip())
     _line(out, "weights", f"{meta['weights']['file']} SHA-256 {meta['weights']['sha256']} verified")
+    _line(out, "manifest", f"manifest.sha256 SHA-256 {manifest} verified (model.json and weights)" if manifest
+          else f"none: {legacy_warning(folder)}")
     return meta
 
 

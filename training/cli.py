@@ -182,6 +182,10 @@ def main(argv=None) -> int:
     from .wbc import add_parser as add_wbc_parser
 
     add_wbc_parser(sub)
+    p = sub.add_parser("manifest", help="(re)write manifest.sha256 of a model folder: the SHA-256 of every file "
+                                        "that changes a result, checked at every load")
+    p.add_argument("folder", help="model folder")
+    p.add_argument("--check", action="store_true", help="only check the folder against its manifest")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -242,6 +246,21 @@ def main(argv=None) -> int:
             from .wbc import run as run_wbc
 
             return run_wbc(args)
+        elif args.command == "manifest":
+            from .modelfolder import MANIFEST_FILE, ModelFolderError, verify_folder, write_manifest
+
+            try:
+                _, digest = verify_folder(args.folder)   # the weights must match model.json before sealing
+                if not args.check:
+                    digest = write_manifest(args.folder)
+            except ModelFolderError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            if digest is None:
+                print(f"{args.folder} has no {MANIFEST_FILE}; write it with: python -m training manifest "
+                      f"{args.folder}", file=sys.stderr)
+                return 1
+            print(f"{Path(args.folder) / MANIFEST_FILE} {'verified' if args.check else 'written'}: SHA-256 {digest}")
         elif args.command == "export":
             from .loop import export_run
 

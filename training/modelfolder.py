@@ -2,11 +2,21 @@
 
 A folder holds ``model.keras`` (the network, logits head) and ``model.json`` (class names, input size,
 preprocessing parameters, temperature, decision threshold and uncertainty band, training data summary,
-protocol and metrics, version, creation date and the SHA-256 of ``model.keras``). Loading verifies the
-hash and loads with Keras ``safe_mode`` so no code from the file runs.
+protocol and metrics, version, creation date and the SHA-256 of ``model.keras``) and ``manifest.sha256``: the
+SHA-256 of every other file in the folder (``sha256sum`` format), so anything that changes a result (the weights,
+the decision threshold and band, the temperature, the preprocessing, the class names) is covered. Only the
+documentation (``MODEL_CARD.md`` and the training's evaluation plots in ``figures/``, which inference never
+reads) and hidden files (``.DS_Store``...) are left out. The SHA-256 of the
+manifest itself identifies the folder as a whole in reports and keys the LiteRT cache.
+
+Loading verifies the manifest (an edited or added file is refused, naming it) and the weight hash, and loads
+with Keras ``safe_mode`` so no code from the file runs. A folder without a manifest (written before manifests
+existed) still loads with its weights verified, but with a warning that its model.json is not; ``python -m
+training manifest DIR`` seals such a folder.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -24,6 +34,9 @@ FORMAT = "leukviewer-model"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.keras"
 META_FILE = "model.json"
+MANIFEST_FILE = "manifest.sha256"
+CARD_FILE = "MODEL_CARD.md"
+DOC_DIR = "figures"        # evaluation plots written beside the model: documentation, not in the manifest
 
 
 class ModelFolderError(ValueError):
@@ -38,13 +51,33 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that a reader sees either the old or the new content, never half of it."""
+def fsync_dir(directory: str | Path) -> None:
+    """Make a rename in ``directory`` durable: without this, a power cut right after ``os.replace`` can bring
+    back the old directory entry (or none) on ext4/XFS although the file's data was synced. A no-op where a
+    directory cannot be opened for syncing (Windows, where the rename itself is journalled)."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(str(directory), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:  # some file systems (network mounts) refuse fsync on a directory: nothing more to do
+        if e.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that a reader (or a crash, or a full disk) sees either the old or the new content, never
+    half of it: a temporary file beside it, synced, renamed over it, and the directory synced."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are meant to be read by others
@@ -52,6 +85,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file (UTF-8) atomically and durably; see :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def replace_folder(staging: Path, dest: Path) -> None:
@@ -60,9 +99,83 @@ def replace_folder(staging: Path, dest: Path) -> None:
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
         os.replace(dest, old)
         os.replace(staging, dest)
+        fsync_dir(dest.parent)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, dest)
+        fsync_dir(dest.parent)
+
+
+def _manifest_members(folder: Path) -> list[str]:
+    """The files a manifest covers: every file under ``folder`` except the documentation, hidden files and itself."""
+    names = []
+    for p in sorted(folder.rglob("*")):
+        parts = p.relative_to(folder).parts
+        rel = p.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in parts) or rel in (MANIFEST_FILE, CARD_FILE) or parts[0] == DOC_DIR:
+            continue
+        if p.is_file():
+            names.append(rel)
+    return names
+
+
+def write_manifest(folder: str | Path) -> str:
+    """(Re)write ``manifest.sha256`` over the folder's files as they are now; returns the manifest's SHA-256."""
+    folder = Path(folder)
+    read_meta(folder)  # only a model folder gets a manifest
+    text = "".join(f"{sha256_file(folder / name)}  {name}\n" for name in _manifest_members(folder))
+    atomic_write_text(folder / MANIFEST_FILE, text)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def manifest_sha256(folder: str | Path) -> str | None:
+    """SHA-256 of the folder's manifest (what reports print and the LiteRT cache is keyed by); None if it has none."""
+    path = Path(folder) / MANIFEST_FILE
+    return sha256_file(path) if path.is_file() else None
+
+
+def legacy_warning(folder: Path) -> str:
+    return (f"the model folder {folder} has no {MANIFEST_FILE} (it was written before manifests): its weights are "
+            f"verified but its model.json (threshold, temperature, preprocessing) is not; seal it with "
+            f"`python -m training manifest {folder}` once you trust it")
+
+
+def verify_manifest(folder: str | Path) -> str | None:
+    """Check every file against ``manifest.sha256``; returns the manifest's SHA-256 (None: the folder has none).
+
+    Raises ModelFolderError naming the first file that was edited, removed or added since the manifest was written.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = path.read_bytes()
+        listed = {}
+        for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+            digest, sep, name = line.partition("  ")
+            if not sep or len(digest) != 64 or not name:
+                raise ValueError(f"line {number} is not '<sha256>  <file>'")
+            listed[name] = digest
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelFolderError(f"{path} cannot be read ({e}); refusing to load the model") from None
+    for required in (META_FILE,):
+        if required not in listed:
+            raise ModelFolderError(f"{path} does not cover {required}; refusing to load the model")
+    for name, digest in listed.items():
+        target = folder / name
+        if not target.is_file():
+            raise ModelFolderError(f"{name} is missing from {folder} (listed in {MANIFEST_FILE}); refusing to load it")
+        actual = sha256_file(target)
+        if actual != digest:
+            raise ModelFolderError(
+                f"{name} in {folder} was changed after the model was saved: it does not match its SHA-256 in "
+                f"{MANIFEST_FILE} (expected {digest[:12]}…, found {actual[:12]}…); refusing to load it")
+    extra = [n for n in _manifest_members(folder) if n not in listed]
+    if extra:
+        raise ModelFolderError(f"{folder} holds {', '.join(extra)}, which its {MANIFEST_FILE} does not list (added "
+                               "after the model was saved); refusing to load it")
+    return hashlib.sha256(raw).hexdigest()
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -104,6 +217,7 @@ def save_model_folder(model, folder: str | Path, meta: dict, overwrite: bool = F
         meta.setdefault("temperature", 1.0)
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False, default=_json_default),
                                          encoding="utf-8")
+        write_manifest(staging)
         replace_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -156,7 +270,12 @@ def read_meta(folder: str | Path) -> dict:
 
 
 def verify(folder: str | Path) -> dict:
-    """Check that the weight file is exactly the one described; returns the metadata."""
+    """Check the folder against its manifest and the weight file against its recorded hash; returns the metadata."""
+    return verify_folder(folder)[0]
+
+
+def verify_folder(folder: str | Path) -> tuple[dict, str | None]:
+    """:func:`verify`, also returning the manifest's SHA-256 (None for a folder without a manifest)."""
     folder = Path(folder)
     meta = read_meta(folder)
     weights = folder / meta["weights"]["file"]
@@ -168,7 +287,7 @@ def verify(folder: str | Path) -> dict:
             f"the weight file {weights.name} in {folder} does not match its recorded SHA-256 "
             f"(expected {meta['weights']['sha256'][:12]}…, found {actual[:12]}…): it was modified or damaged; "
             "refusing to load it")
-    return meta
+    return meta, verify_manifest(folder)
 
 
 @dataclass
@@ -177,6 +296,7 @@ class LoadedModel:
     folder: Path
     meta: dict
     network: object
+    manifest_sha256: str | None = None   # SHA-256 of manifest.sha256 (covers model.json too); None: legacy folder
 
     @property
     def class_names(self) -> list[str]:
@@ -206,6 +326,11 @@ class LoadedModel:
     @property
     def sha256(self) -> str:
         return self.meta["weights"]["sha256"]
+
+    @property
+    def integrity_warning(self) -> str | None:
+        """What the user must be told about a folder loaded without a manifest; None when it has one."""
+        return None if self.manifest_sha256 else legacy_warning(self.folder)
 
     def preprocess(self, rgb: np.ndarray, um_per_px: float | None = None) -> np.ndarray:
         """A cell crop -> the network's input; ``um_per_px`` is the image's scale (needed by physical-scale
@@ -238,7 +363,7 @@ class LoadedModel:
 def load_model_folder(folder: str | Path) -> LoadedModel:
     """Verify and load a model folder. Raises ModelFolderError with a clear reason on any problem."""
     folder = Path(folder)
-    meta = verify(folder)
+    meta, manifest = verify_folder(folder)
     from .model import os as _  # noqa: F401  (sets the Keras backend before keras is imported)
     import keras
 
@@ -246,4 +371,4 @@ def load_model_folder(folder: str | Path) -> LoadedModel:
         network = keras.saving.load_model(folder / meta["weights"]["file"], compile=False, safe_mode=True)
     except Exception as e:  # a Keras file that verifies but will not load is still the user's problem to see
         raise ModelFolderError(f"the network in {folder} could not be loaded: {e}") from None
-    return LoadedModel(folder, meta, network)
+    return LoadedModel(folder, meta, network, manifest)

@@ -50,6 +50,7 @@ class ModelInfo:
     threshold: float
     uncertainty_band: tuple[float, float]
     class_names: tuple[str, ...]
+    manifest_sha256: str | None = None   # the whole folder (model.json included); None: a folder without manifest
 
     @property
     def short_hash(self) -> str:
@@ -108,13 +109,19 @@ class CellClassifier:
             raise ModelFolderError(f"{folder} is {e}") from None
         self.batch_size = batch_size
         self.info = ModelInfo(meta.get("name", folder.name), str(meta.get("version", "")), self.model.sha256,
-                              self.model.threshold, self.model.uncertainty_band, tuple(names))
+                              self.model.threshold, self.model.uncertainty_band, tuple(names),
+                              self.model.manifest_sha256)
         self._blast_index = names.index(blast_class)
         from .engine import InferenceEngine
 
         self.engine = InferenceEngine(self.model, backend=backend, batch_size=batch_size)
         if warm_up:
             self.engine.warm_up()
+
+    @property
+    def integrity_warning(self) -> str | None:
+        """Set when the folder has no manifest (its model.json is not verified): to be shown to the user."""
+        return self.model.integrity_warning
 
     @property
     def device(self) -> str:

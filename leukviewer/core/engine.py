@@ -4,8 +4,10 @@
   batch is padded to the next of them, so a field with 3 cells costs 4, not 32, and each graph is traced once
   and never again. Runs on a GPU when TensorFlow sees one.
 * LiteRT path (``backend="tflite"``): the network converted from the model folder at first use and cached by
-  the weights' SHA-256 (a changed model can never reuse a stale conversion); XNNPACK runs it on the CPU, with
-  one interpreter per batch shape (the same power-of-two shapes).
+  the folder's manifest SHA-256 (the weights' SHA-256 for a folder without a manifest), so a changed model can
+  never reuse a stale conversion. The conversion's own SHA-256 is recorded beside it (``.sha256``) and checked
+  before every use: a cached file that was altered or damaged is converted again, never run. XNNPACK runs it
+  on the CPU, with one interpreter per batch shape (the same power-of-two shapes).
 
 * ``backend="auto"`` (the app's default): LiteRT when a conversion of these weights is already cached (about
   1.6-2x TensorFlow's cells/s on 2 cores), else TensorFlow, so no one waits for the conversion (~35-70 s for B3)
@@ -15,6 +17,7 @@ Both return logits; probabilities are ``softmax(logits / temperature)`` with the
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.modelfolder import LoadedModel, softmax
+from training.modelfolder import LoadedModel, atomic_write_bytes, atomic_write_text, sha256_file, softmax
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class InferenceEngine:
         self.threads = threads or cpu_threads()
         self.size = model.preprocessing.size
         if backend == "auto":
-            backend = "tflite" if self.tflite_path().is_file() else "tf"
+            backend = "tflite" if self.tflite_cached() else "tf"
         self.backend = backend
         self._lock = threading.Lock()   # the GUI's worker and a Grad-CAM job may share one engine
         if backend == "tf":
@@ -91,9 +94,24 @@ class InferenceEngine:
 
     # ------------------------------------------------------------------ LiteRT / TFLite
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the network runs; anything else that calls the network (Grad-CAM) takes it too."""
+        return self._lock
+
     def tflite_path(self) -> Path:
         # one conversion serves every batch size: each interpreter resizes the input to its own batch
-        return cache_dir() / "tflite" / f"{self.model.sha256[:32]}-s{self.size}.tflite"
+        key = self.model.manifest_sha256 or self.model.sha256
+        return cache_dir() / "tflite" / f"{key[:32]}-s{self.size}.tflite"
+
+    def tflite_cached(self) -> bool:
+        """A conversion of exactly this model folder is cached and intact (its recorded SHA-256 matches)."""
+        path = self.tflite_path()
+        record = path.with_name(path.name + ".sha256")
+        try:
+            return path.is_file() and record.read_text(encoding="utf-8").strip() == sha256_file(path)
+        except OSError:
+            return False
 
     def _convert(self, path: Path) -> None:
         """Keras -> SavedModel -> LiteRT flatbuffer (the SavedModel route; a direct concrete-function
@@ -108,9 +126,8 @@ class InferenceEngine:
         try:
             self.model.network.export(str(work / "saved_model"), format="tf_saved_model", verbose=False)
             flat = tf.lite.TFLiteConverter.from_saved_model(str(work / "saved_model")).convert()
-            tmp = work / "model.tflite"
-            tmp.write_bytes(flat)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, flat)
+            atomic_write_text(path.with_name(path.name + ".sha256"), hashlib.sha256(flat).hexdigest() + "\n")
         finally:
             shutil.rmtree(work, ignore_errors=True)
         log.info("converted %s to LiteRT: %s (%.1f MB)", self.model.folder, path, len(flat) / 1e6)
@@ -121,8 +138,13 @@ class InferenceEngine:
         import tensorflow as tf
 
         path = self.tflite_path()
-        if not path.is_file():
+        if not self.tflite_cached():
+            if path.is_file() and path.with_name(path.name + ".sha256").is_file():
+                log.warning("the cached LiteRT conversion %s does not match its recorded SHA-256 (altered or "
+                            "damaged): converting the model again", path)
             self._convert(path)
+            if not self.tflite_cached():
+                raise RuntimeError(f"the LiteRT conversion {path} changed while it was being written")
         try:  # the LiteRT package where installed; TensorFlow's own interpreter otherwise
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:

@@ -127,5 +127,6 @@ def cell_heatmap(classifier, crop: np.ndarray, label: str = "ALL", cam: GradCam 
     """
     cam = cam or GradCam(classifier.model.network)
     prepared = classifier.prepare(crop, um_per_px)
-    heat = cam(prepared, classifier.info.class_names.index(label))
+    with classifier.engine.lock:   # the analysis worker may be running the same network in another thread
+        heat = cam(prepared, classifier.info.class_names.index(label))
     return map_to_crop(heat, crop, classifier.model.preprocessing, um_per_px)

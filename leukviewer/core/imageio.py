@@ -22,6 +22,7 @@ __all__ = [
     "UnreadableImage",
     "read_image",
     "read_image_scaled",
+    "greyscale_reason",
     "list_images",
 ]
 
@@ -132,11 +133,13 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
 
 
 def _gray_to_rgb8(values: np.ndarray) -> np.ndarray:
-    """16-bit or 32-bit gray to 8 bit: scale by the type's range, or by the data's range."""
+    """16-bit or 32-bit gray to 8 bit, scaled by the bit depth the data really uses: a 12-bit camera's 0-4095
+    stored in a 16-bit file is divided by 4095, not 65535 (which would leave it nearly black). Brightness is kept
+    (no contrast stretch), so an under-exposed field still looks under-exposed."""
     values = np.asarray(values)
     if values.dtype == np.uint16 or (values.dtype.kind in "iu" and values.max(initial=0) > 255):
-        top = 65535.0 if values.max(initial=0) <= 65535 else float(values.max())
-        scaled = values.astype(np.float32) * (255.0 / top)
+        bits = max(8, int(values.max(initial=0)).bit_length())
+        scaled = values.astype(np.float32) * (255.0 / float((1 << bits) - 1))
     elif values.dtype.kind == "f":
         low, high = float(np.nanmin(values)), float(np.nanmax(values))
         if high <= 1.0 and low >= 0.0:
@@ -147,6 +150,25 @@ def _gray_to_rgb8(values: np.ndarray) -> np.ndarray:
         scaled = values.astype(np.float32)
     gray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def greyscale_reason(rgb: np.ndarray) -> str | None:
+    """Why an image cannot be analysed when it holds no colour (None when it does).
+
+    White cells are found by the violet of their stained nuclei and classified on colour images, so a greyscale
+    field (an 8- or 16-bit grey file, or a colour file of a grey image) would only ever give "no cells".
+    """
+    rgb = np.asarray(rgb)
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))
+    sample = rgb[::step, ::step].astype(np.int16)
+    lit = sample.max(axis=2) > 20              # a cell on black (C-NMC): judge the cell, not the background
+    if int(lit.sum()) < 100:
+        return None
+    chroma = (sample.max(axis=2) - sample.min(axis=2))[lit]
+    if float(np.percentile(chroma, 99.5)) > 6:
+        return None
+    return ("the image is greyscale: white cells are found and classified by the colours of their stain "
+            "(May-Grünwald-Giemsa / Wright), so a grey image cannot be analysed; scan or export the slide in colour")
 
 
 def read_image(

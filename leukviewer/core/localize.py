@@ -61,6 +61,15 @@ MAX_PREVIEW_PIXELS = 8_000_000
 #: the shorter image side; a BCCD field is 480 px high with ~100 px red cells).
 FALLBACK_RBC_FRACTION = 0.2
 
+#: Side, in working pixels, of the overlapping tiles a field too large to analyse whole at the working scale is
+#: cut into (each tile is analysed at full working resolution, so memory stays bounded by the tile, not the field).
+TILE_WORK_SIDE = 2048
+#: Overlap of neighbouring tiles in red-cell diameters: more than a white cell with its margin, so every cell lies
+#: whole in the tile whose core holds its centre, and is kept there only (no duplicate across seams).
+TILE_OVERLAP_RBC = 4.0
+
+MIN_WINDOW_SIDE = 256  # smallest window of a huge field on which red cells are measured
+
 _NEAR_BLACK = 20  # max channel value of the C-NMC background
 _SINGLE_CELL_BLACK_FRACTION = 0.40
 
@@ -273,6 +282,8 @@ def estimate_rbc_diameter(rgb: np.ndarray) -> float | None:
     """
     rgb = _as_rgb(rgb)
     height, width = rgb.shape[:2]
+    if height * width > 2 * MAX_PREVIEW_PIXELS:
+        return _rbc_diameter_of_samples(rgb)
     small, scale = _small(rgb, PREVIEW_PIXELS)
     measured = _rbc_diameter_from_stain(_measure_stain(small))
     for _ in range(2):
@@ -290,6 +301,24 @@ def estimate_rbc_diameter(rgb: np.ndarray) -> float | None:
     if measured is None or measured[0] < 8.0:
         return None
     return measured[0] / scale
+
+
+def _rbc_diameter_of_samples(rgb: np.ndarray) -> float | None:
+    """The red-cell diameter of a huge field, measured at full resolution on five windows (centre and the
+    quadrants' centres) and their median taken: a preview of the whole would shrink its red cells below what can
+    be measured, and the magnification is the same all over a field."""
+    height, width = rgb.shape[:2]
+    side = int(np.sqrt(MAX_PREVIEW_PIXELS / 8))   # 1000 px: hundreds of red cells at usual magnifications
+    found = []
+    for fx, fy in ((0.5, 0.5), (0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)):
+        x0 = int(np.clip(fx * width - side / 2, 0, max(0, width - side)))
+        y0 = int(np.clip(fy * height - side / 2, 0, max(0, height - side)))
+        window = np.ascontiguousarray(rgb[y0:y0 + side, x0:x0 + side])
+        if min(window.shape[:2]) >= MIN_WINDOW_SIDE:
+            measured = estimate_rbc_diameter(window)
+            if measured is not None:
+                found.append(measured)
+    return float(np.median(found)) if found else None
 
 
 def _disc(diameter: float) -> np.ndarray:
@@ -538,6 +567,15 @@ def find_white_cells(
     rgb = _as_rgb(rgb)
     scale, rbc_image = _work_scale(rgb, rbc_diameter)
     height, width = rgb.shape[:2]
+    wanted = min(2.0, WORK_RBC_DIAMETER / rbc_image)
+    if scale < wanted * 0.999:   # too large to analyse whole at the working scale: in tiles, at that scale
+        return _find_white_cells_tiled(rgb, rbc_image, wanted)
+    return _find_white_cells_at(rgb, scale, rbc_image)
+
+
+def _find_white_cells_at(rgb: np.ndarray, scale: float, rbc_image: float) -> list[CellRegion]:
+    """:func:`find_white_cells` of a field analysed whole at ``scale`` working pixels per image pixel."""
+    height, width = rgb.shape[:2]
     if abs(scale - 1.0) > 1e-3:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
@@ -584,6 +622,71 @@ def find_white_cells(
             regions.append(region)
     regions.sort(key=lambda r: (r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]))
     return regions
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    while True:
+        end = min(start + tile, length)
+        spans.append((start, end))
+        if end >= length:
+            return spans
+        start += tile - overlap
+
+
+def _find_white_cells_tiled(rgb: np.ndarray, rbc: float, scale: float) -> list[CellRegion]:
+    """:func:`find_white_cells` of a huge field, tile by tile at the working scale.
+
+    Tiles overlap by ``TILE_OVERLAP_RBC`` red cells; a cell is kept by the one tile whose core (the tile less half
+    the overlap on each inner side) holds its centroid, so a cell on a seam is found whole, once.
+    """
+    height, width = rgb.shape[:2]
+    overlap = int(np.ceil(TILE_OVERLAP_RBC * rbc))
+    tile = max(int(TILE_WORK_SIDE / scale), 3 * overlap)
+    half = overlap // 2
+    regions: list[CellRegion] = []
+    for y0, y1 in _tile_starts(height, tile, overlap):
+        for x0, x1 in _tile_starts(width, tile, overlap):
+            core = (x0 + half if x0 else 0, y0 + half if y0 else 0,
+                    x1 - (overlap - half) if x1 < width else width, y1 - (overlap - half) if y1 < height else height)
+            found = _find_white_cells_at(np.ascontiguousarray(rgb[y0:y1, x0:x1]), scale, rbc)
+            for r in found:
+                cx, cy = r.centroid[0] + x0, r.centroid[1] + y0
+                if not (core[0] <= cx < core[2] and core[1] <= cy < core[3]):
+                    continue   # another tile holds this cell whole
+                bx, by, bw, bh = r.bbox
+                at_image_border = ((bx <= 0 and x0 == 0) or (by <= 0 and y0 == 0)
+                                   or (bx + bw >= x1 - x0 - 1 and x1 == width)
+                                   or (by + bh >= y1 - y0 - 1 and y1 == height))
+                regions.append(CellRegion(
+                    bbox=(bx + x0, by + y0, bw, bh), outline=r.outline + np.array([x0, y0], np.int32),
+                    centroid=(round(cx, 2), round(cy, 2)), area=r.area, nucleus_area=r.nucleus_area,
+                    partial=bool(r.partial and at_image_border)))
+    regions.sort(key=lambda r: (r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]))
+    return regions
+
+
+def no_cell_reason(rgb: np.ndarray, kind: str) -> str:
+    """Why a field in which no white cell was found may be so, in words a hematologist can act on."""
+    rgb = _as_rgb(rgb)
+    height, width = rgb.shape[:2]
+    small, _ = _small(rgb, PREVIEW_PIXELS)
+    grey = small.astype(np.float32).mean(axis=2)
+    if float(np.percentile(grey, 90)) < 40.0:
+        return "the image is very dark (under-exposed, or not a bright-field smear?)"
+    if float(grey.std()) < 4.0:
+        return "the image is nearly uniform (blank, out of focus or over-exposed?)"
+    if kind == "single_cell":
+        return "nothing but black background was found (a single-cell crop with no cell?)"
+    if min(height, width) < 128:
+        return (f"the image is only {width} x {height} pixels: too few to find a white cell (a smear field at "
+                "least a few red cells wide is expected)")
+    rbc = estimate_rbc_diameter(rgb)
+    if rbc is None:
+        return ("no red cells could be measured and no violet-stained nucleus was found: is this a stained "
+                "peripheral-blood smear?")
+    return ("no violet-stained nucleus was found: the field may hold no white cell, or its stain differs from "
+            "May-Grünwald-Giemsa / Wright")
 
 
 def _convex_fill(mask: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The user's folders for leukviewer (each overridable by an environment variable, as tests do)."""
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -18,3 +19,20 @@ def user_dir(kind: str) -> Path:
     import platformdirs
 
     return Path(getattr(platformdirs, function)("leukviewer"))
+
+
+_OS_ERROR_REASONS = {
+    errno.EACCES: "permission denied (the folder is read-only or belongs to someone else)",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the disk is read-only",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.ENOTDIR: "part of the path is a file, not a folder",
+    errno.ENAMETOOLONG: "the path is too long",
+    errno.EIO: "input/output error (disk or network drive failing?)",
+}
+
+
+def os_error_reason(e: OSError) -> str:
+    """An OSError's cause in words a user can act on ("the disk is full", "permission denied ...")."""
+    return _OS_ERROR_REASONS.get(e.errno) or e.strerror or str(e)

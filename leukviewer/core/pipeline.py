@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .classifier import CellClassifier, cell_type_for
-from .imageio import UnreadableImage, list_images, read_image
-from .localize import classify_image_kind, crop_cell, estimate_rbc_diameter, find_single_cell, find_white_cells
+from .imageio import UnreadableImage, greyscale_reason, list_images, read_image
+from .localize import (classify_image_kind, crop_cell, estimate_rbc_diameter, find_single_cell, find_white_cells,
+                       no_cell_reason)
 from .results import STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
 from .scale import SCALE_FOLDER_RED_CELLS, SCALE_RED_CELLS, ImageScale, image_scale
 
@@ -87,6 +88,9 @@ def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: s
     try:
         rgb = read_image(path)
         result.height, result.width = rgb.shape[:2]
+        grey = greyscale_reason(rgb)
+        if grey:
+            raise UnreadableImage(grey, path)
         image_kind = classify_image_kind(rgb) if kind == "auto" else kind
         rbc = estimate_rbc_diameter(rgb) if image_kind == "smear_field" and not um_per_px else None
         from_folder = False
@@ -99,7 +103,7 @@ def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: s
         result.kind, regions, crops = locate(rgb, image_kind, rbc)
         cells = [(region, classifier.prepare(crop, scale.um_per_px)) for region, crop in zip(regions, crops)]
         if not cells:
-            result.status = STATUS_NO_CELLS
+            result.status = f"{STATUS_NO_CELLS}: {no_cell_reason(rgb, result.kind)}"
     except UnreadableImage as e:
         result.status = f"{STATUS_UNREADABLE}: {e.reason}"
     except MemoryError:

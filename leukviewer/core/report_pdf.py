@@ -291,6 +291,8 @@ def _header_block(case, st, width):
         ("Software", f"leukviewer {_p(__version__)}"),
         ("Model", f"{_p(m.name)} version {_p(m.version)}"),
         ("Model weights SHA-256", f"<font name='{_fonts()['mono']}'>{_p(m.sha256)}</font>"),
+        ("Model folder manifest SHA-256", f"<font name='{_fonts()['mono']}'>{_p(m.manifest_sha256)}</font>"
+         if m.manifest_sha256 else "<i>none: a folder without manifest.sha256 (its model.json is not verified)</i>"),
         ("Decision threshold", f"{flag} ≥ {m.threshold:.3f} → blast (ALL), below → normal (HEM)"),
         ("Uncertainty band", f"{lo:.3f} &lt; {flag} &lt; {hi:.3f} → UNCERTAIN (needs review)" if hi > lo
          else "none (every cell is ALL or HEM)"),

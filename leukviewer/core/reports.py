@@ -10,7 +10,6 @@ Qt-free; reportlab and matplotlib are imported only when a PDF is made.
 """
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from collections import Counter
@@ -72,6 +71,7 @@ class ReportModel:
     meta: dict = field(default_factory=dict, compare=False)
     card: str | None = field(default=None, compare=False)
     folder: str | None = None
+    manifest_sha256: str | None = None   # SHA-256 of the folder's manifest.sha256 (covers model.json); None: none
 
     @property
     def short_hash(self) -> str:
@@ -87,8 +87,11 @@ class ReportModel:
         decision = meta.get("decision", {})
         threshold = float(decision.get("threshold", 0.5))
         band = decision.get("uncertainty_band") or (threshold, threshold)
+        from training.modelfolder import manifest_sha256
+
         return cls(meta.get("name", folder.name), str(meta.get("version", "")), meta["weights"]["sha256"],
-                   threshold, (float(band[0]), float(band[1])), meta, _read_card(folder), str(folder))
+                   threshold, (float(band[0]), float(band[1])), meta, _read_card(folder), str(folder),
+                   manifest_sha256(folder))
 
     @classmethod
     def of(cls, model_info, model_dir: str | Path | None = None) -> "ReportModel":
@@ -112,8 +115,11 @@ class ReportModel:
         meta, card = (described.meta, described.card) if described and described.sha256 == get("sha256") else ({}, None)
         if not meta and isinstance(model_info, ReportModel):
             meta, card = model_info.meta, model_info.card
+        manifest = get("manifest_sha256") or (described.manifest_sha256 if described and described.sha256 ==
+                                               get("sha256") else None)
         return cls(str(get("name", "")), str(get("version", "")), str(get("sha256", "")), threshold,
-                   (float(band[0]), float(band[1])), meta, card, str(model_dir) if model_dir else get("folder"))
+                   (float(band[0]), float(band[1])), meta, card, str(model_dir) if model_dir else get("folder"),
+                   manifest)
 
 
 def _read_card(folder: Path) -> str | None:
@@ -360,17 +366,9 @@ def make_case(results: Iterable[ImageResult], session: ReviewSession | None, mod
 
 def describe_os_error(e: OSError, where: Path) -> str:
     """An OSError in words a user can act on."""
-    reasons = {
-        errno.EACCES: "permission denied (the folder is read-only or belongs to someone else)",
-        errno.EPERM: "permission denied",
-        errno.EROFS: "the disk is read-only",
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "the disk quota is exceeded",
-        errno.ENOTDIR: "part of the path is a file, not a folder",
-        errno.ENAMETOOLONG: "the path is too long",
-        errno.EIO: "input/output error (disk or network drive failing?)",
-    }
-    reason = reasons.get(e.errno) or e.strerror or str(e)
+    from .paths import os_error_reason
+
+    reason = os_error_reason(e)
     return f"cannot write the report into {where}: {reason}"
 
 
@@ -419,6 +417,10 @@ class StagedOutputs:
                     p.unlink(missing_ok=True)
             self.discard()
             raise
+        if placed:
+            from training.modelfolder import fsync_dir
+
+            fsync_dir(self.out_dir)
         return placed
 
     def discard(self) -> None:

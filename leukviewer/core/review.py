@@ -1,11 +1,21 @@
 """The hematologist's review of a case: every confirmation and change, saved after each one.
 
-State lives beside the case folder in ``.leukviewer/review.json`` (written atomically: temporary file, then
-rename) with an append-only ``audit.jsonl`` next to it. When the case folder is read-only, both go to the
-user's data directory instead. Reopening the folder restores the review and the reviewer's position.
+State lives beside the case folder in ``.leukviewer/review.json`` (written atomically: temporary file, synced,
+renamed, directory synced) with an append-only ``audit.jsonl`` next to it. When the case folder is read-only, both
+go to the user's data directory instead. Reopening the folder restores the review and the reviewer's position.
+
+Several windows (or processes) may review one case at once: every change is
+merged into what is on disk at the moment it is saved, under a short exclusive lock (``review.lock``), so no
+window ever writes back a stale copy over another's labels. Each window sees the others' labels after its next
+change or on :meth:`ReviewSession.refresh`. Two reviewers labelling the same cell: the later label stands, and
+the audit log keeps both.
+
+A failed save (disk full, permission lost) leaves the file on disk as it was, the session in memory as it was
+(the change is not half-applied), and raises :class:`ReviewError` saying why.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +36,7 @@ FORMAT_VERSION = 1
 STATE_DIR = ".leukviewer"
 STATE_FILE = "review.json"
 AUDIT_FILE = "audit.jsonl"
+LOCK_FILE = "review.lock"
 
 
 class ReviewError(ValueError):
@@ -67,6 +78,49 @@ def state_dir_for(folder: Path) -> Path:
     return fallback
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: Path):
+    """Hold an exclusive advisory lock on ``path`` (created if needed) for the block; waits for other holders.
+
+    Held only for the few milliseconds of a read-merge-write, so waiting is short; the operating system drops
+    it when the holder dies (kill -9 included), so a crashed window never blocks the others.
+    """
+    f = open(path, "a+b")
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            f.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:   # LK_LOCK gives up after ~10 s; keep waiting
+                    continue
+            try:
+                yield
+            finally:
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    finally:
+        f.close()
+
+
+def _save_failure(path: Path, e: OSError) -> ReviewError:
+    from .paths import os_error_reason
+
+    return ReviewError(f"{os_error_reason(e)}: the change was not saved in {path.parent}; "
+                       "the review saved before it is intact")
+
+
 def atomic_write_json(path: Path, data: dict) -> None:
     """Write JSON so a reader (or a crash) sees the old file or the new one, never half of it."""
     atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
@@ -97,6 +151,7 @@ class ReviewSession:
     position: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     saved_model: dict = field(default_factory=dict)
+    audit_damage: str | None = None
     _undo: list[_Change] = field(default_factory=list)
     _redo: list[_Change] = field(default_factory=list)
 
@@ -107,15 +162,9 @@ class ReviewSession:
         folder = Path(folder).resolve()
         directory = state_dir_for(folder)
         session = cls(folder, directory, model=dict(model or {}))
-        path = directory / STATE_FILE
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ReviewError(f"the saved review {path} cannot be read ({e}); it was left untouched") from None
-            if data.get("format") != FORMAT:
-                raise ReviewError(f"{path} is not a leukviewer review file")
-            session.reviews = {k: CellReview(**v) for k, v in data.get("reviews", {}).items()}
+        data = session._read_state()
+        if data is not None:
+            session.reviews = _reviews_from(data)
             session.position = data.get("position", {})
             session.saved_model = data.get("model", {})
             if not session.model:
@@ -135,26 +184,91 @@ class ReviewSession:
         saved = self.saved_model
         return bool(saved.get("sha256") and self.model.get("sha256") and saved["sha256"] != self.model["sha256"])
 
-    def save(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+    @property
+    def lock_path(self) -> Path:
+        return self.directory / LOCK_FILE
+
+    def _read_state(self) -> dict | None:
+        """review.json as saved now, or None when there is none yet."""
+        path = self.state_path
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ReviewError(f"the saved review {path} cannot be read ({e}); it was left untouched") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ReviewError(f"{path} is not a leukviewer review file")
+        return data
+
+    def refresh(self) -> None:
+        """Take in the labels other windows saved since this one last read or wrote the review."""
+        data = self._read_state()
+        if data is not None:
+            self.reviews = _reviews_from(data)
+
+    def _commit(self, cell_id: str | None = None, review: CellReview | None = None, audit: dict | None = None,
+                position: dict | None = None) -> None:
+        """Save one change merged into the review as it is on disk now (another window may have saved since).
+
+        Under the lock: append the audit line, read review.json, apply this change only, write it atomically.
+        On failure nothing in memory changes and the file on disk is the one before.
+        """
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with exclusive_lock(self.lock_path):
+                data = self._read_state()
+                reviews = _reviews_from(data) if data is not None else dict(self.reviews)
+                if cell_id is not None:
+                    if review is None:
+                        reviews.pop(cell_id, None)
+                    else:
+                        reviews[cell_id] = review
+                new_position = self.position if position is None else position
+                audit_size = self.audit_path.stat().st_size if self.audit_path.is_file() else 0
+                try:
+                    if audit is not None:
+                        self._append_audit(audit)
+                    self._write(reviews, new_position)
+                except OSError:
+                    if audit is not None:   # the change was not saved: the audit log must not claim it was
+                        with contextlib.suppress(OSError):
+                            os.truncate(self.audit_path, audit_size)
+                    raise
+        except OSError as e:
+            raise _save_failure(self.state_path, e) from None
+        self.reviews = reviews
+        self.position = new_position
+
+    def _write(self, reviews: dict[str, CellReview], position: dict) -> None:
         atomic_write_json(self.state_path, {
             "format": FORMAT, "format_version": FORMAT_VERSION, "folder": str(self.folder), "updated": now_iso(),
-            "model": self.model, "position": self.position,
-            "reviews": {k: vars(v) for k, v in sorted(self.reviews.items())},
+            "model": self.model, "position": position,
+            "reviews": {k: vars(v) for k, v in sorted(reviews.items())},
         })
 
-    def _audit(self, cell_id: str, old: CellReview | None, new: CellReview | None, reviewer: str,
-               action: str) -> None:
-        """One line per change: labels as "old"/"new", the reviewer's types as "old_type"/"new_type"."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        entry = {"time": now_iso(), "reviewer": reviewer, "cell_id": cell_id, "old": old.label if old else None,
-                 "new": new.label if new else None, "old_type": old.cell_type if old else None,
-                 "new_type": new.cell_type if new else None,
-                 "action": action, "model_sha256": self.model.get("sha256")}
-        with open(self.audit_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    def save(self) -> None:
+        """Save the position and model (the labels as merged on disk; this window's are saved as they change)."""
+        self._commit()
+
+    def _append_audit(self, entry: dict) -> None:
+        with open(self.audit_path, "a+b") as f:
+            # A crash mid-append can leave a torn last line; start on a fresh line so this entry stays whole.
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.write((json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
+
+    def _entry(self, cell_id: str, old: CellReview | None, new: CellReview | None, reviewer: str,
+               action: str) -> dict:
+        """One audit line: labels as "old"/"new", the reviewer's types as "old_type"/"new_type"."""
+        return {"time": now_iso(), "reviewer": reviewer, "cell_id": cell_id, "old": old.label if old else None,
+                "new": new.label if new else None, "old_type": old.cell_type if old else None,
+                "new_type": new.cell_type if new else None, "action": action,
+                "model_sha256": self.model.get("sha256")}
 
     # ---------------------------------------------------------------- changes
 
@@ -195,20 +309,12 @@ class ReviewSession:
                      "type")
 
     def _record(self, cell_id: str, before: CellReview | None, after: CellReview, action: str) -> None:
-        self._apply(cell_id, after)
+        self._commit(cell_id, after, self._entry(cell_id, before, after, after.reviewer, action))
         self._undo.append(_Change(cell_id, before, after))
         self._redo.clear()
-        self._audit(cell_id, before, after, after.reviewer, action)
-        self.save()
 
     def confirm(self, cell_id: str, suggested: str, reviewer: str) -> None:
         self.set_label(cell_id, suggested, suggested, reviewer)
-
-    def _apply(self, cell_id: str, review: CellReview | None) -> None:
-        if review is None:
-            self.reviews.pop(cell_id, None)
-        else:
-            self.reviews[cell_id] = review
 
     def can_undo(self) -> bool:
         return bool(self._undo)
@@ -220,31 +326,54 @@ class ReviewSession:
         """Undo the last change; returns the cell id it touched."""
         if not self._undo:
             return None
-        change = self._undo.pop()
-        self._apply(change.cell_id, change.before)
-        self._redo.append(change)
-        self._audit(change.cell_id, change.after, change.before, reviewer, "undo")
-        self.save()
+        change = self._undo[-1]
+        self._commit(change.cell_id, change.before,
+                     self._entry(change.cell_id, change.after, change.before, reviewer, "undo"))
+        self._redo.append(self._undo.pop())
         return change.cell_id
 
     def redo(self, reviewer: str) -> str | None:
         if not self._redo:
             return None
-        change = self._redo.pop()
-        self._apply(change.cell_id, change.after)
-        self._undo.append(change)
-        self._audit(change.cell_id, change.before, change.after, reviewer, "redo")
-        self.save()
+        change = self._redo[-1]
+        self._commit(change.cell_id, change.after,
+                     self._entry(change.cell_id, change.before, change.after, reviewer, "redo"))
+        self._undo.append(self._redo.pop())
         return change.cell_id
 
     def set_position(self, image: str | None, cell_id: str | None) -> None:
-        self.position = {"image": image, "cell_id": cell_id}
-        self.save()
+        self._commit(position={"image": image, "cell_id": cell_id})
 
     def audit_entries(self) -> list[dict]:
+        """Every readable line of the audit log. A damaged line (a torn last line after a crash or a full disk)
+        is skipped and described in :attr:`audit_damage`, so the rest of the history stays readable."""
+        self.audit_damage = None
         if not self.audit_path.is_file():
             return []
-        return [json.loads(line) for line in self.audit_path.read_text(encoding="utf-8").splitlines() if line]
+        entries, bad = [], []
+        lines = self.audit_path.read_bytes().split(b"\n")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line.decode("utf-8"))
+                if not isinstance(entry, dict):
+                    raise ValueError("not an entry")
+            except (ValueError, UnicodeDecodeError):
+                bad.append(number)
+                continue
+            entries.append(entry)
+        if bad:
+            where = "its last line" if bad == [len(lines) - (0 if lines[-1] else 1)] else \
+                f"line{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))}"
+            self.audit_damage = (f"The audit log {self.audit_path} is damaged ({where} cannot be read, probably cut "
+                                 f"off by a crash or a full disk); the {len(entries)} readable entries are shown "
+                                 "and the saved labels are not affected.")
+        return entries
+
+
+def _reviews_from(data: dict) -> dict[str, CellReview]:
+    return {k: CellReview(**v) for k, v in data.get("reviews", {}).items()}
 
 
 def audit_action(old: str | None, new: str, suggested: str) -> str:

@@ -103,6 +103,9 @@ class Settings:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        from training.modelfolder import fsync_dir
+
+        fsync_dir(path.parent)
         self.path = path
         return path
 

@@ -4,6 +4,7 @@ image for display, cutting gallery thumbnails, Grad-CAM. Everything here runs of
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,17 @@ def _model_key(folder: Path) -> tuple:
         return str(folder.resolve()), meta.stat().st_mtime_ns
     except OSError:
         return str(folder.resolve()), None
+
+
+def import_tensorflow_here() -> None:
+    """Import TensorFlow on the calling (GUI) thread, before any worker uses it.
+
+    Imported first inside a worker thread, TensorFlow's runtime crashed the app (segmentation fault in the first
+    inferences of a case) in 12 of 14 runs of ``benchmarks/soak.py`` (30 fields, 2 cores); imported on the GUI
+    thread first, in none of 9. It costs the import time once, before the window appears.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow  # noqa: F401
 
 
 def load_model(model_dir: str | Path | None) -> LoadedModel:

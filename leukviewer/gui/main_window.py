@@ -80,7 +80,7 @@ def status_kind(status: str) -> str:
     """The icon of an image's status: ok, none (no cells), waiting, skipped (not analysed) or error."""
     if status == STATUS_OK:
         return "ok"
-    if status == STATUS_NO_CELLS:
+    if status.startswith(STATUS_NO_CELLS):   # "no cells found: <why it may be so>"
         return "none"
     if status == STATUS_WAITING:
         return "waiting"
@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, model_dir: str | Path | None = None, settings: Settings | None = None):
         super().__init__()
+        jobs.import_tensorflow_here()   # on the GUI thread, before the model-loading worker (see its docstring)
         self.settings = settings or Settings.load()
         chosen = model_dir or self.settings.last_model_folder or _registry_model() or None
         self.model_dir: Path | None = Path(chosen) if chosen else None
@@ -403,7 +404,10 @@ class MainWindow(QMainWindow):
         info = model.classifier.info
         self.model_label.setText(f"Model: {info.name} {info.version} ({info.short_hash})")
         self.model_label.setToolTip(f"{model.folder}\nthreshold {info.threshold:.3f}, uncertain between "
-                                    f"{info.uncertainty_band[0]:.3f} and {info.uncertainty_band[1]:.3f}")
+                                    f"{info.uncertainty_band[0]:.3f} and {info.uncertainty_band[1]:.3f}\n"
+                                    f"manifest SHA-256 {info.manifest_sha256 or 'none (model.json not verified)'}")
+        if model.classifier.integrity_warning:
+            self.show_message(f"Warning: {model.classifier.integrity_warning}.", "warning")
         self.device_label.setText(f"Device: {model.device}")
         self.summary_panel.histogram.set_decision(info.threshold, info.uncertainty_band)
         self.gallery.set_cell_types(info.cell_types)
@@ -490,6 +494,9 @@ class MainWindow(QMainWindow):
                                   "info")
             if self.session.position.get("image"):
                 self._pending_position = dict(self.session.position)
+            self.session.audit_entries()
+            if self.session.audit_damage:
+                self.show_message(self.session.audit_damage, "warning")
         self._run_started = time.perf_counter()
         self._analysed = 0
         self.progress_bar.setRange(0, 0)
@@ -776,12 +783,13 @@ class MainWindow(QMainWindow):
     def _save_review(self, cell_id: str, change) -> bool:
         """Run one review change (it saves itself) and refresh the views; False (the user is told why) if it could
         not be saved."""
+        known = dict(self.session.reviews)
         try:
             change()
         except (ReviewError, OSError) as error:
             self.show_message(f"The review could not be saved: {error}", "error")
             return False
-        self._after_review_change(cell_id)
+        self._after_review_changes(known, cell_id)   # also shows labels another window saved meanwhile
         return True
 
     def label_current(self, label: str, advance: bool = True) -> None:
@@ -849,24 +857,34 @@ class MainWindow(QMainWindow):
         reviewer = self.reviewer()
         if not reviewer:
             return
+        known = dict(self.session.reviews)
         try:
             cell_id = self.session.redo(reviewer) if redo else self.session.undo(reviewer)
         except (ReviewError, OSError) as error:
             self.show_message(f"The review could not be saved: {error}", "error")
             return
         if cell_id:
-            self._after_review_change(cell_id)
+            self._after_review_changes(known, cell_id)
             self.select_cell(cell_id)
             self.statusBar().showMessage(f"{'Redone' if redo else 'Undone'}: {cell_id}", 4000)
 
-    def _after_review_change(self, cell_id: str) -> None:
+    def _after_review_changes(self, known: dict, cell_id: str) -> None:
+        """Show a saved change, and any label another window saved meanwhile (merged in by the save)."""
+        now = self.session.reviews if self.session else {}
+        changed = {k for k in set(known) | set(now) if known.get(k) != now.get(k)} | {cell_id}
+        for other in sorted(changed - {cell_id}):
+            self._after_review_change(other, refresh=False)
+        self._after_review_change(cell_id)
+
+    def _after_review_change(self, cell_id: str, refresh: bool = True) -> None:
         cell = self.cells.get(cell_id)
         if cell is None:
             return
         reviewed = self._reviewed(cell_id)
         self.view.set_cell_state(cell_id, reviewed or cell.label, bool(reviewed), final_type(cell, self.session))
         self._update_row(cell.image)
-        self._refresh_views()
+        if refresh:
+            self._refresh_views()
 
     # ================================================================ refreshing the views
 
@@ -946,7 +964,7 @@ class MainWindow(QMainWindow):
         if position != self.session.position:
             try:
                 self.session.set_position(self.current_image, self.current_cell)
-            except OSError as error:
+            except (ReviewError, OSError) as error:
                 self.statusBar().showMessage(f"The position could not be saved: {error}", 8000)
 
     # ================================================================ overlays and Grad-CAM

@@ -5,10 +5,12 @@ import shutil
 import pytest
 
 from leukviewer.core.models import BUNDLED, ModelRegistry, RegistryError, app_model_folder, models_dir
+from training.modelfolder import write_manifest
 
 
 def variant(tiny_model_dir, dest, name, version, classes=None):
-    """Another valid model folder: the tiny model's weights with its own name (model.json is not hashed)."""
+    """Another valid model folder: the tiny model's weights with its own name (its manifest rewritten, as
+    ``python -m training manifest`` does)."""
     shutil.copytree(tiny_model_dir, dest)
     meta = json.loads((dest / "model.json").read_text())
     meta.update(name=name, version=version)
@@ -16,6 +18,7 @@ def variant(tiny_model_dir, dest, name, version, classes=None):
         meta["class_names"] = classes
     (dest / "model.json").write_text(json.dumps(meta))
     (dest / "MODEL_CARD.md").write_text(f"# Model card: {name} {version}\n")
+    write_manifest(dest)
     return dest
 
 

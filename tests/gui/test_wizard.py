@@ -358,12 +358,15 @@ def test_model_manager_switches_removes_and_never_touches_the_bundled_model(qtbo
                                                                              tmp_path, monkeypatch):
     import json
 
+    from training.modelfolder import write_manifest
+
     for version in ("1.0", "2.0"):
         folder = tmp_path / version
         shutil.copytree(tiny_model_dir, folder)
         meta = json.loads((folder / "model.json").read_text())
         meta.update(name="lab", version=version)
         (folder / "model.json").write_text(json.dumps(meta))
+        write_manifest(folder)   # a model.json edited on purpose: sealed again, as `python -m training manifest`
         registry.add(folder)
     dialog = ModelManagerDialog(registry)
     qtbot.addWidget(dialog)
