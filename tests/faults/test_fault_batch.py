@@ -101,7 +101,6 @@ def test_ctrl_c_writes_what_was_done_marked_partial_and_resume_finishes(fields, 
     # the images done before were not analysed again: their timing is the one recorded by the first run
     seconds = {i["image"]: i["seconds"] for i in summary["images"]}
     assert {image: seconds[image] for image in first} == first_seconds
-    assert "resuming: " not in resumed.stderr or f"resuming: {done} images already done" in resumed.stderr
     features = json.loads((out / "cells.geojson").read_text())["features"]
     assert len(features) == len(cells_after)
     assert not (out / RESUME_FILE).exists() and not list(out.glob(".*.part"))
