@@ -320,6 +320,9 @@ def _summary_block(case, st, width):
                 f"({_percent(s['blast_percentage'])}) suggested by the model, {r['blasts']} "
                 f"({_percent(r['blast_percentage'])}) after review. Reviewed: {r['reviewed']} of {n} cells "
                 f"({r['changed']} changed).")
+    if s["border_cells_excluded"]:
+        sentence += (f" {s['border_cells_excluded']} cells cut by the image border are shown and flagged but not "
+                     "counted.")
     flow.append(Paragraph(_p(sentence), st["base"]))
     flow.append(Paragraph("Blast % counts uncertain cells in the denominator. Counts after review use the "
                           "reviewer's label where there is one and the model's suggestion elsewhere.", st["small"]))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import RUO_NOTICE
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
-from .results import ImageResult
+from .results import ImageResult, counted_cells
 from .review import ReviewSession, final_label, reviewed_counts
 
 FORMATS = ("pdf", "csv", "geojson")
@@ -281,12 +281,15 @@ class Case:
         return self.session.reviews.get(cell.cell_id) if self.session else None
 
     def suggested_counts(self) -> dict:
-        cells = self.cells()
+        """The model's counts over the counted cells (``counted_cells``: cells cut by the border are left out)."""
+        everything = self.cells()
+        cells = counted_cells(everything)
         n = len(cells)
         labels = Counter(c.label for c in cells)
         return {"white_cells": n, "blasts": labels[LABEL_BLAST], "uncertain": labels[LABEL_UNCERTAIN],
                 "normal": labels[LABEL_NORMAL],
-                "blast_percentage": round(100.0 * labels[LABEL_BLAST] / n, 2) if n else None}
+                "blast_percentage": round(100.0 * labels[LABEL_BLAST] / n, 2) if n else None,
+                "border_cells_excluded": len(everything) - n}
 
     def reviewed_counts(self) -> dict:
         return reviewed_counts(self.cells(), self.session)

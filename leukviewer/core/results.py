@@ -10,6 +10,12 @@ STATUS_NO_CELLS = "no cells found"
 STATUS_UNREADABLE = "unreadable"
 
 
+def counted_cells(cells, include_partial: bool = False) -> list:
+    """The cells that enter the counts: a cell cut by the image border is shown and flagged but, as on
+    CellaVision, not counted (part of it is outside the field, so it may be counted again in the next one)."""
+    return [c for c in cells if include_partial or not c.partial]
+
+
 @dataclass
 class Cell:
     cell_id: str                       # "<image relative path>#<n>", n from 1 in reading order
@@ -54,11 +60,14 @@ class ImageResult:
         return not self.status.startswith(STATUS_UNREADABLE)
 
     def counts(self) -> dict:
-        blasts = sum(c.label == LABEL_BLAST for c in self.cells)
-        uncertain = sum(c.label == LABEL_UNCERTAIN for c in self.cells)
-        n = len(self.cells)
+        """Counts of the cells that count (``counted_cells``); ``border_cells_excluded``: those cut by the border."""
+        cells = counted_cells(self.cells)
+        blasts = sum(c.label == LABEL_BLAST for c in cells)
+        uncertain = sum(c.label == LABEL_UNCERTAIN for c in cells)
+        n = len(cells)
         return {"white_cells": n, "blasts": blasts, "uncertain": uncertain, "normal": n - blasts - uncertain,
-                "blast_percentage": round(100.0 * blasts / n, 2) if n else None}
+                "blast_percentage": round(100.0 * blasts / n, 2) if n else None,
+                "border_cells_excluded": len(self.cells) - n}
 
     def to_dict(self, with_cells: bool = False) -> dict:
         d = {"image": self.image, "status": self.status, "kind": self.kind, "width": self.width,
@@ -89,6 +98,7 @@ class CaseSummary:
     white_cells: int = 0
     blasts: int = 0
     uncertain: int = 0
+    border_cells_excluded: int = 0     # cells cut by the image border: shown, not counted
     skipped_files: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     cancelled: bool = False
@@ -103,6 +113,7 @@ class CaseSummary:
         self.white_cells += c["white_cells"]
         self.blasts += c["blasts"]
         self.uncertain += c["uncertain"]
+        self.border_cells_excluded += c["border_cells_excluded"]
         if not result.cells:
             self.images_without_cells += 1
 
@@ -116,5 +127,6 @@ class CaseSummary:
                 "images_without_cells": self.images_without_cells, "white_cells": self.white_cells,
                 "blasts": self.blasts, "uncertain": self.uncertain,
                 "normal": self.white_cells - self.blasts - self.uncertain,
-                "blast_percentage": self.blast_percentage, "skipped_files": self.skipped_files,
+                "blast_percentage": self.blast_percentage, "border_cells_excluded": self.border_cells_excluded,
+                "skipped_files": self.skipped_files,
                 "failures": self.failures, "cancelled": self.cancelled}

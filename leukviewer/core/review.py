@@ -17,6 +17,7 @@ from pathlib import Path
 from training.modelfolder import atomic_write_text
 
 from .classifier import LABELS
+from .results import counted_cells
 
 FORMAT = "leukviewer-review"
 FORMAT_VERSION = 1
@@ -224,7 +225,12 @@ def final_label(cell, session: ReviewSession | None) -> str:
 
 
 def reviewed_counts(cells, session: ReviewSession | None) -> dict:
-    """Counts after review: white cells, blasts, uncertain, blast %, reviewed and changed cells."""
+    """Counts after review: white cells, blasts, uncertain, blast %, reviewed and changed cells.
+
+    Cells cut by the image border are not counted (``results.counted_cells``); ``border_cells_excluded`` says how
+    many were left out."""
+    everything = cells
+    cells = counted_cells(cells)
     n = len(cells)
     labels = [final_label(c, session) for c in cells]
     blasts = labels.count("ALL")
@@ -232,4 +238,4 @@ def reviewed_counts(cells, session: ReviewSession | None) -> dict:
     changed = [c for c in reviewed if session.reviewed_label(c.cell_id) != c.label]
     return {"white_cells": n, "blasts": blasts, "uncertain": labels.count("UNCERTAIN"),
             "normal": labels.count("HEM"), "blast_percentage": round(100.0 * blasts / n, 2) if n else None,
-            "reviewed": len(reviewed), "changed": len(changed)}
+            "reviewed": len(reviewed), "changed": len(changed), "border_cells_excluded": len(everything) - n}

@@ -153,6 +153,7 @@ class SummaryPanel(QWidget):
             + row("Uncertain", "uncertain", colour=hex_colour("UNCERTAIN"))
             + row("Normal (HEM)", "normal", colour=hex_colour("HEM"))
             + row("Blast %", "blast_percentage", fmt=lambda v: _pct(v))
+            + row("Cut by border (not counted)", "border_cells_excluded")
             + "</table>"
             f"<div style='color:#555'>{title}: {reviewed_img if reviewed_img is not None else 0} of "
             f"{image_model.get('white_cells') or 0} cells reviewed · case: "
