@@ -47,7 +47,7 @@ class CellOutlineItem(QGraphicsPolygonItem):
         state = f"reviewed: {LABEL_NAMES.get(label, label)}" if reviewed else "not reviewed"
         self.setToolTip(f"<b>{cell.cell_id}</b><br>P(blast) = {cell.blast_probability:.3f}<br>"
                         f"model: {LABEL_NAMES.get(cell.label, cell.label)}<br>{state}"
-                        + ("<br>cut by the image border" if cell.partial else ""))
+                        + ("<br>cut by the image border: not counted" if cell.partial else ""))
 
     def paint(self, painter, option, widget=None):
         if self.selected:  # a halo that stands out on any stain
