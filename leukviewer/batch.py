@@ -112,7 +112,7 @@ def run(args) -> int:
         if bar is None:
             bar = tqdm(total=total, unit="image", file=sys.stderr)
         bar.update(1)
-        bar.set_postfix(cells=summary.white_cells + len(result.cells), blasts=summary.blasts)
+        bar.set_postfix(cells=summary.white_cells + result.counts()["white_cells"], blasts=summary.blasts)
 
     try:
         for result in analyze_folder(folder, classifier, recursive=args.recursive, kind=args.kind, summary=summary,
