@@ -298,7 +298,7 @@ def _run(args) -> int:
         if bar is None:
             bar = tqdm(total=total, unit="image", file=sys.stderr)
         bar.update(1)
-        bar.set_postfix(cells=summary.white_cells + len(result.cells), blasts=summary.blasts)
+        bar.set_postfix(cells=summary.white_cells + result.counts()["white_cells"], blasts=summary.blasts)
 
     def _write_result(result):
         for cell in result.cells:

@@ -83,9 +83,12 @@ def test_batch_writes_the_chosen_formats_together_and_refuses_to_overwrite(field
                                                      "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
     doc = json.loads((out / "cells.geojson").read_text())
-    assert len(doc["features"]) == summary["case"]["white_cells"] > 0
+    # Every cell is exported, cells cut by the border too (flagged); only whole cells are counted.
+    listed = summary["case"]["white_cells"] + summary["case"]["border_cells_excluded"]
+    assert len(doc["features"]) == listed > 0
     with open(out / "cells.csv", encoding="utf-8", newline="") as f:
-        assert len(list(csv.DictReader(f))) == summary["case"]["white_cells"]
+        rows = list(csv.DictReader(f))
+    assert len(rows) == listed and sum(r["partial"] == "false" for r in rows) == summary["case"]["white_cells"]
     from pypdf import PdfReader
 
     pages = PdfReader(str(out / "report.pdf")).pages

@@ -19,7 +19,10 @@ measured in the same field, so other magnifications work):
 3. Nucleus lobes closer than ``lobe_gap`` red cells are one cell (segmented neutrophils).
    A group too large for one cell is split by a distance-transform watershed, kept only if
    each part holds a whole nucleus and the parts meet at a narrow waist (two touching
-   cells), so lobed or granular cells (eosinophils) are not cut up.
+   cells), so lobed or granular cells (eosinophils) are not cut up. Then touching cells
+   (two side by side, clumps of blasts) are told apart: round nuclei at least ~1 red cell
+   thick and ``touch_peak_distance`` apart seed a flood of the group, kept only where every
+   part is one compact nucleus and the parts meet at a waist (``touch_*`` in ``PARAMS``).
 4. Violet objects that are small (platelets), thin (red-cell edge fringes, platelet clumps)
    or faint are dropped.
 5. The outline is the nucleus hull plus the cytoplasm around it: stained pixels clearly
@@ -381,16 +384,22 @@ PARAMS = {
     "split_min_thickness": 0.2,  # ... and each nucleus is at least this thick (2 x radius)
     "split_min_part": 1.2,  # ... and holds at least this much nucleus (red-cell areas)
     "split_neck": 0.7,  # ... and the two meet at a waist thinner than this of each
+    "touch_peak_distance": 0.8,  # touching cells: round nuclei whose centres are this far apart ...
+    "touch_min_thickness": 1.1,  # ... at least this thick (a segmented neutrophil's lobes are thinner)
+    "touch_min_part": 1.5,  # ... each holding this much nucleus (red-cell areas) ...
+    "touch_solidity": 0.7,  # ... as one compact mass (this much of its convex hull; lobes and granules are not)
+    "touch_neck": 0.5,  # ... meeting at a waist thinner than this of either nucleus
     "cyto_redness": 8.0,  # white-cell cytoplasm is less red than this (red minus blue) ...
     "cyto_margin": 8.0,  # ... and than the field's typical red cell by this much
     "reach": 1.0,  # cytoplasm extends at most this far beyond the nucleus hull
 }
 
 
-def _split_group(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndarray:
-    """Label image (int32, 0 = outside) splitting one nucleus group into cells.
+def _split_group(group: np.ndarray, nucleus: np.ndarray, rbc: float, split) -> np.ndarray:
+    """Label image (int32, 0 = outside) splitting one nucleus group into cells with ``split``
+    (``_split_padded`` or ``_split_touching``, given the group padded by 2 pixels).
 
-    Seeds are the thick parts of the nucleus group (distance-transform maxima at least
+    ``_split_padded``: seeds are the thick parts of the nucleus group (distance-transform maxima at least
     ``split_peak_distance`` red cells apart); a split is kept only when every part holds a
     whole cell's worth of nucleus and the parts meet at a narrow waist, so a multi-lobed
     nucleus or a granular cell is not cut into slivers.
@@ -401,7 +410,7 @@ def _split_group(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndarr
     nucleus = cv2.copyMakeBorder(
         nucleus.astype(np.uint8), 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=0
     )
-    return _split_padded(group, nucleus, rbc)[2:-2, 2:-2]
+    return split(group, nucleus, rbc)[2:-2, 2:-2]
 
 
 def _split_padded(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndarray:
@@ -446,6 +455,76 @@ def _split_padded(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndar
     return whole
 
 
+def _split_touching(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndarray:
+    """Label image of the touching cells in one (padded) nucleus group: two cells side by side,
+    a clump of blasts. Each part is one round nucleus; a split is kept only when every part is
+    thick, compact and large enough for a cell's nucleus and the parts meet at narrow waists,
+    so the lobes of one neutrophil or eosinophil stay one cell."""
+    distance = cv2.distanceTransform(group, cv2.DIST_L2, 5)
+    # Seeds: the centres of round nuclei (maxima of the distance to the group's edge, none
+    # higher within touch_peak_distance, at least touch_min_thickness thick). The lobes of a
+    # segmented neutrophil are thinner than that and seed nothing.
+    smooth = cv2.GaussianBlur(distance, (0, 0), max(1.0, rbc * 0.04))
+    peaks = smooth >= cv2.dilate(smooth, _disc(2.0 * rbc * PARAMS["touch_peak_distance"]))
+    peaks &= distance >= rbc * PARAMS["touch_min_thickness"] / 2.0
+    count, seeds = cv2.connectedComponents(peaks.astype(np.uint8), connectivity=8)
+    whole = (group > 0).astype(np.int32)
+    if count <= 2:
+        return whole
+    # Each seed's core: the part of the group around it at least touch_neck of its own depth.
+    # Two cells meet at a waist thinner than that, so their cores are apart; two seeds of one
+    # cell (a lobed or granular nucleus, an irregular blob) share one core and count once.
+    seeds_by_depth = sorted(
+        ((float(distance[seeds == label].max()), label) for label in range(1, count)), reverse=True
+    )
+    cores: list[np.ndarray] = []
+    for depth, label in seeds_by_depth:
+        ys, xs = np.nonzero(seeds == label)
+        within = (distance >= PARAMS["touch_neck"] * depth).astype(np.uint8)
+        _, parts = cv2.connectedComponents(within, connectivity=8)
+        core = parts == parts[ys[0], xs[0]]
+        if any((core & other).any() for other in cores):
+            continue
+        cores.append(core)
+    min_part = PARAMS["touch_min_part"] * np.pi * (rbc / 2.0) ** 2
+    flat = cv2.cvtColor((group == 0).astype(np.uint8) * 255, cv2.COLOR_GRAY2BGR)
+    cross = np.ones((3, 3), np.uint8)
+    while len(cores) >= 2:
+        # Every pixel of the group goes to the core it reaches first (a flood at equal speed).
+        markers = np.zeros(group.shape, np.int32)
+        for n, core in enumerate(cores, start=1):
+            markers[core] = n
+        outside = len(cores) + 1
+        markers[group == 0] = outside
+        cv2.watershed(flat, markers)
+        markers[(markers == outside) | (markers < 0) | (group == 0)] = 0
+        failing = set()
+        areas, depths, grown = [], [], []
+        for n in range(1, len(cores) + 1):
+            part = markers == n
+            own = (part & (nucleus > 0)).astype(np.uint8)
+            areas.append(int(own.sum()))
+            depths.append(float(distance[part].max(initial=0.0)))
+            grown.append(cv2.dilate(part.astype(np.uint8), cross) > 0)
+            # A cell's nucleus is one compact mass; half of a lobed or granular nucleus is not.
+            points = cv2.findNonZero(own)
+            hull = cv2.contourArea(cv2.convexHull(points)) if points is not None else 0.0
+            if areas[-1] < min_part or areas[-1] < PARAMS["touch_solidity"] * hull:
+                failing.add(n - 1)
+        for i in range(len(cores)):
+            for j in range(i + 1, len(cores)):
+                # Two cells meet at a waist thinner than touch_neck of either nucleus.
+                contact = grown[i] & grown[j]
+                if contact.any() and float(distance[contact].max()) > PARAMS["touch_neck"] * min(
+                    depths[i], depths[j]
+                ):
+                    failing.add(i if depths[i] < depths[j] else j)
+        if not failing:
+            return markers
+        del cores[min(failing, key=lambda k: areas[k])]  # not a cell of its own
+    return whole
+
+
 def _is_nucleus(part: np.ndarray, violet: np.ndarray, rbc: float) -> bool:
     """Whether one cell's nucleus pixels look like a white-cell nucleus.
 
@@ -480,11 +559,20 @@ def _nucleus_groups(
         if area < PARAMS["min_nucleus"] * rbc_area:
             continue
         if max(w, h) > PARAMS["split_extent"] * rbc or area > PARAMS["split_area"] * rbc_area:
-            parts = _split_group(group, nucleus, rbc)
+            parts = _split_group(group, nucleus, rbc, _split_padded)
         else:
             parts = (group > 0).astype(np.int32)
+        cells = []
         for part in range(1, int(parts.max()) + 1):
-            cell_nucleus = (parts == part) & nucleus
+            # Then round nuclei of touching cells (clumps of blasts, two cells side by side).
+            piece = parts == part
+            if int((piece & nucleus).sum()) < 2 * PARAMS["touch_min_part"] * rbc_area:
+                cells.append(piece)
+                continue
+            touching = _split_group(piece.astype(np.uint8) * 255, piece & nucleus, rbc, _split_touching)
+            cells.extend(touching == n for n in range(1, int(touching.max()) + 1))
+        for cell in cells:
+            cell_nucleus = cell & nucleus
             if not _is_nucleus(cell_nucleus, violet[window], rbc):
                 continue
             out[window][cell_nucleus] = next_label

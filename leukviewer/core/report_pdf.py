@@ -341,6 +341,9 @@ def _summary_block(case, st, width):
     if not reviewed:
         sentence = (f"{n} white cells in {case.image_counts()['analysed']} images: {s['blasts']} blasts "
                     f"({_percent(s['blast_percentage'])}) suggested by the model. No cell has been reviewed.")
+    if s["border_cells_excluded"]:
+        sentence += (f" {s['border_cells_excluded']} cells cut by the image border are shown and flagged but not "
+                     "counted.")
     flow.append(Paragraph(_p(sentence), st["base"]))
     flow.append(Paragraph("Blasts per 100 white cells counts uncertain cells in the denominator. " + _p(WHITE_CELLS_NOTE)
                           + (" Counts after review use the reviewer's label and type where there is one and the "

@@ -22,7 +22,7 @@ from .. import RUO_NOTICE
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
 from training.celltypes import cell_type_of_class
 
-from .results import ImageResult, count_cells
+from .results import ImageResult, count_cells, counted_cells
 from .review import ReviewSession, final_label, reviewed_counts
 
 FORMATS = ("pdf", "csv", "geojson")
@@ -302,7 +302,11 @@ class Case:
         return tuple(seen)
 
     def suggested_counts(self) -> dict:
-        return count_cells((c.label, c.cell_type) for c in self.cells())
+        """The model's counts over the counted cells (``counted_cells``: cells cut by the border are left out)."""
+        everything = self.cells()
+        cells = counted_cells(everything)
+        return {**count_cells((c.label, c.cell_type) for c in cells),
+                "border_cells_excluded": len(everything) - len(cells)}
 
     def reviewed_counts(self) -> dict:
         return reviewed_counts(self.cells(), self.session)

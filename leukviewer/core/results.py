@@ -45,6 +45,12 @@ def in_type_order(counts: dict[str, int]) -> dict[str, int]:
     return {t: counts[t] for t in [*CELL_TYPES, *sorted(set(counts) - set(CELL_TYPES))] if counts.get(t)}
 
 
+def counted_cells(cells, include_partial: bool = False) -> list:
+    """The cells that enter the counts: a cell cut by the image border is shown and flagged but, as on
+    CellaVision, not counted (part of it is outside the field, so it may be counted again in the next one)."""
+    return [c for c in cells if include_partial or not c.partial]
+
+
 @dataclass
 class Cell:
     cell_id: str                       # "<image relative path>#<n>", n from 1 in reading order
@@ -97,8 +103,11 @@ class ImageResult:
         return not self.status.startswith(STATUS_UNREADABLE)
 
     def counts(self) -> dict:
-        """The model's counts (``count_cells``)."""
-        return count_cells((c.label, c.cell_type) for c in self.cells)
+        """The model's counts (``count_cells``) of the cells that count (``counted_cells``);
+        ``border_cells_excluded``: the cells cut by the border, shown but not counted."""
+        cells = counted_cells(self.cells)
+        return {**count_cells((c.label, c.cell_type) for c in cells),
+                "border_cells_excluded": len(self.cells) - len(cells)}
 
     def to_dict(self, with_cells: bool = False) -> dict:
         d = {"image": self.image, "status": self.status, "kind": self.kind, "width": self.width,
@@ -131,6 +140,7 @@ class CaseSummary:
     blasts: int = 0
     uncertain: int = 0
     cell_types: dict[str, int] = field(default_factory=dict)
+    border_cells_excluded: int = 0     # cells cut by the image border: shown, not counted
     skipped_files: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     cancelled: bool = False
@@ -148,6 +158,7 @@ class CaseSummary:
         self.uncertain += c["uncertain"]
         for cell_type, n in c["cell_types"].items():
             self.cell_types[cell_type] = self.cell_types.get(cell_type, 0) + n
+        self.border_cells_excluded += c["border_cells_excluded"]
         if not result.cells:
             self.images_without_cells += 1
 
@@ -163,6 +174,6 @@ class CaseSummary:
                 "blasts": self.blasts, "uncertain": self.uncertain,
                 "normal": self.white_cells - self.blasts - self.uncertain,
                 "blast_percentage": self.blast_percentage, "blasts_per_100_white_cells": self.blast_percentage,
-                "cell_types": in_type_order(self.cell_types),
+                "cell_types": in_type_order(self.cell_types), "border_cells_excluded": self.border_cells_excluded,
                 "white_cells_note": WHITE_CELLS_NOTE, "skipped_files": self.skipped_files,
                 "failures": self.failures, "cancelled": self.cancelled}

@@ -29,7 +29,7 @@ from training.modelfolder import atomic_write_text
 from training.celltypes import BLAST, CELL_TYPES
 
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABELS, cell_type_for
-from .results import count_cells
+from .results import count_cells, counted_cells
 
 FORMAT = "leukviewer-review"
 FORMAT_VERSION = 1
@@ -409,9 +409,15 @@ def type_after_review(cell, review: CellReview | None) -> str:
 
 def reviewed_counts(cells, session: ReviewSession | None) -> dict:
     """Counts after review (``results.count_cells`` of the labels and types after review), with the numbers of
-    reviewed cells and of cells whose label or type the reviewer changed."""
+    reviewed cells and of cells whose label or type the reviewer changed.
+
+    Cells cut by the image border are not counted (``results.counted_cells``); ``border_cells_excluded`` says how
+    many were left out."""
+    everything = cells
+    cells = counted_cells(cells)
     counts = count_cells((final_label(c, session), final_type(c, session)) for c in cells)
     reviewed = [c for c in cells if session and c.cell_id in session.reviews]
     changed = [c for c in reviewed if session.reviewed_label(c.cell_id) != c.label
                or final_type(c, session) != c.cell_type]
-    return {**counts, "reviewed": len(reviewed), "changed": len(changed)}
+    return {**counts, "reviewed": len(reviewed), "changed": len(changed),
+            "border_cells_excluded": len(everything) - len(cells)}

@@ -26,7 +26,8 @@ TYPE_COLUMNS = ["cell_type", "reviewed_cell_type", "final_cell_type"]
 
 IMAGE_COLUMNS = ["folder", "image", "status", "kind", "width", "height", "um_per_px", "scale_source", "white_cells",
                  "blasts", "uncertain",
-                 "normal", "blast_percentage", "reviewed_cells", "changed_cells", "blasts_after_review",
+                 "normal", "blast_percentage", "border_cells_excluded", "reviewed_cells", "changed_cells",
+                 "blasts_after_review",
                  "uncertain_after_review", "normal_after_review", "blast_percentage_after_review",
                  "non_white_cells", "non_white_cells_after_review"]
 
@@ -74,7 +75,7 @@ def image_row(result, folder: str = "", after_review: dict | None = None) -> lis
     r = after_review or {}
     values = [folder, d["image"], d["status"], d["kind"], d["width"], d["height"], d["um_per_px"] or "",
               d["scale_source"], d["white_cells"], d["blasts"],
-              d["uncertain"], d["normal"], d["blast_percentage"], r.get("reviewed", 0), r.get("changed", 0),
+              d["uncertain"], d["normal"], d["blast_percentage"], d["border_cells_excluded"], r.get("reviewed", 0), r.get("changed", 0),
               r.get("blasts", d["blasts"]), r.get("uncertain", d["uncertain"]), r.get("normal", d["normal"]),
               r.get("blast_percentage", d["blast_percentage"]), d["non_white_cells"],
               r.get("non_white_cells", d["non_white_cells"])]

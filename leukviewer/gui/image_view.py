@@ -56,7 +56,7 @@ class CellOutlineItem(QGraphicsPolygonItem):
             kind += f" (model: {CELL_TYPES.get(cell.cell_type, cell.cell_type)})"
         self.setToolTip(f"<b>{cell.cell_id}</b><br>Type: {kind}<br>P(blast) = {cell.blast_probability:.3f}<br>"
                         f"model: {LABEL_NAMES.get(cell.label, cell.label)}<br>{state}"
-                        + ("<br>cut by the image border" if cell.partial else ""))
+                        + ("<br>cut by the image border: not counted" if cell.partial else ""))
 
     def paint(self, painter, option, widget=None):
         if self.selected:  # a halo that stands out on any stain

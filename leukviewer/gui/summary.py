@@ -167,6 +167,7 @@ class SummaryPanel(QWidget):
             + (("<tr><th align='left' colspan='5'>White cells by type</th></tr>" + differential) if differential
                else "")
             + row("Not white cells (not counted)", "non_white_cells")
+            + row("Cut by border (not counted)", "border_cells_excluded")
             + "</table>"
             f"<div style='color:#555'>{title}: {reviewed_img if reviewed_img is not None else 0} of "
             f"{image_model.get('cells') or 0} cells reviewed · case: "

@@ -105,8 +105,10 @@ def test_each_pbc_white_cell_is_found_once_near_the_centre(shared_data: Path) ->
         regions = find_white_cells(rgb)
         central = [r for r in regions if _central(r, rgb.shape)]
         assert len(central) == 1, f"{path.name}: {[r.bbox for r in regions]}"
-        # Neighbours cut by the crop's edge (PBC crops sometimes hold one) must say so.
-        assert all(r.partial for r in regions if r not in central), path.name
+        # Neighbours cut by the crop's edge (PBC crops sometimes hold one) must say so. ERB_237315 holds a
+        # second whole erythroblast touching the central one from below: found as a cell of its own.
+        whole_neighbours = [r for r in regions if r not in central and not r.partial]
+        assert len(whole_neighbours) == (path.name == "ERB_237315.jpg"), path.name
         cell = central[0]
         assert not cell.partial and 0 < cell.nucleus_area <= cell.area
 
@@ -261,3 +263,53 @@ def test_rejects_non_rgb_input() -> None:
         find_white_cells(np.zeros((64, 64), np.uint8))
     with pytest.raises(ValueError):
         classify_image_kind(np.zeros((64, 64, 3), np.float32))
+
+
+# ------------------------------------------------------------------- touching cells
+
+
+def _place_beside(host: np.ndarray, cell: CellRegion, source: np.ndarray, overlap: int) -> tuple[np.ndarray, tuple]:
+    """``host`` with the pixels inside ``cell``'s outline (from ``source``) pasted against the right side of
+    the host's own white cell, ``overlap`` pixels into it; returns the image and the pasted cell's box."""
+    own = find_white_cells(host)[0]
+    ys, xs = np.nonzero(cell.mask(source.shape) > 0)
+    dx = own.bbox[0] + own.bbox[2] - overlap - cell.bbox[0]
+    dy = own.bbox[1] + own.bbox[3] // 2 - (cell.bbox[1] + cell.bbox[3] // 2)
+    inside = (ys + dy >= 0) & (ys + dy < host.shape[0]) & (xs + dx < host.shape[1])
+    out = host.copy()
+    out[ys[inside] + dy, xs[inside] + dx] = source[ys[inside], xs[inside]]
+    x, y, w, h = cell.bbox
+    return out, (x + dx, y + dy, x + dx + w, y + dy + h)
+
+
+@pytest.mark.parametrize("guest, overlap", [("BloodImage_00400", 15), ("BloodImage_00265", 30)])
+def test_two_touching_white_cells_are_two_cells(shared_data: Path, guest: str, overlap: int) -> None:
+    # The lymphocyte of BCCD 00283 with a second real white cell of another field laid against it, their
+    # cytoplasms touching (as two cells of a smear, or two blasts of a clump): two outlines, one per cell.
+    # (Before touching cells were split, both got one outline.) The guest of 00400 has a lobed nucleus:
+    # it stays one cell.
+    folder = shared_data / "bccd" / "JPEGImages"
+    host = _read(folder / "BloodImage_00283.jpg")
+    source = _read(folder / f"{guest}.jpg")
+    rbc = estimate_rbc_diameter(host)
+    image, guest_box = _place_beside(host, find_white_cells(source)[0], source, overlap)
+    host_box = _corners(find_white_cells(host)[0])
+    found = [_corners(r) for r in find_white_cells(image, rbc_diameter=rbc)]
+    assert len(found) == 2, found
+    assert max(_box_iou(host_box, f) for f in found) > 0.7
+    assert max(_box_iou(guest_box, f) for f in found) > 0.7
+
+
+def test_touching_white_cells_of_the_full_bccd_set_are_both_found(shared_data: Path) -> None:
+    # BCCD 00176 (two cells side by side) and 00313 (a lymphocyte cut by the border against a neutrophil)
+    # are in the full set only: this runs with LEUKVIEWER_DATA pointing at it.
+    root = shared_data / "bccd"
+    names = ["BloodImage_00176", "BloodImage_00313"]
+    if not all((root / "JPEGImages" / f"{n}.jpg").is_file() for n in names):
+        pytest.skip("the full BCCD set is not under LEUKVIEWER_DATA")
+    for name in names:
+        truth = _wbc_boxes(root / "Annotations" / f"{name}.xml")
+        found = [_corners(r) for r in find_white_cells(_read(root / "JPEGImages" / f"{name}.jpg"))]
+        assert len(truth) == 2 and len(found) == 2, (name, found)
+        for box in truth:
+            assert max(_box_iou(box, f) for f in found) >= 0.5, (name, box, found)

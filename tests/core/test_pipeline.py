@@ -128,13 +128,22 @@ def test_batch_cli_writes_csv_and_summary(shared_data, tiny_model_dir, tmp_path)
     assert run.returncode == 0, run.stderr
     rows = list(csv.DictReader((out / "cells.csv").open(encoding="utf-8")))
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["case"]["white_cells"] == len(rows) > 0
+    # Every cell is listed, cells cut by the field's border flagged; those are left out of the counts (as
+    # CellaVision does) and their number is reported in the summary and in images.csv.
+    whole = [r for r in rows if r["partial"] == "false"]
+    cut = [r for r in rows if r["partial"] == "true"]
+    assert len(whole) + len(cut) == len(rows) and whole and cut
+    assert summary["case"]["white_cells"] == len(whole)
+    assert summary["case"]["border_cells_excluded"] == len(cut)
+    images = list(csv.DictReader((out / "images.csv").open(encoding="utf-8")))
+    assert sum(int(r["border_cells_excluded"]) for r in images) == len(cut)
+    assert sum(int(r["white_cells"]) for r in images) == len(whole)
     assert summary["case"]["images_processed"] == 30
     assert summary["notice"] == "For Research Use Only. Not for use in diagnostic procedures."
     for key in ("image", "cell_id", "x", "y", "width", "height", "area", "p_blast", "label", "partial",
                 "model_version"):
         assert key in rows[0]
-    assert sum(r["label"] == "ALL" for r in rows) == summary["case"]["blasts"]
+    assert sum(r["label"] == "ALL" for r in whole) == summary["case"]["blasts"]
     # a second run refuses to overwrite silently
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 2 and "--overwrite" in again.stderr

@@ -99,8 +99,12 @@ def test_cells_csv_rows_match_the_pipeline_results(case, tmp_path):
         row, counts = by_image[result.image], result.counts()
         assert row["status"] == result.status and int(row["white_cells"]) == counts["white_cells"]
         assert int(row["blasts"]) == counts["blasts"] and int(row["uncertain"]) == counts["uncertain"]
-    assert sum(int(r["reviewed_cells"]) for r in images) == 2
-    assert sum(int(r["changed_cells"]) for r in images) == 1
+    # Per-image counts are of the counted cells: a reviewed cell cut by the border is not among them.
+    counted_reviewed = [c for c in cells.values() if session.reviewed_label(c.cell_id) and not c.partial]
+    assert sum(int(r["reviewed_cells"]) for r in images) == len(counted_reviewed)
+    assert sum(int(r["changed_cells"]) for r in images) == sum(
+        session.reviewed_label(c.cell_id) != c.label for c in counted_reviewed)
+    assert sum(int(r["border_cells_excluded"]) for r in images) == sum(c.partial for c in cells.values())
 
 
 def test_a_formula_in_a_file_name_comes_out_neutralised(case, tmp_path):
@@ -132,13 +136,19 @@ def test_pdf_has_header_counts_hash_and_ruo_on_every_page(case, tmp_path):
     for page in pages:
         assert RUO_NOTICE in page
     text = " ".join(pages)
-    n = sum(len(r.cells) for r in results)
-    blasts = sum(c.label == "ALL" for r in results for c in r.cells)
+    # Counted: the cells not cut by the image border; those are shown but said to be left out.
+    counted = [c for r in results for c in r.cells if not c.partial]
+    n, cut = len(counted), sum(c.partial for r in results for c in r.cells)
+    blasts = sum(c.label == "ALL" for c in counted)
+    reviewed = [c for c in counted if session.reviewed_label(c.cell_id)]
+    changed = sum(session.reviewed_label(c.cell_id) != c.label for c in reviewed)
+    assert cut > 0
+    assert f"{cut} cells cut by the image border are shown and flagged but not counted" in " ".join(text.split())
     assert info.sha256 in pages[0]
     assert "Case 17 <smear>" in pages[0] and REVIEWER in pages[0] and "leukviewer 0.1.0" in pages[0]
     assert f"{info.threshold:.3f}" in pages[0] and f"{info.uncertainty_band[0]:.3f}" in pages[0]
     assert f"{n} white cells in {len(results)} images: {blasts} blasts" in text
-    assert f"Reviewed: 2 of {n} cells (1 changed)" in text
+    assert f"Reviewed: {len(reviewed)} of {n} cells ({changed} changed)" in text
     assert re.search(rf"White cells {n} {n}\b", text)
     assert "Method and limitations" in text and "Sign-off" in text
     assert "=cmd.png" in text                               # per-image table

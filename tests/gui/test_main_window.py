@@ -37,19 +37,27 @@ def test_bccd_case_overlays_summary_and_screenshot(qtbot, make_window, tiny_mode
     got = window.summary.to_dict()
     assert {k: got[k] for k in CASE_KEYS} == {k: expected["case"][k] for k in CASE_KEYS}
     assert window.summary_panel.case_counts["model"]["white_cells"] == expected["case"]["white_cells"]
+    assert window.summary_panel.case_counts["model"]["border_cells_excluded"] == expected["case"][
+        "border_cells_excluded"] > 0
+    assert "Cut by border (not counted)" in window.summary_panel.table.text()
     per_image = {d["image"]: d for d in expected["images"]}
     for name, row in window.rows.items():
         assert row.text(2) == str(per_image[name]["white_cells"])
         assert row.text(3) == str(per_image[name]["blasts"])
-    assert sum(window.summary_panel.histogram.counts) == expected["case"]["white_cells"]
+    # Cells cut by the border are drawn (and in the histogram) but left out of the counts.
+    all_cells = expected["case"]["white_cells"] + expected["case"]["border_cells_excluded"]
+    assert sum(window.summary_panel.histogram.counts) == all_cells
 
     # One outline per cell the pipeline found, image by image.
     overlays = 0
     for name in window.image_names:
         window.show_image(name)
-        assert len(window.view.overlay_items()) == per_image[name]["white_cells"]
+        assert len(window.view.overlay_items()) == (per_image[name]["white_cells"]
+                                                    + per_image[name]["border_cells_excluded"])
         overlays += len(window.view.overlay_items())
-    assert overlays == expected["case"]["white_cells"] > 0
+        for item in window.view.overlay_items():  # a cell cut by the border says it is not counted
+            assert ("cut by the image border: not counted" in item.toolTip()) == item.cell.partial
+    assert overlays == all_cells > expected["case"]["white_cells"] > 0
     assert sum(window.gallery.groups[label].count() for label in ("ALL", "UNCERTAIN", "HEM")) == overlays
 
     # Probability on hover, the RUO notice always there, model and device in the status bar.
