@@ -92,6 +92,10 @@ class CellClassifier:
             return np.zeros(0)
         return self.engine.probabilities(np.asarray(prepared))[:, self._blast_index]
 
+    def decided_class(self, p_blast: float) -> str:
+        """The class the decision rests on: ALL at or above the threshold, else HEM (an UNCERTAIN cell too)."""
+        return LABEL_BLAST if p_blast >= self.info.threshold else LABEL_NORMAL
+
     def label_for(self, p_blast: float) -> str:
         """ALL / HEM by the model's threshold; UNCERTAIN strictly inside its uncertainty band."""
         lo, hi = self.info.uncertainty_band

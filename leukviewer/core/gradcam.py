@@ -124,3 +124,44 @@ def cell_heatmap(classifier, crop: np.ndarray, label: str = "ALL", cam: GradCam 
     prepared = classifier.prepare(crop)
     heat = cam(prepared, classifier.info.class_names.index(label))
     return map_to_crop(heat, crop, classifier.model.preprocessing)
+
+
+# The colour scale of every heat map the application draws (overlay and legend alike): low attention blue,
+# high red (OpenCV's JET, as most Grad-CAM figures use).
+COLOUR_SCALE = "jet"
+EMPTY_MAP_LEVEL = 1e-6      # a map whose maximum is below this is "empty": no region raised the class's score
+ALPHA_FLOOR = 0.15          # heat below this is transparent, so the morphology shows wherever the model did not look
+
+
+def is_empty(heat: np.ndarray) -> bool:
+    """True when Grad-CAM found no positive evidence for the class anywhere (the map is all zeros)."""
+    return heat.size == 0 or float(np.max(heat)) < EMPTY_MAP_LEVEL
+
+
+def colour_scale(values: np.ndarray) -> np.ndarray:
+    """RGB uint8 colours of heat values in [0, 1] (any shape -> shape + (3,)) on the application's colour scale."""
+    import cv2
+
+    values = np.asarray(values, np.float32)
+    levels = np.uint8(np.round(np.clip(values, 0.0, 1.0) * 255)).reshape(-1, 1)
+    rgb = cv2.applyColorMap(levels, cv2.COLORMAP_JET)[:, 0, ::-1]
+    return np.ascontiguousarray(rgb.reshape(values.shape + (3,)))
+
+
+def heat_rgba(heat: np.ndarray) -> np.ndarray:
+    """The heat map as RGBA uint8 for drawing over the cell: coloured by :func:`colour_scale`, its alpha rising
+    from 0 at ALPHA_FLOOR to opaque at the peak (the viewer's opacity setting scales the whole layer)."""
+    heat = np.clip(np.asarray(heat, np.float32), 0.0, 1.0)
+    alpha = np.clip((heat - ALPHA_FLOOR) / (1.0 - ALPHA_FLOOR), 0.0, 1.0)
+    return np.dstack([colour_scale(heat), np.uint8(np.round(alpha * 255))])
+
+
+def warm_up(classifier, cam: GradCam | None = None, should_stop=lambda: False) -> GradCam | None:
+    """Build Grad-CAM for ``classifier`` and run it once on a blank input, so the first map a reviewer asks for
+    does not pay for building the split network and tracing the gradient. None when stopped before the end."""
+    cam = cam or GradCam(classifier.model.network)
+    if should_stop():
+        return None
+    size = classifier.input_size
+    cam(np.zeros((size, size, 3), np.float32), 0)
+    return cam

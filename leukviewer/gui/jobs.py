@@ -220,21 +220,37 @@ def cell_thumbnails(path: Path, cells: list[Cell], size: int = THUMBNAIL_SIZE) -
 @dataclass
 class CellHeatmap:
     cell_id: str
-    qimage: QImage              # RGBA, the heat map coloured, transparent where the map is 0
+    qimage: QImage              # RGBA, the heat map on the application's colour scale, transparent where it is low
     left: int                   # where the crop's top-left corner lies in the image (file pixels)
     top: int
     seconds: float
+    class_name: str = ""        # the class the map explains (the one the decision rests on)
+    empty: bool = False         # no region raised that class's score: nothing to draw
 
 
-def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, label: str = "ALL") -> CellHeatmap:
-    """Grad-CAM of one cell for ``label``, as a transparent overlay positioned in image pixels."""
-    import cv2
+def warm_up_gradcam(model_dir: str | Path | None, worker=None) -> float:
+    """Build the model's Grad-CAM and run it once (seconds taken), so the reviewer's first map comes quickly."""
+    from ..core.gradcam import warm_up
 
-    from ..core.gradcam import cell_heatmap
+    should_stop = worker.is_cancelled if worker is not None else (lambda: False)
+    t0 = time.perf_counter()
+    model = load_model(model_dir)
+    if should_stop():
+        return 0.0
+    warm_up(model.classifier, model.gradcam(), should_stop)
+    return time.perf_counter() - t0
+
+
+def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, label: str | None = None
+                 ) -> CellHeatmap:
+    """Grad-CAM of one cell, as a transparent overlay positioned in image pixels. ``label`` None: the class the
+    decision rests on (ALL at or above the model's threshold, else HEM), so a normal cell's map is not blank."""
+    from ..core.gradcam import cell_heatmap, heat_rgba, is_empty
     from ..core.localize import CellRegion, crop_cell
 
     t0 = time.perf_counter()
     model = load_model(model_dir)
+    label = label or model.classifier.decided_class(cell.blast_probability)
     rgb = read_image(image_path)
     region = CellRegion(bbox=tuple(cell.bbox), outline=np.asarray(cell.outline, np.int32), centroid=cell.centroid,
                         area=cell.area, nucleus_area=0, partial=cell.partial)
@@ -244,7 +260,5 @@ def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, lab
     x, y, w, h = cell.bbox
     side = crop.shape[0]
     left, top = int(math.floor(x + w / 2 - side / 2)), int(math.floor(y + h / 2 - side / 2))
-    coloured = cv2.applyColorMap(np.uint8(np.round(heat * 255)), cv2.COLORMAP_JET)[:, :, ::-1]
-    alpha = np.uint8(np.clip(heat * 1.4, 0, 1) * 170)
-    rgba = np.dstack([coloured, alpha])
-    return CellHeatmap(cell.cell_id, rgb_to_qimage(rgba), left, top, time.perf_counter() - t0)
+    return CellHeatmap(cell.cell_id, rgb_to_qimage(heat_rgba(heat)), left, top, time.perf_counter() - t0,
+                       label, is_empty(heat))
