@@ -45,6 +45,13 @@ class LoadedModel:
     folder: Path
     _gradcam: object = None
     _gradcam_lock: threading.Lock = field(default_factory=threading.Lock)
+    # One network, one user at a time: Grad-CAM traces a graph through the same Keras layers the analysis runs,
+    # and doing both at once from two threads has crashed TensorFlow (a segfault while tracing).
+    network_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def serialised(self) -> "_SerialisedClassifier":
+        """The classifier, its network calls taken under ``network_lock`` (for the analysis worker)."""
+        return _SerialisedClassifier(self.classifier, self.network_lock)
 
     def gradcam(self):
         from ..core.gradcam import GradCam
@@ -53,6 +60,20 @@ class LoadedModel:
             if self._gradcam is None:
                 self._gradcam = GradCam(self.classifier.model.network)
             return self._gradcam
+
+
+class _SerialisedClassifier:
+    """A CellClassifier whose batches wait while Grad-CAM uses the same network (everything else passes through)."""
+
+    def __init__(self, classifier: CellClassifier, lock):
+        self._classifier, self._lock = classifier, lock
+
+    def blast_probabilities(self, prepared):
+        with self._lock:
+            return self._classifier.blast_probabilities(prepared)
+
+    def __getattr__(self, name):
+        return getattr(self._classifier, name)
 
 
 _models: dict[tuple, LoadedModel] = {}
@@ -153,7 +174,7 @@ def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | N
         yield ImageDone(cached, cell_thumbnails(path, cached.cells), True, done, total)
     if not todo or should_stop():
         return
-    classifier = load_model(model_dir).classifier
+    classifier = load_model(model_dir).serialised()
     for result in analyze_images(todo, root, classifier, should_stop=should_stop, max_pending_images=1):
         if store is not None and result.ok:
             try:
@@ -237,7 +258,8 @@ def warm_up_gradcam(model_dir: str | Path | None, worker=None) -> float:
     model = load_model(model_dir)
     if should_stop():
         return 0.0
-    warm_up(model.classifier, model.gradcam(), should_stop)
+    with model.network_lock:
+        warm_up(model.classifier, model.gradcam(), should_stop)
     return time.perf_counter() - t0
 
 
@@ -255,7 +277,8 @@ def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, lab
     region = CellRegion(bbox=tuple(cell.bbox), outline=np.asarray(cell.outline, np.int32), centroid=cell.centroid,
                         area=cell.area, nucleus_area=0, partial=cell.partial)
     crop = crop_cell(rgb, region, mask_background=True)
-    heat = cell_heatmap(model.classifier, crop, label, cam=model.gradcam())
+    with model.network_lock:
+        heat = cell_heatmap(model.classifier, crop, label, cam=model.gradcam())
     # The same square crop_cell cut: its corner in image pixels.
     x, y, w, h = cell.bbox
     side = crop.shape[0]

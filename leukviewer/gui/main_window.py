@@ -39,6 +39,7 @@ STATUS_NO_MODEL = "not analysed (no model)"
 REFRESH_MS = 300          # gallery and counts refresh while results stream in
 HISTOGRAM_MS = 1000       # the histogram is redrawn (in a worker) at most this often during a run
 POSITION_SAVE_MS = 800    # the reviewer's position is saved after they stop moving
+GRADCAM_WARM_UP_DELAY_MS = 1500   # after the model loads, unless an analysis is running (then after it)
 
 
 def _format_eta(seconds: float) -> str:
@@ -127,6 +128,16 @@ def no_images_message(folder: Path, subfolders_included: bool, in_subfolders: in
                 "File → Include sub-folders to analyse them.")
     return (f"No images in {folder} ({kinds}). Sub-folders are not included: File → Include sub-folders "
             "adds their images.")
+
+
+PREFERRED_SIZE = QSize(1500, 900)
+SMALLEST_SCREEN = QSize(1366, 768)    # the layout fits this (tests/gui/test_layout.py)
+
+
+def initial_window_size(available: QSize | None) -> QSize:
+    """The window's size at start: 1500x900, or the screen's free area when that is smaller (a 1366x768
+    laptop), so the research-use notice, the status bar and the counts are never below the screen's edge."""
+    return PREFERRED_SIZE if available is None else PREFERRED_SIZE.boundedTo(available)
 
 
 class MainWindow(QMainWindow):
@@ -415,14 +426,14 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"Device: {model.device}")
         self.summary_panel.histogram.set_decision(info.threshold, info.uncertainty_band)
         self._gradcam_ready = False
-        if not self.is_analysing():  # else when the analysis ends: both would compete for the same cores
-            self._warm_up_gradcam()
+        # A moment later, so a case opened at once analyses first; during an analysis it waits for its end.
+        QTimer.singleShot(GRADCAM_WARM_UP_DELAY_MS, self, self._warm_up_gradcam)
         emit(self.modelLoaded)
 
     def _warm_up_gradcam(self) -> None:
         """Build and trace the loaded model's Grad-CAM in a worker, so the reviewer's first map comes quickly."""
         model = self.loaded_model
-        if model is None or self._gradcam_ready or self._closed or (
+        if model is None or self._gradcam_ready or self._closed or self.is_analysing() or (
                 self._gradcam_warm_up is not None and not self._gradcam_warm_up.is_finished()):
             return
         self._gradcam_warm_up = self._start(jobs.warm_up_gradcam, model.folder, name="gradcam-warm-up",
@@ -1149,16 +1160,13 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     def sizeHint(self):
-        return QSize(1500, 900)
+        return QSize(PREFERRED_SIZE)
 
     def _initial_size(self) -> QSize:
-        """1500x900, or the screen's free area when that is smaller (a 1366x768 laptop): nothing cut off."""
         from PySide6.QtGui import QGuiApplication
 
-        size = QSize(1500, 900)
         screen = QGuiApplication.primaryScreen()
         # The offscreen platform's 800x800 "screen" is a placeholder, not a display a window must fit.
         if screen is None or QGuiApplication.platformName() == "offscreen":
-            return size
-        available = screen.availableGeometry().size()
-        return size.boundedTo(available)
+            return initial_window_size(None)
+        return initial_window_size(screen.availableGeometry().size())

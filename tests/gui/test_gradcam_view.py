@@ -83,16 +83,23 @@ def test_an_empty_map_is_said_in_words(qtbot, make_window, case_folder, monkeypa
     assert "off" in window.cell_panel.gradcam_label.text()
 
 
-def test_gradcam_is_warmed_up_in_a_worker_after_the_model_loads(qtbot, make_window, case_folder):
+def test_gradcam_is_warmed_up_in_a_worker_after_the_model_loads(qtbot, make_window):
     window = make_window()
-    assert window._gradcam_warm_up is not None           # started when the model loaded (no case open)
+    qtbot.waitUntil(lambda: window._gradcam_warm_up is not None, timeout=10_000)   # started in a worker
     qtbot.waitUntil(lambda: window._gradcam_ready, timeout=60_000)
-    assert window.loaded_model._gradcam is not None      # built before anyone pressed G
+    assert window.loaded_model._gradcam is not None      # built (and traced) before anyone pressed G
 
 
-def test_closing_the_window_cancels_the_warm_up(qtbot, make_window):
+def test_gradcam_warm_up_waits_for_the_analysis_and_closing_cancels_it(qtbot, make_window, case_folder):
     window = make_window()
+    with qtbot.waitSignal(window.imageAnalysed, timeout=60_000):
+        window.open_folder(case_folder("warm-later", n=4))
+    qtbot.wait(1_600)                                     # past the warm-up's delay, during the analysis
+    if window.is_analysing():
+        assert window._gradcam_warm_up is None            # the analysis has the cores first
+    qtbot.waitUntil(lambda: not window.is_analysing(), timeout=120_000)
+    qtbot.waitUntil(lambda: window._gradcam_warm_up is not None, timeout=10_000)
     worker = window._gradcam_warm_up
-    window.close()                                        # waits for workers: none is left running
-    assert worker.is_cancelled() or worker.is_finished()
+    assert worker is not None                             # started when the analysis ended
+    window.close()                                        # cancels it and waits: nothing left running
     assert worker.is_finished()

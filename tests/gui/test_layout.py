@@ -85,3 +85,14 @@ def test_the_window_fits_1366x768_with_notice_model_bar_and_counts_in_view(qtbot
     for name, value in window.cell_panel.values.items():
         if value.isVisibleTo(window.cell_panel):
             assert _inside(window, value), f"the selected cell's {name} is cut off"
+
+
+def test_the_window_starts_no_larger_than_the_screen():
+    from PySide6.QtCore import QSize
+
+    from leukviewer.gui.main_window import initial_window_size
+
+    assert initial_window_size(QSize(1366, 768)) == QSize(1366, 768)
+    assert initial_window_size(QSize(1366, 728)) == QSize(1366, 728)     # a panel takes 40 px
+    assert initial_window_size(QSize(1920, 1080)) == QSize(1500, 900)
+    assert initial_window_size(None) == QSize(1500, 900)
