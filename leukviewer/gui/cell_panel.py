@@ -14,7 +14,8 @@ from ..core.gradcam import colour_scale
 from .signals import emit
 from .style import LABEL_NAMES, hex_colour
 
-THUMBNAIL_SIDE = 88
+THUMBNAIL_SIDE = 76
+_BREAK = "\u200b"     # a zero-width space: lets a long file name wrap after _ / # . instead of being cut off
 FIELDS = ("Cell", "Image", "P(blast)", "Cell type", "Model", "Reviewer's label", "Reviewed by", "Reviewed at",
           "Cut by border")
 
@@ -32,6 +33,12 @@ class SelectedCell:
     partial: bool
     cell_type: str | None = None
     thumbnail: QImage | None = None
+
+
+def _breakable(text: str) -> str:
+    for separator in "_/#.-":
+        text = text.replace(separator, separator + _BREAK)
+    return text
 
 
 def _label_html(label: str | None) -> str:
@@ -77,6 +84,7 @@ class CellPanel(QFrame):
             value.setTextFormat(Qt.TextFormat.RichText)
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            value.setWordWrap(True)
             caption = QLabel(f"<span style='color:#555'>{name}</span>")
             form.addRow(caption, value)
             self.values[name], self._names[name] = value, caption
@@ -127,14 +135,14 @@ class CellPanel(QFrame):
         if cell is None:
             for value in self.values.values():
                 value.setText("–")
-            self.values["Cell"].setText("<span style='color:#777'>none: click a cell, or press J</span>")
+            self.values["Cell"].setText("<span style='color:#777'>none (click one, or J)</span>")
             self.thumbnail.clear()
             self._show_cell_type(False)
             return
         v = self.values
-        v["Cell"].setText(f"<b>{cell.cell_id}</b>")
+        v["Cell"].setText(f"<b>{_breakable(cell.cell_id)}</b>")
         v["Cell"].setToolTip(cell.cell_id)
-        v["Image"].setText(cell.image)
+        v["Image"].setText(_breakable(cell.image))
         v["Image"].setToolTip(cell.image)
         v["P(blast)"].setText(f"{cell.blast_probability:.3f}")
         v["Model"].setText(_label_html(cell.model_label))
@@ -166,7 +174,7 @@ class CellPanel(QFrame):
             if value.isVisibleTo(self):
                 document = QTextDocument()
                 document.setHtml(value.text())
-                out[name] = document.toPlainText()
+                out[name] = document.toPlainText().replace(_BREAK, "")
         return out
 
     def set_gradcam_status(self, text: str) -> None:

@@ -131,7 +131,6 @@ def no_images_message(folder: Path, subfolders_included: bool, in_subfolders: in
 
 
 PREFERRED_SIZE = QSize(1500, 900)
-SMALLEST_SCREEN = QSize(1366, 768)    # the layout fits this (tests/gui/test_layout.py)
 
 
 def initial_window_size(available: QSize | None) -> QSize:
@@ -436,8 +435,9 @@ class MainWindow(QMainWindow):
         if model is None or self._gradcam_ready or self._closed or self.is_analysing() or (
                 self._gradcam_warm_up is not None and not self._gradcam_warm_up.is_finished()):
             return
-        self._gradcam_warm_up = self._start(jobs.warm_up_gradcam, model.folder, name="gradcam-warm-up",
-                                            on_returned=lambda seconds, f=model.folder: self._on_gradcam_warm(f, seconds),
+        folder = model.folder
+        self._gradcam_warm_up = self._start(jobs.warm_up_gradcam, folder, name="gradcam-warm-up",
+                                            on_returned=lambda seconds: self._on_gradcam_warm(folder, seconds),
                                             on_errored=lambda error: log.info("Grad-CAM warm-up failed: %s", error))
 
     def _on_gradcam_warm(self, folder: Path, seconds: float) -> None:

@@ -85,7 +85,7 @@ class ProbabilityHistogram(QLabel):
         self.case: list[float] = []
         self.image: list[float] = []
         self.counts = np.zeros(len(BINS) - 1, int)
-        self.legend = QLabel(histogram_legend(self.threshold, self.band))
+        self.legend = QLabel("The model's threshold and uncertain band are marked when it has loaded.")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color:#444; font-size:11px")
