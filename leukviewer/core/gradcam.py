@@ -149,7 +149,8 @@ def cell_heatmap(classifier, crop: np.ndarray, label: str = "ALL", cam: GradCam 
 # high red (OpenCV's JET, as most Grad-CAM figures use).
 COLOUR_SCALE = "jet"
 EMPTY_MAP_LEVEL = 1e-6      # a map whose maximum is below this is "empty": no region raised the class's score
-ALPHA_FLOOR = 0.15          # heat below this is transparent, so the morphology shows wherever the model did not look
+ALPHA_FLOOR = 0.1           # heat below this is transparent, so the morphology shows wherever the model did not look
+ALPHA_FULL = 0.6            # heat above this is drawn at the full (slider-set) opacity
 
 
 def is_empty(heat: np.ndarray) -> bool:
@@ -169,9 +170,9 @@ def colour_scale(values: np.ndarray) -> np.ndarray:
 
 def heat_rgba(heat: np.ndarray) -> np.ndarray:
     """The heat map as RGBA uint8 for drawing over the cell: coloured by :func:`colour_scale`, its alpha rising
-    from 0 at ALPHA_FLOOR to opaque at the peak (the viewer's opacity setting scales the whole layer)."""
+    from 0 at ALPHA_FLOOR to opaque at ALPHA_FULL (the viewer's opacity setting scales the whole layer)."""
     heat = np.clip(np.asarray(heat, np.float32), 0.0, 1.0)
-    alpha = np.clip((heat - ALPHA_FLOOR) / (1.0 - ALPHA_FLOOR), 0.0, 1.0)
+    alpha = np.clip((heat - ALPHA_FLOOR) / (ALPHA_FULL - ALPHA_FLOOR), 0.0, 1.0)
     return np.dstack([colour_scale(heat), np.uint8(np.round(alpha * 255))])
 
 

@@ -31,7 +31,7 @@ class OverlaySettings:
     """What is drawn over the image."""
     outlines: bool = True        # cell outlines coloured by label
     gradcam: bool = False        # Grad-CAM heat map of the selected cell
-    gradcam_opacity: float = 0.5  # how strongly the heat map covers the cell, 0..1
+    gradcam_opacity: float = 0.6  # how strongly the heat map covers the cell, 0..1
 
 
 def _overlay_value(key: str, value):

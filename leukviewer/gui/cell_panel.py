@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QFormLayout, QFrame, QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QFormLayout, QFrame, QHBoxLayout, QLabel, QSlider, QVBoxLayout
 
 from ..core.gradcam import colour_scale
 from .signals import emit
@@ -57,7 +56,7 @@ def colour_bar(width: int = 160, height: int = 10) -> QImage:
 class CellPanel(QFrame):
     opacityChanged = Signal(float)      # 0..1, the heat map's opacity
 
-    def __init__(self, parent=None, opacity: float = 0.5):
+    def __init__(self, parent=None, opacity: float = 0.6):
         super().__init__(parent)
         self.setFrameShape(QFrame.Shape.StyledPanel)
         layout = QVBoxLayout(self)
@@ -66,30 +65,33 @@ class CellPanel(QFrame):
         self.title = QLabel("<b>Selected cell</b>")
         layout.addWidget(self.title)
 
+        # Beside the thumbnail the short captions (the cell id and file name need the width); below, the rest.
         top = QHBoxLayout()
         self.thumbnail = QLabel()
         self.thumbnail.setFixedSize(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
         self.thumbnail.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.thumbnail.setStyleSheet("background:#e9e6e3")
         top.addWidget(self.thumbnail, 0, Qt.AlignmentFlag.AlignTop)
-        form = QFormLayout()
-        form.setContentsMargins(0, 0, 0, 0)
-        form.setVerticalSpacing(1)
-        form.setHorizontalSpacing(6)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        beside, below = QFormLayout(), QFormLayout()
         self.values: dict[str, QLabel] = {}
         self._names: dict[str, QLabel] = {}
-        for name in FIELDS:
-            value = QLabel("–")
-            value.setTextFormat(Qt.TextFormat.RichText)
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-            value.setWordWrap(True)
-            caption = QLabel(f"<span style='color:#555'>{name}</span>")
-            form.addRow(caption, value)
-            self.values[name], self._names[name] = value, caption
-        top.addLayout(form, 1)
+        for form, names in ((beside, FIELDS[:3]), (below, FIELDS[3:])):
+            form.setContentsMargins(0, 0, 0, 0)
+            form.setVerticalSpacing(1)
+            form.setHorizontalSpacing(6)
+            form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+            form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+            for name in names:
+                value = QLabel("–")
+                value.setTextFormat(Qt.TextFormat.RichText)
+                value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+                value.setWordWrap(True)
+                caption = QLabel(f"<span style='color:#555'>{name}</span>")
+                form.addRow(caption, value)
+                self.values[name], self._names[name] = value, caption
+        top.addLayout(beside, 1)
         layout.addLayout(top)
+        layout.addLayout(below)
 
         # Grad-CAM: which class the map explains, what its colours mean, how strongly it covers the cell.
         self.gradcam_label = QLabel("Grad-CAM (G): off")

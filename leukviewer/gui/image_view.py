@@ -78,7 +78,7 @@ class ImageView(QGraphicsView):
         self._backdrop = None
         self._items: dict[str, CellOutlineItem] = {}
         self._overlays_visible = True
-        self._heatmap_opacity = 0.5
+        self._heatmap_opacity = 0.6
         self._press_pos = None
         self._fitted = True
 
