@@ -6,6 +6,8 @@ heat map. TensorFlow is imported only when a map is asked for. No Qt here.
 """
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 
 from training.preprocess import PreprocessConfig, nonblack_bbox
@@ -80,7 +82,16 @@ class GradCam:
         import tensorflow as tf
 
         x = tf.convert_to_tensor(np.asarray(prepared, dtype=np.float32)[None])
-        cam = self._graph()(x, tf.constant(int(class_index), tf.int32))
+        first = self._compiled is None
+        if first:
+            # Tracing builds a graph through the network's layers; a garbage collection started meanwhile by
+            # another thread (freeing TensorFlow objects) has crashed the process, so none runs until it is built.
+            gc.disable()
+        try:
+            cam = self._graph()(x, tf.constant(int(class_index), tf.int32))
+        finally:
+            if first:
+                gc.enable()
         if cam is None:  # decided when the graph was traced: the head does not depend on the feature map
             raise GradCamError("no gradient flows from the logits to the feature map")
         cam = cam.numpy()
