@@ -187,6 +187,18 @@ def heat_rgba(heat: np.ndarray) -> np.ndarray:
     return np.dstack([colour_scale(heat), np.uint8(np.round(alpha * 255))])
 
 
+def on_cell_only(heat: np.ndarray, crop: np.ndarray, black_threshold: int = 12, margin_px: int = 4) -> np.ndarray:
+    """The map where the network saw the cell: the crop's background is masked black before classification, so
+    heat there (drawn over the real surroundings) would point at nothing the model saw. A few pixels around the
+    outline are kept, where the cell's edge is."""
+    import cv2
+
+    seen = (np.asarray(crop).max(axis=2) > black_threshold).astype(np.uint8)
+    if margin_px > 0:
+        seen = cv2.dilate(seen, np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8))
+    return (np.asarray(heat, np.float32) * seen).astype(np.float32)
+
+
 def warm_up(classifier, cam: GradCam | None = None, should_stop=lambda: False) -> GradCam | None:
     """Build Grad-CAM for ``classifier`` and run it once on a blank input, so the first map a reviewer asks for
     does not pay for building the split network and tracing the gradient. None when stopped before the end."""

@@ -267,7 +267,7 @@ def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, lab
                  ) -> CellHeatmap:
     """Grad-CAM of one cell, as a transparent overlay positioned in image pixels. ``label`` None: the class the
     decision rests on (ALL at or above the model's threshold, else HEM), so a normal cell's map is not blank."""
-    from ..core.gradcam import cell_heatmap, heat_rgba, is_empty
+    from ..core.gradcam import cell_heatmap, heat_rgba, is_empty, on_cell_only
     from ..core.localize import CellRegion, crop_cell
 
     t0 = time.perf_counter()
@@ -279,6 +279,7 @@ def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, lab
     crop = crop_cell(rgb, region, mask_background=True)
     with model.network_lock:
         heat = cell_heatmap(model.classifier, crop, label, cam=model.gradcam())
+    heat = on_cell_only(heat, crop, model.classifier.model.preprocessing.black_threshold)
     # The same square crop_cell cut: its corner in image pixels.
     x, y, w, h = cell.bbox
     side = crop.shape[0]

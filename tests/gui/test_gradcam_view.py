@@ -1,5 +1,6 @@
 """Grad-CAM as the reviewer sees it: the map of the class the model decided on, named; translucent over the cell
 with a colour scale and an opacity slider; an empty map said in words; warmed up in the background."""
+import cv2
 import numpy as np
 from PySide6.QtCore import Qt
 
@@ -50,6 +51,19 @@ def test_gradcam_explains_the_decided_class_translucent_with_a_scale_and_an_opac
     alpha = np.array([[shown.qimage.pixelColor(x, y).alpha() for x in range(0, shown.qimage.width(), 4)]
                       for y in range(0, shown.qimage.height(), 4)])
     assert alpha.min() == 0 and alpha.max() > 0 and (alpha == 0).mean() > 0.2
+    # Only over the cell: outside its outline (masked black for the network) nothing is drawn, so no square.
+    from leukviewer.core.imageio import read_image
+
+    cell = window.cells[shown.cell_id]
+    rgb = read_image(window.folder / cell.image)
+    from leukviewer.core.localize import CellRegion, crop_cell
+
+    crop = crop_cell(rgb, CellRegion(bbox=tuple(cell.bbox), outline=np.asarray(cell.outline, np.int32),
+                                     centroid=cell.centroid, area=cell.area, nucleus_area=0, partial=cell.partial))
+    far = cv2.dilate((crop.max(axis=2) > 12).astype(np.uint8), np.ones((15, 15), np.uint8)) == 0
+    full = np.array([[shown.qimage.pixelColor(x, y).alpha() for x in range(shown.qimage.width())]
+                     for y in range(shown.qimage.height())])
+    assert far.any() and full[far].max() == 0
     item = window.view.heatmap_item()
     panel = window.cell_panel
     assert abs(item.opacity() - panel.opacity()) < 1e-6 and 0 < item.opacity() < 1
