@@ -46,6 +46,17 @@ def _prepare_engine(model_dir: str | None) -> int:
     return 0
 
 
+def _window_size(text: str) -> tuple[int, int]:
+    """"1366x768" -> (1366, 768)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1366x768, not {text!r}") from None
+    if width < 200 or height < 200:
+        raise argparse.ArgumentTypeError(f"a window of {width}x{height} is too small to check")
+    return width, height
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in COMMANDS:
@@ -77,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="open the review window offscreen on the bundled sample, wait for its analysis, "
                              "exit 0 when it passes")
     parser.add_argument("--screenshot", metavar="PNG", help="with --smoke-test: save the window's picture here")
+    parser.add_argument("--window-size", metavar="WxH", type=_window_size,
+                        help="with --smoke-test: the window's size, e.g. 1366x768")
     parser.add_argument("--prepare-engine", action="store_true",
                         help="convert the model to LiteRT once (cached by its weights' hash) so analyses run on "
                              "the faster engine from then on; exit 0 when done")
@@ -90,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             code = selftest.run_self_test(model_dir=args.model)
             if code or not args.smoke_test:
                 return code
-        return selftest.run_smoke_test(model_dir=args.model, screenshot=args.screenshot)
+        return selftest.run_smoke_test(model_dir=args.model, screenshot=args.screenshot,
+                                       window_size=args.window_size)
     if _exists("leukviewer.gui.app"):  # arrives with the review-application issue
         from .gui.app import run_app
 

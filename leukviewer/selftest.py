@@ -202,8 +202,11 @@ def _isolated_user_folders(root: Path) -> None:
 
 
 def run_smoke_test(model_dir: str | Path | None = None, screenshot: str | Path | None = None,
-                   timeout_s: float = SMOKE_TIMEOUT_S, out=None) -> int:
-    """The review window, offscreen, on a copy of the bundled sample; returns the exit code (0: passed)."""
+                   timeout_s: float = SMOKE_TIMEOUT_S, out=None, window_size: tuple[int, int] | None = None) -> int:
+    """The review window, offscreen, on a copy of the bundled sample; returns the exit code (0: passed).
+
+    ``window_size`` (width, height): resize the window first, e.g. to a laptop's 1366x768. On a real display
+    (not offscreen) the screenshot is the screen itself, so it shows what a user would see, cut-offs included."""
     _prepare_environment()
     out = out or sys.stdout
     t0 = time.perf_counter()
@@ -220,7 +223,7 @@ def run_smoke_test(model_dir: str | Path | None = None, screenshot: str | Path |
             case.mkdir()
             shutil.copy2(sample, case / sample.name)
             app = _start_qt(out)
-            failure = _run_window(app, folder, case, screenshot, timeout_s, out)
+            failure = _run_window(app, folder, case, screenshot, timeout_s, out, window_size)
             if failure:
                 raise SelfTestError(failure)
             _refuse_if_network_was_tried()
@@ -233,13 +236,16 @@ def run_smoke_test(model_dir: str | Path | None = None, screenshot: str | Path |
     return 0
 
 
-def _run_window(app, folder: Path, case: Path, screenshot, timeout_s: float, out) -> str | None:
+def _run_window(app, folder: Path, case: Path, screenshot, timeout_s: float, out,
+                window_size: tuple[int, int] | None = None) -> str | None:
     """Open the window, analyse the case, check what a user would see; the reason it failed, or None."""
     from PySide6.QtCore import QTimer
 
     from .gui.main_window import MainWindow
 
     window = MainWindow(model_dir=folder)
+    if window_size:
+        window.resize(*window_size)
     window.show()
     outcome: dict = {}
     analysed: list[bool] = []
@@ -296,9 +302,15 @@ def _run_window(app, folder: Path, case: Path, screenshot, timeout_s: float, out
             return
         if not drawn:
             _line(out, "screenshot", "the histogram was not drawn within 10 s; grabbing without it")
-        window.grab().save(str(screenshot))
-        _line(out, "screenshot", str(screenshot))
         about.close()
+        if app.platformName() == "offscreen":
+            picture = window.grab()
+        else:  # the screen as the user sees it: a window larger than the screen shows cut off here
+            app.processEvents()
+            picture = window.screen().grabWindow(0)
+        picture.save(str(screenshot))
+        _line(out, "screenshot", f"{screenshot} ({picture.width()}x{picture.height()}; window "
+                                 f"{window.width()}x{window.height()})")
         finish(None)
 
     window.modelLoaded.connect(on_model_loaded)

@@ -217,3 +217,7 @@ def test_the_real_window_starts_on_an_x_server_with_xcb(tiny_model_dir, tmp_path
     pixels = np.asarray(image).astype(int)
     assert pixels.std() > 20                                     # not a blank (one-colour) window
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200    # text, image, histogram
+    # The window fits the 1366x768 screen (the picture is the screen): the research-use notice's band is in it.
+    assert "window 1366x768" in done.stdout and (image.width, image.height) == (1366, 768)
+    notice = (np.abs(pixels - [0xFF, 0xF3, 0xC4]).max(axis=2) <= 6).sum(axis=1)
+    assert notice.max() > 600, "the research-use notice is not on the screen"

@@ -160,6 +160,10 @@ class CellClassifier:
         """One row of ``class_probabilities`` as {white-cell type: probability}, in model class order."""
         return {t: float(p) for t, p in zip(self.info.cell_types, class_probabilities)}
 
+    def decided_class(self, p_blast: float) -> str:
+        """The class the decision rests on: ALL at or above the threshold, else HEM (an UNCERTAIN cell too)."""
+        return LABEL_BLAST if p_blast >= self.info.threshold else LABEL_NORMAL
+
     def label_for(self, p_blast: float) -> str:
         """ALL / HEM by the model's threshold; UNCERTAIN strictly inside its uncertainty band."""
         lo, hi = self.info.uncertainty_band

@@ -6,6 +6,8 @@ heat map. TensorFlow is imported only when a map is asked for. No Qt here.
 """
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 
 from training.preprocess import PreprocessConfig, nonblack_bbox
@@ -43,6 +45,31 @@ class GradCam:
         layers = network.layers
         self._head = layers[layers.index(backbone) + 1:]
         self.network = network
+        self._compiled = None
+
+    def _weighted_map(self, x, class_index):
+        """The ReLU of the gradient-weighted feature map for one input (1, S, S, 3) and class; None: no gradient."""
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            features, backbone_output = self._features(x, training=False)
+            tape.watch(features)
+            logits = self._logits(backbone_output)
+            score = tf.gather(logits, class_index, axis=1)
+        grads = tape.gradient(score, features)
+        if grads is None:
+            return None
+        weights = tf.reduce_mean(grads, axis=(1, 2))                       # (1, C)
+        return tf.nn.relu(tf.reduce_sum(features * weights[:, None, None, :], axis=-1))[0]
+
+    def _graph(self):
+        """The map as one compiled TensorFlow graph: eager gradients through a B3 take seconds per cell on a
+        CPU, the traced graph a fraction of that (it is traced once, by :func:`warm_up` or the first map)."""
+        if self._compiled is None:
+            import tensorflow as tf
+
+            self._compiled = tf.function(self._weighted_map, reduce_retracing=True)
+        return self._compiled
 
     def _logits(self, backbone_output):
         x = backbone_output
@@ -55,16 +82,19 @@ class GradCam:
         import tensorflow as tf
 
         x = tf.convert_to_tensor(np.asarray(prepared, dtype=np.float32)[None])
-        with tf.GradientTape() as tape:
-            features, backbone_output = self._features(x, training=False)
-            tape.watch(features)
-            logits = self._logits(backbone_output)
-            score = logits[:, class_index]
-        grads = tape.gradient(score, features)
-        if grads is None:
+        first = self._compiled is None
+        if first:
+            # Tracing builds a graph through the network's layers; a garbage collection started meanwhile by
+            # another thread (freeing TensorFlow objects) has crashed the process, so none runs until it is built.
+            gc.disable()
+        try:
+            cam = self._graph()(x, tf.constant(int(class_index), tf.int32))
+        finally:
+            if first:
+                gc.enable()
+        if cam is None:  # decided when the graph was traced: the head does not depend on the feature map
             raise GradCamError("no gradient flows from the logits to the feature map")
-        weights = tf.reduce_mean(grads, axis=(1, 2))                       # (1, C)
-        cam = tf.nn.relu(tf.reduce_sum(features * weights[:, None, None, :], axis=-1))[0].numpy()
+        cam = cam.numpy()
         size = prepared.shape[1], prepared.shape[0]
         import cv2
 
@@ -130,3 +160,57 @@ def cell_heatmap(classifier, crop: np.ndarray, label: str = "ALL", cam: GradCam 
     with classifier.engine.lock:   # the analysis worker may be running the same network in another thread
         heat = cam(prepared, classifier.info.class_names.index(label))
     return map_to_crop(heat, crop, classifier.model.preprocessing, um_per_px)
+
+
+# The colour scale of every heat map the application draws (overlay and legend alike): low attention blue,
+# high red (OpenCV's JET, as most Grad-CAM figures use).
+COLOUR_SCALE = "jet"
+EMPTY_MAP_LEVEL = 1e-6      # a map whose maximum is below this is "empty": no region raised the class's score
+ALPHA_FLOOR = 0.1           # heat below this is transparent, so the morphology shows wherever the model did not look
+ALPHA_FULL = 0.6            # heat above this is drawn at the full (slider-set) opacity
+
+
+def is_empty(heat: np.ndarray) -> bool:
+    """True when Grad-CAM found no positive evidence for the class anywhere (the map is all zeros)."""
+    return heat.size == 0 or float(np.max(heat)) < EMPTY_MAP_LEVEL
+
+
+def colour_scale(values: np.ndarray) -> np.ndarray:
+    """RGB uint8 colours of heat values in [0, 1] (any shape -> shape + (3,)) on the application's colour scale."""
+    import cv2
+
+    values = np.asarray(values, np.float32)
+    levels = np.uint8(np.round(np.clip(values, 0.0, 1.0) * 255)).reshape(-1, 1)
+    rgb = cv2.applyColorMap(levels, cv2.COLORMAP_JET)[:, 0, ::-1]
+    return np.ascontiguousarray(rgb.reshape(values.shape + (3,)))
+
+
+def heat_rgba(heat: np.ndarray) -> np.ndarray:
+    """The heat map as RGBA uint8 for drawing over the cell: coloured by :func:`colour_scale`, its alpha rising
+    from 0 at ALPHA_FLOOR to opaque at ALPHA_FULL (the viewer's opacity setting scales the whole layer)."""
+    heat = np.clip(np.asarray(heat, np.float32), 0.0, 1.0)
+    alpha = np.clip((heat - ALPHA_FLOOR) / (ALPHA_FULL - ALPHA_FLOOR), 0.0, 1.0)
+    return np.dstack([colour_scale(heat), np.uint8(np.round(alpha * 255))])
+
+
+def on_cell_only(heat: np.ndarray, crop: np.ndarray, black_threshold: int = 12, margin_px: int = 4) -> np.ndarray:
+    """The map where the network saw the cell: the crop's background is masked black before classification, so
+    heat there (drawn over the real surroundings) would point at nothing the model saw. A few pixels around the
+    outline are kept, where the cell's edge is."""
+    import cv2
+
+    seen = (np.asarray(crop).max(axis=2) > black_threshold).astype(np.uint8)
+    if margin_px > 0:
+        seen = cv2.dilate(seen, np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8))
+    return (np.asarray(heat, np.float32) * seen).astype(np.float32)
+
+
+def warm_up(classifier, cam: GradCam | None = None, should_stop=lambda: False) -> GradCam | None:
+    """Build Grad-CAM for ``classifier`` and run it once on a blank input, so the first map a reviewer asks for
+    does not pay for building the split network and tracing the gradient. None when stopped before the end."""
+    cam = cam or GradCam(classifier.model.network)
+    if should_stop():
+        return None
+    size = classifier.input_size
+    cam(np.zeros((size, size, 3), np.float32), 0)
+    return cam

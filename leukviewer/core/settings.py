@@ -31,6 +31,14 @@ class OverlaySettings:
     """What is drawn over the image."""
     outlines: bool = True        # cell outlines coloured by label
     gradcam: bool = False        # Grad-CAM heat map of the selected cell
+    gradcam_opacity: float = 0.6  # how strongly the heat map covers the cell, 0..1
+
+
+def _overlay_value(key: str, value):
+    """A saved overlay setting as its field's type (the opacity a number in 0..1, the switches booleans)."""
+    if key == "gradcam_opacity":
+        return min(1.0, max(0.0, float(value)))
+    return bool(value)
 
 
 @dataclass
@@ -40,6 +48,7 @@ class Settings:
     recent_folders: list[str] = field(default_factory=list)  # most recent first
     last_model_folder: str = ""                              # "" = the bundled model
     include_subfolders: bool = False                         # open a folder with the images of its sub-folders
+    auto_advance: bool = True                                # after a label, select the next cell
     overlays: OverlaySettings = field(default_factory=OverlaySettings)
     path: Path | None = field(default=None, repr=False, compare=False)  # where it was loaded from / saves to
 
@@ -81,7 +90,8 @@ class Settings:
             recent_folders=[str(f) for f in recent if isinstance(f, str)][:MAX_RECENT_FOLDERS],
             last_model_folder=str(data.get("last_model_folder", "") or ""),
             include_subfolders=bool(data.get("include_subfolders", False)),
-            overlays=OverlaySettings(**{k: bool(v) for k, v in overlays.items() if k in overlay_known}),
+            auto_advance=bool(data.get("auto_advance", True)),
+            overlays=OverlaySettings(**{k: _overlay_value(k, v) for k, v in overlays.items() if k in overlay_known}),
         )
 
     def to_dict(self) -> dict:

@@ -19,7 +19,10 @@ def run_app(folder: str | None = None, model_dir: str | None = None) -> int:
     app.setApplicationDisplayName("leukviewer")
     print(f"leukviewer {__version__} — {RUO_NOTICE}", file=sys.stderr)
     window = MainWindow(model_dir=model_dir)
-    window.show()
+    if window.size() != window.sizeHint():  # fitted to a small screen: let the window manager fit it exactly
+        window.showMaximized()
+    else:
+        window.show()
     if folder:
         window.open_folder(folder)
     return app.exec()

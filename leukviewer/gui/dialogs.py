@@ -13,13 +13,15 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFrame, QHBoxLayout, Q
 from .. import RUO_NOTICE, __version__
 from .signals import emit
 
+AUTO_ADVANCE_KEYS = "after A / N / U / Space"
 SHORTCUTS = [
-    ("→ / ↓ / J", "next cell"),
+    ("→ / ↓ / J", "next cell: the next one of this image, then the first of the next image"),
     ("← / ↑ / K", "previous cell"),
     ("A", "label the cell ALL (blast)"),
     ("N", "label the cell HEM (normal)"),
     ("U", "label the cell UNCERTAIN"),
     ("Space", "confirm the model's suggestion"),
+    (AUTO_ADVANCE_KEYS, "the next cell is selected (on); switch off: Review → Advance after a label"),
     ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
     ("drag a thumbnail", "move a cell to another group"),
     ("right-click a thumbnail", "set the cell's white-cell type (also Review ▸ Cell type)"),
@@ -251,13 +253,20 @@ class HelpOverlay(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, False)
         layout = QVBoxLayout(self)
         layout.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        rows = "".join(f"<tr><td align='right' style='padding:2px 14px'><b>{k}</b></td><td>{v}</td></tr>"
-                       for k, v in SHORTCUTS)
-        self.label = QLabel(f"<h3 style='margin:0'>Keyboard shortcuts</h3><table>{rows}</table>"
-                            f"<p style='color:#bbb'>Press any key or click to close. {RUO_NOTICE}</p>")
+        self.label = QLabel()
         self.label.setStyleSheet("color:white; background:rgba(20,20,20,225); padding:18px; border-radius:8px")
         layout.addWidget(self.label)
+        self.set_auto_advance(True)
         self.hide()
+
+    def set_auto_advance(self, on: bool) -> None:
+        """Say whether a label moves on to the next cell (Review → Advance after a label)."""
+        state = ("the next cell is selected (on); switch off: Review → Advance after a label" if on else
+                 "the cell stays selected (advance is off); switch on: Review → Advance after a label")
+        rows = "".join(f"<tr><td align='right' style='padding:2px 14px'><b>{k}</b></td><td>"
+                       f"{state if k == AUTO_ADVANCE_KEYS else v}</td></tr>" for k, v in SHORTCUTS)
+        self.label.setText(f"<h3 style='margin:0'>Keyboard shortcuts</h3><table>{rows}</table>"
+                           f"<p style='color:#bbb'>Press any key or click to close. {RUO_NOTICE}</p>")
 
     def toggle(self) -> None:
         if self.isVisible():

@@ -179,6 +179,10 @@ class CellGallery(QWidget):
     def add_thumbnails(self, thumbnails: dict[str, QImage]) -> None:
         self._thumbnails.update(thumbnails)
 
+    def thumbnail(self, cell_id: str) -> QImage | None:
+        """The cell's thumbnail (cut when its image was analysed), or None."""
+        return self._thumbnails.get(cell_id)
+
     def clear(self) -> None:
         self._thumbnails.clear()
         self.set_cells([])

@@ -84,23 +84,45 @@ class ImageView(QGraphicsView):
         self.image: str | None = None
         self._pixmap_item: QGraphicsPixmapItem | None = None
         self._heatmap_item: QGraphicsPixmapItem | None = None
+        self._backdrop = None
         self._items: dict[str, CellOutlineItem] = {}
         self._overlays_visible = True
+        self._heatmap_opacity = 0.6
         self._press_pos = None
         self._fitted = True
 
     # ---------------------------------------------------------------- content
 
     def show_image(self, image: str, width: int, height: int, cells: list[Cell], states: dict[str, tuple]) -> None:
-        """Show an image's outlines at once; the pixels follow with ``set_pixmap`` when decoded."""
+        """Show an image's outlines at once; the pixels follow with ``set_pixmap`` when decoded. An image not yet
+        analysed is shown with width 0 and no cells: its pixels set the size, its outlines come with ``set_cells``."""
         self.scene().clear()
-        self._pixmap_item = self._heatmap_item = None
+        self._pixmap_item = self._heatmap_item = self._backdrop = None
         self._items = {}
         self.image = image
+        if width and height:
+            self.set_size(width, height)
+        self.set_cells(cells, states)
+        self.fit()
+
+    def set_size(self, width: int, height: int) -> None:
+        """The field's size in file pixels (a light backdrop under where the pixels will be)."""
         rect = QRectF(0, 0, max(width, 1), max(height, 1))
+        if self._backdrop is not None:
+            if self._backdrop.rect() == rect:
+                return
+            self.scene().removeItem(self._backdrop)
         self.scene().setSceneRect(rect)
-        backdrop = self.scene().addRect(rect, QPen(Qt.PenStyle.NoPen), QBrush(QColor("#f4f1ee")))
-        backdrop.setZValue(-1)
+        self._backdrop = self.scene().addRect(rect, QPen(Qt.PenStyle.NoPen), QBrush(QColor("#f4f1ee")))
+        self._backdrop.setZValue(-1)
+        if self._fitted:
+            self.fit()
+
+    def set_cells(self, cells: list[Cell], states: dict[str, tuple]) -> None:
+        """The outlines of the shown image (replacing any), e.g. when its analysis arrives after its pixels."""
+        for item in self._items.values():
+            self.scene().removeItem(item)
+        self._items = {}
         for cell in cells:
             item = CellOutlineItem(cell)
             label, reviewed, *cell_type = states.get(cell.cell_id, (cell.label, False))
@@ -108,7 +130,6 @@ class ImageView(QGraphicsView):
             item.setVisible(self._overlays_visible)
             self.scene().addItem(item)
             self._items[cell.cell_id] = item
-        self.fit()
 
     def set_pixmap(self, image: str, pixmap: QPixmap, scale: float) -> None:
         """The decoded field (``scale`` displayed pixels per file pixel); ignored if another image is shown."""
@@ -123,7 +144,7 @@ class ImageView(QGraphicsView):
 
     def clear(self) -> None:
         self.scene().clear()
-        self._pixmap_item = self._heatmap_item = None
+        self._pixmap_item = self._heatmap_item = self._backdrop = None
         self._items = {}
         self.image = None
 
@@ -162,9 +183,19 @@ class ImageView(QGraphicsView):
             self._heatmap_item = self.scene().addPixmap(pixmap)
             self._heatmap_item.setPos(left, top)
             self._heatmap_item.setZValue(1)
+            self._heatmap_item.setOpacity(self._heatmap_opacity)
 
     def has_heatmap(self) -> bool:
         return self._heatmap_item is not None
+
+    def heatmap_item(self) -> QGraphicsPixmapItem | None:
+        return self._heatmap_item
+
+    def set_heatmap_opacity(self, opacity: float) -> None:
+        """How strongly the heat map covers the cell (0: not at all, 1: its colours at full strength)."""
+        self._heatmap_opacity = min(1.0, max(0.0, float(opacity)))
+        if self._heatmap_item is not None:
+            self._heatmap_item.setOpacity(self._heatmap_opacity)
 
     # ---------------------------------------------------------------- zoom and pan
 

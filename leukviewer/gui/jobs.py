@@ -46,6 +46,13 @@ class LoadedModel:
     folder: Path
     _gradcam: object = None
     _gradcam_lock: threading.Lock = field(default_factory=threading.Lock)
+    # One network, one user at a time: Grad-CAM traces a graph through the same Keras layers the analysis runs,
+    # and doing both at once from two threads has crashed TensorFlow (a segfault while tracing).
+    network_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def serialised(self) -> "_SerialisedClassifier":
+        """The classifier, its network calls taken under ``network_lock`` (for the analysis worker)."""
+        return _SerialisedClassifier(self.classifier, self.network_lock)
 
     def gradcam(self):
         from ..core.gradcam import GradCam
@@ -54,6 +61,24 @@ class LoadedModel:
             if self._gradcam is None:
                 self._gradcam = GradCam(self.classifier.model.network)
             return self._gradcam
+
+
+class _SerialisedClassifier:
+    """A CellClassifier whose batches wait while Grad-CAM uses the same network (everything else passes through)."""
+
+    def __init__(self, classifier: CellClassifier, lock):
+        self._classifier, self._lock = classifier, lock
+
+    def blast_probabilities(self, prepared):
+        with self._lock:
+            return self._classifier.blast_probabilities(prepared)
+
+    def class_probabilities(self, prepared):
+        with self._lock:
+            return self._classifier.class_probabilities(prepared)
+
+    def __getattr__(self, name):
+        return getattr(self._classifier, name)
 
 
 _models: dict[tuple, LoadedModel] = {}
@@ -165,7 +190,7 @@ def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | N
         yield ImageDone(cached, cell_thumbnails(path, cached.cells), True, done, total)
     if not todo or should_stop():
         return
-    classifier = load_model(model_dir).classifier
+    classifier = load_model(model_dir).serialised()
     for result in analyze_images(todo, root, classifier, should_stop=should_stop, max_pending_images=1):
         if store is not None and result.ok:
             try:
@@ -232,21 +257,38 @@ def cell_thumbnails(path: Path, cells: list[Cell], size: int = THUMBNAIL_SIZE) -
 @dataclass
 class CellHeatmap:
     cell_id: str
-    qimage: QImage              # RGBA, the heat map coloured, transparent where the map is 0
+    qimage: QImage              # RGBA, the heat map on the application's colour scale, transparent where it is low
     left: int                   # where the crop's top-left corner lies in the image (file pixels)
     top: int
     seconds: float
+    class_name: str = ""        # the class the map explains (the one the decision rests on)
+    empty: bool = False         # no region raised that class's score: nothing to draw
 
 
-def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, label: str = "ALL") -> CellHeatmap:
-    """Grad-CAM of one cell for ``label``, as a transparent overlay positioned in image pixels."""
-    import cv2
+def warm_up_gradcam(model_dir: str | Path | None, worker=None) -> float:
+    """Build the model's Grad-CAM and run it once (seconds taken), so the reviewer's first map comes quickly."""
+    from ..core.gradcam import warm_up
 
-    from ..core.gradcam import cell_heatmap
+    should_stop = worker.is_cancelled if worker is not None else (lambda: False)
+    t0 = time.perf_counter()
+    model = load_model(model_dir)
+    if should_stop():
+        return 0.0
+    with model.network_lock:
+        warm_up(model.classifier, model.gradcam(), should_stop)
+    return time.perf_counter() - t0
+
+
+def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, label: str | None = None
+                 ) -> CellHeatmap:
+    """Grad-CAM of one cell, as a transparent overlay positioned in image pixels. ``label`` None: the class the
+    decision rests on (ALL at or above the model's threshold, else HEM), so a normal cell's map is not blank."""
+    from ..core.gradcam import cell_heatmap, heat_rgba, is_empty, on_cell_only
     from ..core.localize import CellRegion, crop_cell
 
     t0 = time.perf_counter()
     model = load_model(model_dir)
+    label = label or model.classifier.decided_class(cell.blast_probability)
     rgb = read_image(image_path)
     region = CellRegion(bbox=tuple(cell.bbox), outline=np.asarray(cell.outline, np.int32), centroid=cell.centroid,
                         area=cell.area, nucleus_area=0, partial=cell.partial)
@@ -257,12 +299,12 @@ def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, lab
         from ..core.scale import image_scale
 
         um_per_px = image_scale(rgb, classify_image_kind(rgb), image_path).um_per_px
-    heat = cell_heatmap(model.classifier, crop, label, cam=model.gradcam(), um_per_px=um_per_px)
+    with model.network_lock:
+        heat = cell_heatmap(model.classifier, crop, label, cam=model.gradcam(), um_per_px=um_per_px)
+    heat = on_cell_only(heat, crop, model.classifier.model.preprocessing.black_threshold)
     # The same square crop_cell cut: its corner in image pixels.
     x, y, w, h = cell.bbox
     side = crop.shape[0]
     left, top = int(math.floor(x + w / 2 - side / 2)), int(math.floor(y + h / 2 - side / 2))
-    coloured = cv2.applyColorMap(np.uint8(np.round(heat * 255)), cv2.COLORMAP_JET)[:, :, ::-1]
-    alpha = np.uint8(np.clip(heat * 1.4, 0, 1) * 170)
-    rgba = np.dstack([coloured, alpha])
-    return CellHeatmap(cell.cell_id, rgb_to_qimage(rgba), left, top, time.perf_counter() - t0)
+    return CellHeatmap(cell.cell_id, rgb_to_qimage(heat_rgba(heat)), left, top, time.perf_counter() - t0,
+                       label, is_empty(heat))

@@ -24,6 +24,7 @@ from ..core.review import ReviewError, ReviewSession, final_label, final_type, r
 from ..core.settings import Settings
 from . import jobs
 from .dialogs import AboutDialog, HelpOverlay, MessageBanner, ReviewerDialog
+from .cell_panel import CellPanel, SelectedCell
 from .gallery import CellGallery, GalleryCell
 from .image_view import ImageView
 from .signals import emit
@@ -40,6 +41,7 @@ STATUS_NO_MODEL = "not analysed (no model)"
 REFRESH_MS = 300          # gallery and counts refresh while results stream in
 HISTOGRAM_MS = 1000       # the histogram is redrawn (in a worker) at most this often during a run
 POSITION_SAVE_MS = 800    # the reviewer's position is saved after they stop moving
+GRADCAM_WARM_UP_DELAY_MS = 1500   # after the model loads, unless an analysis is running (then after it)
 
 
 def _format_eta(seconds: float) -> str:
@@ -130,6 +132,15 @@ def no_images_message(folder: Path, subfolders_included: bool, in_subfolders: in
             "adds their images.")
 
 
+PREFERRED_SIZE = QSize(1500, 900)
+
+
+def initial_window_size(available: QSize | None) -> QSize:
+    """The window's size at start: 1500x900, or the screen's free area when that is smaller (a 1366x768
+    laptop), so the research-use notice, the status bar and the counts are never below the screen's edge."""
+    return PREFERRED_SIZE if available is None else PREFERRED_SIZE.boundedTo(available)
+
+
 class MainWindow(QMainWindow):
     analysisFinished = Signal()       # the current run ended (done, cancelled or failed)
     imageAnalysed = Signal(str)       # an image's result was applied (image name)
@@ -163,6 +174,8 @@ class MainWindow(QMainWindow):
         self._display: Worker | None = None
         self._gradcam: Worker | None = None
         self._model_worker: Worker | None = None
+        self._gradcam_warm_up: Worker | None = None
+        self._gradcam_ready = False     # Grad-CAM of the loaded model is built and traced
         self._workers: set[Worker] = set()
         self._run_started = 0.0
         self._analysed = 0
@@ -173,7 +186,7 @@ class MainWindow(QMainWindow):
         icon = assets_dir() / "icons" / "leukviewer.png"
         if icon.is_file():  # the taskbar / window-switcher icon (the installer bundles the same file)
             self.setWindowIcon(QIcon(str(icon)))
-        self.resize(1500, 900)
+        self.resize(self._initial_size())
         self.setAcceptDrops(True)
         self._build_views()
         self._build_actions()
@@ -202,9 +215,19 @@ class MainWindow(QMainWindow):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
         self.image_list.itemClicked.connect(lambda item: self.show_image(item.data(0, Qt.ItemDataRole.UserRole)))
-        self.image_list.setMinimumWidth(330)
+        self.image_list.setMinimumWidth(300)
+        self.image_list.setMinimumHeight(120)
+        self.cell_panel = CellPanel(opacity=self.settings.overlays.gradcam_opacity)
+        self.cell_panel.opacityChanged.connect(self._on_gradcam_opacity)
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.image_list)
+        left.addWidget(self.cell_panel)
+        left.setStretchFactor(0, 1)
+        left.setStretchFactor(1, 0)
+        left.setChildrenCollapsible(False)
 
         self.view = ImageView()
+        self.view.set_heatmap_opacity(self.settings.overlays.gradcam_opacity)
         self.view.cellClicked.connect(lambda cell_id: self.select_cell(cell_id, centre=False))
         self.banner = MessageBanner()
         centre = QWidget()
@@ -232,16 +255,17 @@ class MainWindow(QMainWindow):
         right.addWidget(self.summary_panel)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 0)
-        right.setMinimumWidth(420)
+        right.setMinimumWidth(400)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.image_list)
+        splitter.addWidget(left)
         splitter.addWidget(centre)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setStretchFactor(2, 0)
         splitter.setSizes([330, 730, 440])
+        splitter.setChildrenCollapsible(False)
 
         # Always visible, whatever the reviewer does with splitters or dialogs.
         self.ruo_label = QLabel(RUO_NOTICE)
@@ -310,6 +334,10 @@ class MainWindow(QMainWindow):
         self.undo_action = a("&Undo", self.undo, [QKeySequence.StandardKey.Undo, "Ctrl+Z"])
         self.redo_action = a("&Redo", self.redo, ["Ctrl+Shift+Z", QKeySequence.StandardKey.Redo])
         self.reviewer_action = a("Reviewer &name…", self.change_reviewer)
+        self.auto_advance_action = a("&Advance after a label", self._on_auto_advance_toggled, checkable=True,
+                                     tip="After A, N, U or Space select the next cell (remembered)")
+        self.auto_advance_action.setChecked(self.settings.auto_advance)
+        self.help_overlay.set_auto_advance(self.settings.auto_advance)
         self.help_action = a("&Keyboard shortcuts", self.help_overlay.toggle, ["?", "Shift+?", "F1"])
         self.about_action = a("&About leukviewer", self.show_about)
 
@@ -334,8 +362,8 @@ class MainWindow(QMainWindow):
             view_menu.addSeparator() if action is None else view_menu.addAction(action)
         review_menu = menu.addMenu("&Review")
         for action in (self.next_action, self.previous_action, None, self.blast_action, self.normal_action,
-                       self.uncertain_action, self.confirm_action, None, self.undo_action, self.redo_action, None,
-                       self.reviewer_action):
+                       self.uncertain_action, self.confirm_action, self.auto_advance_action, None, self.undo_action,
+                       self.redo_action, None, self.reviewer_action):
             review_menu.addSeparator() if action is None else review_menu.addAction(action)
         # the selected cell's white-cell type (also: right-click a cell in the gallery)
         self.type_menu = review_menu.addMenu("Cell &type of the selected cell")
@@ -411,7 +439,27 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"Device: {model.device}")
         self.summary_panel.histogram.set_decision(info.threshold, info.uncertainty_band)
         self.gallery.set_cell_types(info.cell_types)
+        self._gradcam_ready = False
+        # A moment later, so a case opened at once analyses first; during an analysis it waits for its end.
+        QTimer.singleShot(GRADCAM_WARM_UP_DELAY_MS, self, self._warm_up_gradcam)
         emit(self.modelLoaded)
+
+    def _warm_up_gradcam(self) -> None:
+        """Build and trace the loaded model's Grad-CAM in a worker, so the reviewer's first map comes quickly."""
+        model = self.loaded_model
+        if model is None or self._gradcam_ready or self._closed or self.is_analysing() or (
+                self._gradcam_warm_up is not None and not self._gradcam_warm_up.is_finished()):
+            return
+        folder = model.folder
+        self._gradcam_warm_up = self._start(jobs.warm_up_gradcam, folder, name="gradcam-warm-up",
+                                            on_returned=lambda seconds: self._on_gradcam_warm(folder, seconds),
+                                            on_errored=lambda error: log.info("Grad-CAM warm-up failed: %s", error))
+
+    def _on_gradcam_warm(self, folder: Path, seconds: float) -> None:
+        if self._closed or self.loaded_model is None or folder != self.loaded_model.folder:
+            return
+        self._gradcam_ready = True
+        log.info("Grad-CAM warmed up in %.1f s", seconds)
 
     def _on_model_failed(self, error: Exception) -> None:
         if self._closed:
@@ -436,6 +484,9 @@ class MainWindow(QMainWindow):
         self.settings.last_model_folder = str(self.model_dir) if self.model_dir else ""
         self._save_settings()
         self.banner.hide()
+        if self._gradcam_warm_up is not None:
+            self._gradcam_warm_up.cancel()
+        self._gradcam_ready = False
         self.load_model()
         if self.folder is not None:
             self.open_folder(self.folder)
@@ -522,6 +573,7 @@ class MainWindow(QMainWindow):
         self.gallery.clear()
         self.view.clear()
         self.current_image = self.current_cell = None
+        self.cell_panel.set_cell(None)
         self._pending_position = None
         self._heatmaps.clear()
         self.session = None
@@ -582,6 +634,9 @@ class MainWindow(QMainWindow):
         self.image_list.setUpdatesEnabled(True)
         if self._pending_position and self._pending_position.get("image") not in self.rows:
             self._pending_position = None
+        if listing.images and self.current_image is None:
+            # The pixels at once (a worker decodes them); the outlines follow when the analysis reaches it.
+            self.show_image(self._pending_position["image"] if self._pending_position else listing.images[0])
         self.progress_bar.setRange(0, max(1, len(listing.images)))
         self.progress_bar.setValue(0)
         self.progress_label.setText(f"0 / {len(listing.images)} images")
@@ -607,6 +662,11 @@ class MainWindow(QMainWindow):
             if self._analysed == 1:
                 self._analysis_clock = time.perf_counter()
         self._update_progress(event.done, event.total)
+        if result.image == self.current_image:  # shown before its analysis: its outlines arrive now
+            if result.width and result.height:
+                self.view.set_size(result.width, result.height)
+            self.view.set_cells(result.cells, self._states_for(result.cells))
+            self.view.select_cell(self.current_cell, centre=False)
         pending = self._pending_position
         if pending is not None and pending.get("image") == result.image:
             self._pending_position = None
@@ -657,6 +717,7 @@ class MainWindow(QMainWindow):
                            f"{seconds:.1f} s")
         self._pending_position = None
         self._refresh_views()
+        self._warm_up_gradcam()
         emit(self.analysisFinished)
 
     # ================================================================ showing images and cells
@@ -700,9 +761,7 @@ class MainWindow(QMainWindow):
     def _on_display_image(self, display: jobs.DisplayImage) -> None:
         if self._closed or display.image != self.current_image:
             return
-        if not self.results.get(display.image) or not self.results[display.image].width:
-            self.view.scene().setSceneRect(0, 0, display.width, display.height)
-            self.view.fit()
+        self.view.set_size(display.width, display.height)
         self.view.set_pixmap(display.image, QPixmap.fromImage(display.qimage), display.scale)
         emit(self.displayImageShown, display.image)
         if self.gradcam_action.isChecked():
@@ -723,13 +782,31 @@ class MainWindow(QMainWindow):
         self.view.select_cell(cell_id, centre=centre)
         self.gallery.set_current(cell_id)
         self.view.set_heatmap(None)
+        self._update_cell_panel()
         if self.gradcam_action.isChecked():
             self._request_gradcam()
         self._update_summary()
         self._schedule_position_save()
 
+    def _update_cell_panel(self) -> None:
+        """The selected-cell panel: the cell, its image, P(blast), the model's and the reviewer's label."""
+        cell = self.cells.get(self.current_cell) if self.current_cell else None
+        if cell is None:
+            self.cell_panel.set_cell(None)
+            return
+        review = self.session.reviews.get(cell.cell_id) if self.session else None
+        self.cell_panel.set_cell(SelectedCell(
+            cell.cell_id, cell.image, cell.blast_probability, cell.label, review.label if review else None,
+            review.reviewer if review else "", review.time if review else "", bool(cell.partial),
+            getattr(cell, "cell_type", None), self.gallery.thumbnail(cell.cell_id)))
+
     def _navigation_order(self) -> list[str]:
-        return self.gallery.order() if self.gallery.order() else sorted(self.cells)
+        """J / K order: the cells of one image (in gallery order: ALL, uncertain, HEM, each by probability),
+        then those of the next image in the list."""
+        order = self.gallery.order() if self.gallery.order() else sorted(self.cells)
+        rank = {name: i for i, name in enumerate(self.image_names)}
+        position = {cell_id: i for i, cell_id in enumerate(order)}
+        return sorted(order, key=lambda c: (rank.get(self.cells[c].image, len(rank)), position[c]))
 
     def _step(self, delta: int) -> None:
         order = self._navigation_order()
@@ -803,7 +880,7 @@ class MainWindow(QMainWindow):
         cell, reviewer = target
         order = self._navigation_order()
         following = None
-        if advance and cell.cell_id in order and len(order) > 1:
+        if advance and self.settings.auto_advance and cell.cell_id in order and len(order) > 1:
             following = order[(order.index(cell.cell_id) + 1) % len(order)]
         if not self._save_review(cell.cell_id, lambda: self.session.set_label(cell.cell_id, label, cell.label,
                                                                                reviewer)):
@@ -885,6 +962,14 @@ class MainWindow(QMainWindow):
         self._update_row(cell.image)
         if refresh:
             self._refresh_views()
+        if cell_id == self.current_cell:
+            self._update_cell_panel()
+
+    def _on_auto_advance_toggled(self, checked: bool) -> None:
+        """Review → Advance after a label: remembered, and said in the ? help."""
+        self.settings.auto_advance = bool(checked)
+        self.help_overlay.set_auto_advance(self.settings.auto_advance)
+        self._save_settings()
 
     # ================================================================ refreshing the views
 
@@ -979,10 +1064,16 @@ class MainWindow(QMainWindow):
             self._request_gradcam()
         else:
             self.view.set_heatmap(None)
+            self.cell_panel.set_gradcam_status("Grad-CAM (G): off")
+
+    def _on_gradcam_opacity(self, opacity: float) -> None:
+        self.settings.overlays.gradcam_opacity = opacity
+        self.view.set_heatmap_opacity(opacity)
 
     def _request_gradcam(self) -> None:
         cell = self.cells.get(self.current_cell) if self.current_cell else None
         if cell is None or self.folder is None:
+            self.cell_panel.set_gradcam_status("Grad-CAM (G): select a cell to see where the model looked")
             return
         cached = self._heatmaps.get(cell.cell_id)
         if cached is not None:
@@ -991,6 +1082,9 @@ class MainWindow(QMainWindow):
         if self._gradcam is not None:
             self._gradcam.cancel()
         self.statusBar().showMessage(f"Grad-CAM of {cell.cell_id}…", 3000)
+        self.cell_panel.set_gradcam_status(
+            f"Grad-CAM (G): computing the map of {cell.cell_id}…"
+            + ("" if self._gradcam_ready else " (the first map also prepares Grad-CAM)"))
         self._gradcam = self._start(jobs.cell_gradcam, self.model_dir, self.folder / cell.image, cell,
                                     on_returned=self._on_gradcam, on_errored=self._on_gradcam_error, name="gradcam")
 
@@ -1002,11 +1096,21 @@ class MainWindow(QMainWindow):
             self._show_heatmap(heatmap)
 
     def _show_heatmap(self, heatmap: jobs.CellHeatmap) -> None:
-        self.view.set_heatmap(QPixmap.fromImage(heatmap.qimage), heatmap.left, heatmap.top)
+        explained = (f"<b style='color:{hex_colour(heatmap.class_name)}'>{heatmap.class_name}</b>, "
+                     f"the class the model decided on")
+        if heatmap.empty:
+            self.view.set_heatmap(None)
+            self.cell_panel.set_gradcam_status(
+                f"Grad-CAM (G) of {explained}: <b>the map is empty</b> — no region of this cell raised the score "
+                f"of {heatmap.class_name}, so there is nothing to show.")
+        else:
+            self.view.set_heatmap(QPixmap.fromImage(heatmap.qimage), heatmap.left, heatmap.top)
+            self.cell_panel.set_gradcam_status(f"Grad-CAM (G) of {explained}: where it looked (scale below).")
         emit(self.gradcamShown, heatmap.cell_id)
 
     def _on_gradcam_error(self, error: Exception) -> None:
         if not self._closed:
+            self.cell_panel.set_gradcam_status(f"Grad-CAM (G): not available ({error})")
             self.show_message(f"Grad-CAM is not available: {error}", "warning")
 
     # ================================================================ dialogs
@@ -1120,4 +1224,13 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     def sizeHint(self):
-        return QSize(1500, 900)
+        return QSize(PREFERRED_SIZE)
+
+    def _initial_size(self) -> QSize:
+        from PySide6.QtGui import QGuiApplication
+
+        screen = QGuiApplication.primaryScreen()
+        # The offscreen platform's 800x800 "screen" is a placeholder, not a display a window must fit.
+        if screen is None or QGuiApplication.platformName() == "offscreen":
+            return initial_window_size(None)
+        return initial_window_size(screen.availableGeometry().size())

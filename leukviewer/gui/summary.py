@@ -20,6 +20,19 @@ def _pct(value) -> str:
     return "–" if value is None else f"{value:.1f} %"
 
 
+def histogram_legend(threshold: float, band: tuple[float, float]) -> str:
+    """What the histogram's marks mean, with the model's own numbers (rich text, shown under the picture)."""
+    lo, hi = band
+    parts = [f"<span style='color:{hex_colour('ALL')}'><b>│</b></span> threshold {threshold:.2f}"]
+    if hi > lo:
+        parts.append(f"<span style='color:{hex_colour('UNCERTAIN')}; opacity:0.5'>█</span> uncertain band "
+                     f"{lo:.2f}–{hi:.2f}")
+    parts.append(f"<span style='color:{hex_colour('ALL')}'>█</span> cells at or above the threshold")
+    parts.append("<span style='color:#8a8f98'>█</span> below")
+    parts.append("<span style='color:#00b4ff'><b>|</b></span> cells of this image")
+    return " &nbsp;·&nbsp; ".join(parts)
+
+
 def render_histogram(case: list[float], image: list[float], threshold: float, band: tuple[float, float],
                      width: int, height: int, dpi: int = 90) -> QImage:
     """The histogram drawn by matplotlib (Agg) into a QImage. Runs in a worker: a draw costs tens of
@@ -75,9 +88,14 @@ class ProbabilityHistogram(QLabel):
         self.case: list[float] = []
         self.image: list[float] = []
         self.counts = np.zeros(len(BINS) - 1, int)
+        self.legend = QLabel("The model's threshold and uncertain band are marked when it has loaded.")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
+        self.legend.setStyleSheet("color:#444; font-size:11px")
 
     def set_decision(self, threshold: float, band: tuple[float, float]) -> None:
         self.threshold, self.band = float(threshold), (float(band[0]), float(band[1]))
+        self.legend.setText(histogram_legend(self.threshold, self.band))
         self._request()
 
     def set_probabilities(self, case: list[float], image: list[float]) -> None:
@@ -127,6 +145,7 @@ class SummaryPanel(QWidget):
         self.histogram = ProbabilityHistogram(self, start)
         layout.addWidget(self.table)
         layout.addWidget(self.histogram)
+        layout.addWidget(self.histogram.legend)
         self.image_counts: dict = {}
         self.case_counts: dict = {}
         self.set_counts(None, {}, {}, {}, {})
