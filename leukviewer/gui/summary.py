@@ -9,15 +9,11 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from training.celltypes import CELL_TYPES, is_white_cell
 
-from ..core.results import WHITE_CELLS_NOTE
+from ..core.results import WHITE_CELLS_NOTE, percentage_text, undecided_text
 from .signals import emit
 from .style import hex_colour
 
 BINS = np.linspace(0.0, 1.0, 21)
-
-
-def _pct(value) -> str:
-    return "–" if value is None else f"{value:.1f} %"
 
 
 def render_histogram(case: list[float], image: list[float], threshold: float, band: tuple[float, float],
@@ -115,6 +111,31 @@ class ProbabilityHistogram(QLabel):
             self._request()
 
 
+def _percentage(counts: dict) -> str:
+    """Blasts per 100 WBC, a range ("0–100 %") while undecided cells could change it (``results.percentage_text``)."""
+    return percentage_text(counts)
+
+
+def _undecided_note(image_model: dict, image_reviewed: dict, case_model: dict, case_reviewed: dict) -> str:
+    """Under the table, when a blast percentage is a range: how many white cells are undecided."""
+    notes = [f"{scope}: {text}" for scope, d in (("image", image_reviewed or image_model),
+                                                  ("case", case_reviewed or case_model))
+             if (text := undecided_text(d))]
+    return (f"<div style='color:{hex_colour('UNCERTAIN')}'>Blasts per 100 WBC is a range while cells are "
+            f"undecided (min: all normal, max: all blasts) — {'; '.join(notes)}</div>") if notes else ""
+
+
+def _parts(scope: str, reviewed: dict) -> str:
+    """The after-review column in its two parts: the reviewer's labels (reviewed cells only) and the model's
+    suggestions for the cells nobody reviewed."""
+    mine, model = reviewed.get("by_reviewer"), reviewed.get("not_reviewed")
+    if not mine or not model:
+        return f"{scope}: –"
+    return (f"{scope}: reviewed {mine['blasts']} blasts, {mine['uncertain']} uncertain, {mine['normal']} normal; "
+            f"model's suggestion for the {model['cells']} not reviewed: {model['blasts']} blasts, "
+            f"{model['uncertain']} uncertain, {model['normal']} normal")
+
+
 class SummaryPanel(QWidget):
     def __init__(self, parent=None, start=None):
         super().__init__(parent)
@@ -158,17 +179,22 @@ class SummaryPanel(QWidget):
             "<style>td{padding:1px 5px;} th{padding:1px 5px; color:#555;}</style>"
             "<table cellspacing='0'>"
             f"<tr><th></th><th colspan='2'>Image</th><th colspan='2'>Case</th></tr>"
-            "<tr><th></th><th>model</th><th>reviewed</th><th>model</th><th>reviewed</th></tr>"
+            "<tr><th></th><th>model</th><th>after<br>review¹</th><th>model</th><th>after<br>review¹</th></tr>"
             + row("White cells", "white_cells")
             + row("Blasts (ALL)", "blasts", colour=hex_colour("ALL"))
             + row("Uncertain", "uncertain", colour=hex_colour("UNCERTAIN"))
             + row("Normal (HEM)", "normal", colour=hex_colour("HEM"))
-            + row("Blasts per 100 WBC", "blast_percentage", fmt=lambda v: _pct(v))
+            + row("Blasts per 100 WBC", "blast_percentage", fmt=str, get=_percentage)
             + (("<tr><th align='left' colspan='5'>White cells by type</th></tr>" + differential) if differential
                else "")
             + row("Not white cells (not counted)", "non_white_cells")
             + "</table>"
             f"<div style='color:#555'>{title}: {reviewed_img if reviewed_img is not None else 0} of "
             f"{image_model.get('cells') or 0} cells reviewed · case: "
-            f"{reviewed_case if reviewed_case is not None else 0} of {case_model.get('cells') or 0}</div>")
+            f"{reviewed_case if reviewed_case is not None else 0} of {case_model.get('cells') or 0}</div>"
+            + _undecided_note(image_model, image_reviewed, case_model, case_reviewed)
+            + "<div style='color:#555'>¹ after review: the reviewer's label where reviewed, the model's suggestion "
+            "elsewhere — " + " · ".join(_parts(scope, d) for scope, d in (("image", image_reviewed),
+                                                                                         ("case", case_reviewed)))
+            + "</div>")
         self.table.setToolTip(WHITE_CELLS_NOTE)
