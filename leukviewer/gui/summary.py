@@ -118,22 +118,17 @@ def _percentage(counts: dict) -> str:
 
 def _undecided_note(image_model: dict, image_reviewed: dict, case_model: dict, case_reviewed: dict) -> str:
     """Under the table, when a blast percentage is a range: how many white cells are undecided."""
-    notes = [f"{scope}: {text}" for scope, d in (("image", image_reviewed or image_model),
-                                                  ("case", case_reviewed or case_model))
+    notes = [f"{scope} {text.replace(' white cells undecided', '')}"
+             for scope, d in (("image", image_reviewed or image_model), ("case", case_reviewed or case_model))
              if (text := undecided_text(d))]
-    return (f"<div style='color:{hex_colour('UNCERTAIN')}'>Blasts per 100 WBC is a range while cells are "
-            f"undecided (min: all normal, max: all blasts) — {'; '.join(notes)}</div>") if notes else ""
+    return (f"<div style='color:{hex_colour('UNCERTAIN')}'>Blast % range (undecided as normal … as blasts): "
+            f"{', '.join(notes)} white cells undecided</div>") if notes else ""
 
 
-def _parts(scope: str, reviewed: dict) -> str:
-    """The after-review column in its two parts: the reviewer's labels (reviewed cells only) and the model's
-    suggestions for the cells nobody reviewed."""
-    mine, model = reviewed.get("by_reviewer"), reviewed.get("not_reviewed")
-    if not mine or not model:
-        return f"{scope}: –"
-    return (f"{scope}: reviewed {mine['blasts']} blasts, {mine['uncertain']} uncertain, {mine['normal']} normal; "
-            f"model's suggestion for the {model['cells']} not reviewed: {model['blasts']} blasts, "
-            f"{model['uncertain']} uncertain, {model['normal']} normal")
+def _by_reviewer(reviewed: dict) -> str:
+    """The reviewed cells only, by the reviewer's label ("0 ALL, 0 unc., 1 HEM")."""
+    mine = reviewed.get("by_reviewer")
+    return f"{mine['blasts']} ALL, {mine['uncertain']} unc., {mine['normal']} HEM" if mine else "–"
 
 
 class SummaryPanel(QWidget):
@@ -175,14 +170,14 @@ class SummaryPanel(QWidget):
         reviewed_img = image_reviewed.get("reviewed")
         reviewed_case = case_reviewed.get("reviewed")
         title = image or "no image"
-        self.table.setText(
+        self._set_text(
             "<style>td{padding:1px 5px;} th{padding:1px 5px; color:#555;}</style>"
             "<table cellspacing='0'>"
             f"<tr><th></th><th colspan='2'>Image</th><th colspan='2'>Case</th></tr>"
             "<tr><th></th><th>model</th><th>after<br>review¹</th><th>model</th><th>after<br>review¹</th></tr>"
             + row("White cells", "white_cells")
             + row("Blasts (ALL)", "blasts", colour=hex_colour("ALL"))
-            + row("Uncertain", "uncertain", colour=hex_colour("UNCERTAIN"))
+            + row("Uncertain (undecided)", "uncertain", colour=hex_colour("UNCERTAIN"))
             + row("Normal (HEM)", "normal", colour=hex_colour("HEM"))
             + row("Blasts per 100 WBC", "blast_percentage", fmt=str, get=_percentage)
             + (("<tr><th align='left' colspan='5'>White cells by type</th></tr>" + differential) if differential
@@ -191,10 +186,30 @@ class SummaryPanel(QWidget):
             + "</table>"
             f"<div style='color:#555'>{title}: {reviewed_img if reviewed_img is not None else 0} of "
             f"{image_model.get('cells') or 0} cells reviewed · case: "
-            f"{reviewed_case if reviewed_case is not None else 0} of {case_model.get('cells') or 0}</div>"
+            f"{reviewed_case if reviewed_case is not None else 0} of {case_model.get('cells') or 0} "
+            f"({_by_reviewer(case_reviewed)})</div>"
             + _undecided_note(image_model, image_reviewed, case_model, case_reviewed)
-            + "<div style='color:#555'>¹ after review: the reviewer's label where reviewed, the model's suggestion "
-            "elsewhere — " + " · ".join(_parts(scope, d) for scope, d in (("image", image_reviewed),
-                                                                                         ("case", case_reviewed)))
-            + "</div>")
-        self.table.setToolTip(WHITE_CELLS_NOTE)
+            + "<div style='color:#555'>¹ the reviewer's label where reviewed, else the model's</div>")
+        parts = [(scope, d["by_reviewer"], d["not_reviewed"]) for scope, d in (("Image", image_reviewed),
+                                                                                ("Case", case_reviewed))
+                 if d.get("by_reviewer") and d.get("not_reviewed")]
+        self.table.setToolTip(
+            "<p>After review¹: the reviewer's label for reviewed cells, the model's suggestion for the others:</p>"
+            + "".join(f"<p>{scope}: reviewed {m['cells']} — {m['blasts']} blasts, {m['uncertain']} uncertain, "
+                      f"{m['normal']} normal; not reviewed {o['cells']} — the model suggests {o['blasts']} blasts, "
+                      f"{o['uncertain']} uncertain, {o['normal']} normal</p>" for scope, m, o in parts)
+            + "<p>Blasts per 100 WBC is a range while uncertain white cells are undecided: the minimum counts them "
+            "as normal, the maximum as blasts. A cell the reviewer labels is decided (unless labelled "
+            f"uncertain).</p><p>{WHITE_CELLS_NOTE}</p>")
+
+    def _set_text(self, html: str) -> None:
+        self.table.setText(html)
+        self._fit_text()
+
+    def _fit_text(self) -> None:
+        """The counts and the lines under them stay whole: the panel asks its splitter for their height."""
+        self.table.setMinimumHeight(self.table.heightForWidth(max(self.table.width(), 300)))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_text()
