@@ -331,7 +331,11 @@ def _summary_block(case, st, width):
     reviewed = case.is_reviewed()
     if not reviewed:  # nobody reviewed: the model's counts only, no "After review" column or review rows
         rows = [row[:2] for row in rows[:7]]
-    header = [Paragraph(_p(h), st["cellbold"]) for h in rows[0]]
+    from reportlab.lib.enums import TA_RIGHT
+    from reportlab.lib.styles import ParagraphStyle
+
+    right = ParagraphStyle("cellbold-right", parent=st["cellbold"], alignment=TA_RIGHT)
+    header = [Paragraph(_p(h), st["cellbold"] if i == 0 else right) for i, h in enumerate(rows[0])]
     table = _table([header] + [[str(v) for v in row] for row in rows[1:]],
                    [50 * mm, 30 * mm, 30 * mm, 30 * mm, 30 * mm][:len(rows[0])] if reviewed else [70 * mm, 50 * mm],
                    align_right_from=1)
@@ -404,7 +408,9 @@ def _differential_block(case, st, width):
     return [KeepTogether([
         Paragraph("Differential count (white-cell types)", st["h2"]), table,
         Paragraph("Blasts are the cells flagged ALL; every other cell has its most probable non-blast type. "
-                  "Cells not white cells are listed but not counted among the white cells (see above).",
+                  "Cells not white cells are listed but not counted among the white cells (see above)."
+                  + (" After review: the reviewer's type for reviewed cells, the model's for the others."
+                     if case.is_reviewed() else ""),
                   st["small"])])]
 
 
@@ -491,7 +497,7 @@ def _per_image_block(case, st, width):
         rows.append([Paragraph(_p(result.image), st["cell"]), Paragraph(_p(status), st["cell"]),
                      str(c["white_cells"]), str(c["blasts"]), str(c["uncertain"]), percentage_text(c),
                      str(r["blasts"]), percentage_text(r), str(r["reviewed"]), str(r["changed"])])
-    fixed = [10, 11, 14, 19, 11, 19, 15, 13]   # a blast % can be a range: "33.3–100 %"
+    fixed = [10, 11, 16, 18, 11, 18, 17, 15]   # a blast % can be a range: "33.3–100 %"
     if not case.is_reviewed():  # the model's columns only
         rows, fixed = [row[:6] for row in rows], fixed[:4]
     rest = width / mm - sum(fixed)
