@@ -143,6 +143,10 @@ def test_batch_cli_writes_csv_and_summary(shared_data, tiny_model_dir, tmp_path)
     case = summary["case"]
     assert case["blast_percentage_min"] == round(100 * blasts / len(white), 2)
     assert case["blast_percentage_max"] == round(100 * (blasts + undecided) / len(white), 2) > case["blast_percentage_min"]
+    from leukviewer.core.results import blast_percentage_text
+
+    assert f"blasts per 100 white cells {blast_percentage_text(case)}" in run.stdout
+    assert f"{undecided} of {len(white)} white cells undecided" in run.stdout
     images = {r["image"]: r for r in csv.DictReader((out / "images.csv").open(encoding="utf-8"))}
     for d in summary["images"]:
         mine = [r for r in white if r["image"] == d["image"]]
