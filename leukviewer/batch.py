@@ -221,7 +221,7 @@ def _run(args) -> int:
     from .core.classifier import CellClassifier, bundled_model_dir
     from .core.report_geojson import GeoJsonWriter
     from .core.reports import ExportError, StagedOutputs, describe_os_error, make_case
-    from .core.results import CaseSummary, ImageResult
+    from .core.results import CaseSummary, ImageResult, blast_percentage_text
     from .core.tables import IMAGE_COLUMNS, AtomicCsv, cell_columns, cell_row, image_row
 
     folder, out = Path(args.folder), Path(args.out)
@@ -392,7 +392,7 @@ def _run(args) -> int:
         return 130
     print(f"{s.images_processed} of {s.images_total} images analysed ({s.images_failed} unreadable, "
           f"{len(s.skipped_files)} non-image files skipped): {s.white_cells} white cells, {s.blasts} blasts, "
-          f"{s.uncertain} uncertain" + (f", {s.blast_percentage:.1f} blasts per 100 white cells"
+          f"{s.uncertain} uncertain" + (f", blasts per 100 white cells {blast_percentage_text(s.to_dict())}"
                                         if s.blast_percentage is not None else "")
           + (f"; {s.cells - s.white_cells} detected objects are not white cells (type non_wbc) and are not counted"
              if s.cells > s.white_cells else ""))

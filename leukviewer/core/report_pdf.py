@@ -15,7 +15,7 @@ from training.celltypes import CELL_TYPES, is_white_cell
 
 from .. import RUO_NOTICE, __version__
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
-from .results import WHITE_CELLS_NOTE
+from .results import WHITE_CELLS_NOTE, blast_percentage_text, percentage_text
 
 THUMB_PX = 160
 GALLERY_COLUMNS = 6
@@ -313,41 +313,59 @@ def _summary_block(case, st, width):
     from reportlab.platypus import Paragraph, Spacer
 
     s, r = case.suggested_counts(), case.reviewed_counts()
+    mine, model = r["by_reviewer"], r["not_reviewed"]
     n = s["white_cells"]
+    # "After review" mixes the reviewer's labels with the model's suggestions for cells nobody reviewed: the two
+    # parts stand in their own columns (reviewed cells only, the model's remaining suggestions), the total last
     rows = [
-        ["", "Suggested by the model", "After review"],
-        ["White cells", n, r["white_cells"]],
-        ["Blasts (ALL)", s["blasts"], r["blasts"]],
-        ["Uncertain", s["uncertain"], r["uncertain"]],
-        ["Normal (HEM)", s["normal"], r["normal"]],
-        ["Blasts per 100 white cells", _percent(s["blast_percentage"]), _percent(r["blast_percentage"])],
-        ["Not white cells (excluded)", s["non_white_cells"], r["non_white_cells"]],
-        ["Cells reviewed", "", f"{r['reviewed']} of {s['cells']}"],
-        ["Labels or types changed by the reviewer", "", r["changed"]],
+        ["", "Suggested by the model", "Reviewed cells (reviewer's label)", "Not reviewed (model's suggestion)",
+         "After review (the two together)"],
+        ["White cells", n, mine["white_cells"], model["white_cells"], r["white_cells"]],
+        ["Blasts (ALL)", s["blasts"], mine["blasts"], model["blasts"], r["blasts"]],
+        ["Uncertain (undecided)", s["uncertain"], mine["uncertain"], model["uncertain"], r["uncertain"]],
+        ["Normal (HEM)", s["normal"], mine["normal"], model["normal"], r["normal"]],
+        ["Blasts per 100 white cells", percentage_text(s), "", "", percentage_text(r)],
+        ["Not white cells (excluded)", s["non_white_cells"], mine["non_white_cells"], model["non_white_cells"],
+         r["non_white_cells"]],
+        ["Cells reviewed", "", f"{r['reviewed']} of {s['cells']}", "", ""],
+        ["Labels or types changed by the reviewer", "", r["changed"], "", ""],
     ]
     reviewed = case.is_reviewed()
     if not reviewed:  # nobody reviewed: the model's counts only, no "After review" column or review rows
         rows = [row[:2] for row in rows[:7]]
-    table = _table([[str(v) for v in row] for row in rows], [70 * mm, 50 * mm, 50 * mm][:len(rows[0])],
+    from reportlab.lib.enums import TA_RIGHT
+    from reportlab.lib.styles import ParagraphStyle
+
+    right = ParagraphStyle("cellbold-right", parent=st["cellbold"], alignment=TA_RIGHT)
+    header = [Paragraph(_p(h), st["cellbold"] if i == 0 else right) for i, h in enumerate(rows[0])]
+    table = _table([header] + [[str(v) for v in row] for row in rows[1:]],
+                   [50 * mm, 30 * mm, 30 * mm, 30 * mm, 30 * mm][:len(rows[0])] if reviewed else [70 * mm, 50 * mm],
                    align_right_from=1)
     if reviewed:
-        table.setStyle([("LINEABOVE", (0, 7), (-1, 7), 0.4, colors.HexColor("#888888"))])
+        table.setStyle([("LINEABOVE", (0, 7), (-1, 7), 0.4, colors.HexColor("#888888")),
+                        ("VALIGN", (0, 0), (-1, 0), "BOTTOM")])
     flow = [table, Spacer(1, 3)]
     flagged_open = sum(1 for c in case.flagged_cells() if case.review_of(c) is None)
-    sentence = (f"{n} white cells in {case.image_counts()['analysed']} images: {s['blasts']} blasts "
-                f"({_percent(s['blast_percentage'])}) suggested by the model, {r['blasts']} "
-                f"({_percent(r['blast_percentage'])}) after review. Reviewed: {r['reviewed']} of {s['cells']} cells "
-                f"({r['changed']} changed).")
-    if not reviewed:
-        sentence = (f"{n} white cells in {case.image_counts()['analysed']} images: {s['blasts']} blasts "
-                    f"({_percent(s['blast_percentage'])}) suggested by the model. No cell has been reviewed.")
+    where = f"{n} white cells in {case.image_counts()['analysed']} images"
+    if reviewed:
+        sentence = (f"{where}: {s['blasts']} blasts suggested by the model (blasts per 100 white cells "
+                    f"{blast_percentage_text(s)}); {r['blasts']} after review ({blast_percentage_text(r)}). "
+                    f"Reviewed: {r['reviewed']} of {s['cells']} cells ({r['changed']} changed): {mine['blasts']} "
+                    f"blasts, {mine['uncertain']} uncertain, {mine['normal']} normal by the reviewer; the model's "
+                    f"suggestion stands for the other {s['cells'] - r['reviewed']}.")
+    else:
+        sentence = (f"{where}: {s['blasts']} blasts suggested by the model (blasts per 100 white cells "
+                    f"{blast_percentage_text(s)}). No cell has been reviewed.")
     if s["border_cells_excluded"]:
         sentence += (f" {s['border_cells_excluded']} cells cut by the image border are shown and flagged but not "
                      "counted.")
     flow.append(Paragraph(_p(sentence), st["base"]))
-    flow.append(Paragraph("Blasts per 100 white cells counts uncertain cells in the denominator. " + _p(WHITE_CELLS_NOTE)
-                          + (" Counts after review use the reviewer's label and type where there is one and the "
-                             "model's suggestion elsewhere." if reviewed
+    flow.append(Paragraph("While uncertain cells are undecided, blasts per 100 white cells is shown as the range it "
+                          "can take: the minimum counts every undecided cell as normal, the maximum every one as a "
+                          "blast. " + _p(WHITE_CELLS_NOTE)
+                          + (" A reviewed cell is decided unless the reviewer called it uncertain; the totals after "
+                             "review use the reviewer's label and type where there is one and the model's "
+                             "suggestion elsewhere." if reviewed
                              else " Every label in this report is the model's suggestion."), st["small"]))
     notes = list(case.notes)
     if flagged_open:
@@ -395,7 +413,9 @@ def _differential_block(case, st, width):
     return [KeepTogether([
         Paragraph("Differential count (white-cell types)", st["h2"]), table,
         Paragraph("Blasts are the cells flagged ALL; every other cell has its most probable non-blast type. "
-                  "Cells not white cells are listed but not counted among the white cells (see above).",
+                  "Cells not white cells are listed but not counted among the white cells (see above)."
+                  + (" After review: the reviewer's type for reviewed cells, the model's for the others."
+                     if case.is_reviewed() else ""),
                   st["small"])])]
 
 
@@ -480,9 +500,9 @@ def _per_image_block(case, st, width):
         r = reviewed_counts(result.cells, case.session)
         status = result.status if len(result.status) < 120 else result.status[:117] + "…"
         rows.append([Paragraph(_p(result.image), st["cell"]), Paragraph(_p(status), st["cell"]),
-                     str(c["white_cells"]), str(c["blasts"]), str(c["uncertain"]), _percent(c["blast_percentage"]),
-                     str(r["blasts"]), _percent(r["blast_percentage"]), str(r["reviewed"]), str(r["changed"])])
-    fixed = [10, 12, 17, 14, 12, 14, 17, 15]
+                     str(c["white_cells"]), str(c["blasts"]), str(c["uncertain"]), percentage_text(c),
+                     str(r["blasts"]), percentage_text(r), str(r["reviewed"]), str(r["changed"])])
+    fixed = [10, 11, 16, 18, 11, 18, 17, 15]   # a blast % can be a range: "33.3–100 %"
     if not case.is_reviewed():  # the model's columns only
         rows, fixed = [row[:6] for row in rows], fixed[:4]
     rest = width / mm - sum(fixed)
@@ -497,7 +517,9 @@ def _per_image_block(case, st, width):
                     ("LINEBELOW", (3, 0), (5, 0), 0.4, colors.HexColor("#888888")),
                     ("LINEBELOW", (6, 0), (7, 0), 0.4, colors.HexColor("#888888")),
                     ("LINEBELOW", (8, 0), (9, 0), 0.4, colors.HexColor("#888888"))])
-    return [table]
+    return [table, Paragraph("After review: the reviewer's label for reviewed cells, the model's suggestion for the "
+                             "others (Reviewed: cells the reviewer labelled). Blast %: blasts per 100 white cells, "
+                             "a range while uncertain cells are undecided.", st["small"])]
 
 
 def report_title(case) -> str:

@@ -22,8 +22,10 @@ def count_cells(labels_and_types: Iterable[tuple[str, str]]) -> dict:
     """The counts every output shows, from each cell's (label, white-cell type).
 
     ``cells``: every detected cell; ``white_cells``: those not of type non_wbc; ``blasts`` / ``uncertain`` /
-    ``normal``: white cells by label; ``blast_percentage``: blasts per 100 white cells; ``cell_types``: cells
-    per type (vocabulary order, types with no cell left out), non_wbc included.
+    ``normal``: white cells by label; ``blast_percentage``: blasts per 100 white cells; ``blast_percentage_min`` /
+    ``blast_percentage_max``: the range it can take while the ``uncertain`` (undecided) white cells are undecided
+    (``blast_range``); ``cell_types``: cells per type (vocabulary order, types with no cell left out), non_wbc
+    included.
     """
     n = blasts = uncertain = 0
     types: Counter = Counter()
@@ -37,7 +39,46 @@ def count_cells(labels_and_types: Iterable[tuple[str, str]]) -> dict:
     return {"cells": n, "white_cells": white, "non_white_cells": types[NON_WBC], "blasts": blasts,
             "uncertain": uncertain, "normal": white - blasts - uncertain,
             "blast_percentage": round(100.0 * blasts / white, 2) if white else None,
-            "cell_types": in_type_order(types)}
+            **blast_range(blasts, uncertain, white), "cell_types": in_type_order(types)}
+
+
+def blast_range(blasts: int, undecided: int, white_cells: int) -> dict:
+    """The blasts per 100 white cells that ``undecided`` (UNCERTAIN) white cells allow: the minimum counts every
+    undecided cell as normal, the maximum every one as a blast (None without white cells). The one place the
+    range is computed; every table, panel and report reads these two keys."""
+    if not white_cells:
+        return {"blast_percentage_min": None, "blast_percentage_max": None}
+    return {"blast_percentage_min": round(100.0 * blasts / white_cells, 2),
+            "blast_percentage_max": round(100.0 * (blasts + undecided) / white_cells, 2)}
+
+
+def _number(value: float) -> str:
+    text = f"{value:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def percentage_text(counts: dict) -> str:
+    """Blasts per 100 white cells as every surface shows it: "12.5 %" when it is decided, "0–100 %" while
+    undecided cells could change it, "–" without white cells."""
+    lo, hi = counts.get("blast_percentage_min"), counts.get("blast_percentage_max")
+    if lo is None:
+        value = counts.get("blast_percentage")
+        return "–" if value is None else f"{value:.1f} %"
+    return f"{lo:.1f} %" if hi is None or hi == lo else f"{_number(lo)}–{_number(hi)} %"
+
+
+def undecided_text(counts: dict) -> str:
+    """"47 of 47 white cells undecided" when undecided cells could change the blast percentage, else ""."""
+    lo, hi = counts.get("blast_percentage_min"), counts.get("blast_percentage_max")
+    if lo is None or hi is None or hi == lo:
+        return ""
+    return f"{counts.get('uncertain', 0)} of {counts.get('white_cells', 0)} white cells undecided"
+
+
+def blast_percentage_text(counts: dict) -> str:
+    """``percentage_text`` with the undecided cells named: "0–100 %, 47 of 47 white cells undecided"."""
+    undecided = undecided_text(counts)
+    return percentage_text(counts) + (f", {undecided}" if undecided else "")
 
 
 def in_type_order(counts: dict[str, int]) -> dict[str, int]:
@@ -166,6 +207,10 @@ class CaseSummary:
     def blast_percentage(self) -> float | None:
         return round(100.0 * self.blasts / self.white_cells, 2) if self.white_cells else None
 
+    def blast_range(self) -> dict:
+        """``blast_percentage_min`` / ``blast_percentage_max`` of the case (``results.blast_range``)."""
+        return blast_range(self.blasts, self.uncertain, self.white_cells)
+
     def to_dict(self) -> dict:
         return {"folder": self.folder, "images_total": self.images_total,
                 "images_processed": self.images_processed, "images_failed": self.images_failed,
@@ -174,6 +219,7 @@ class CaseSummary:
                 "blasts": self.blasts, "uncertain": self.uncertain,
                 "normal": self.white_cells - self.blasts - self.uncertain,
                 "blast_percentage": self.blast_percentage, "blasts_per_100_white_cells": self.blast_percentage,
+                **self.blast_range(),
                 "cell_types": in_type_order(self.cell_types), "border_cells_excluded": self.border_cells_excluded,
                 "white_cells_note": WHITE_CELLS_NOTE, "skipped_files": self.skipped_files,
                 "failures": self.failures, "cancelled": self.cancelled}

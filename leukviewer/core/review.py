@@ -408,16 +408,21 @@ def type_after_review(cell, review: CellReview | None) -> str:
 
 
 def reviewed_counts(cells, session: ReviewSession | None) -> dict:
-    """Counts after review (``results.count_cells`` of the labels and types after review), with the numbers of
-    reviewed cells and of cells whose label or type the reviewer changed.
-
-    Cells cut by the image border are not counted (``results.counted_cells``); ``border_cells_excluded`` says how
-    many were left out."""
-    everything = cells
-    cells = counted_cells(cells)
+    """Counts after review (``results.count_cells`` of the labels and types after review: the reviewer's where
+    they reviewed, the model's suggestion elsewhere), with the numbers of reviewed cells and of cells whose label
+    or type the reviewer changed, and the two parts apart so no surface passes the model's suggestions off as
+    reviewed: ``by_reviewer`` (``count_cells`` of the reviewed cells only, with the reviewer's labels and types)
+    and ``not_reviewed`` (the model's suggestions for the cells nobody reviewed). After review a reviewed cell is
+    decided unless the reviewer called it UNCERTAIN; the blast percentage's range (``blast_percentage_min`` /
+    ``_max``) counts the cells still UNCERTAIN, reviewed or not."""
+    everything = list(cells)
+    cells = counted_cells(everything)   # cells cut by the image border are shown, not counted
     counts = count_cells((final_label(c, session), final_type(c, session)) for c in cells)
     reviewed = [c for c in cells if session and c.cell_id in session.reviews]
+    not_reviewed = [c for c in cells if not (session and c.cell_id in session.reviews)]
     changed = [c for c in reviewed if session.reviewed_label(c.cell_id) != c.label
                or final_type(c, session) != c.cell_type]
     return {**counts, "reviewed": len(reviewed), "changed": len(changed),
+            "by_reviewer": count_cells((final_label(c, session), final_type(c, session)) for c in reviewed),
+            "not_reviewed": count_cells((c.label, c.cell_type) for c in not_reviewed),
             "border_cells_excluded": len(everything) - len(cells)}

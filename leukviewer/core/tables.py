@@ -29,7 +29,16 @@ IMAGE_COLUMNS = ["folder", "image", "status", "kind", "width", "height", "um_per
                  "normal", "blast_percentage", "border_cells_excluded", "reviewed_cells", "changed_cells",
                  "blasts_after_review",
                  "uncertain_after_review", "normal_after_review", "blast_percentage_after_review",
-                 "non_white_cells", "non_white_cells_after_review"]
+                 "non_white_cells", "non_white_cells_after_review",
+                 # the range blasts per 100 white cells can take while UNCERTAIN white cells are undecided (minimum:
+                 # every one normal, maximum: every one a blast), as the model gave it and after review
+                 "blast_percentage_min", "blast_percentage_max", "blast_percentage_after_review_min",
+                 "blast_percentage_after_review_max",
+                 # *_after_review mixes the reviewer's labels with the model's suggestions for the cells nobody
+                 # reviewed; these are the two parts apart: reviewed cells only (the reviewer's labels) and the
+                 # model's suggestions for the cells not reviewed
+                 "reviewed_white_cells", "reviewed_blasts", "reviewed_uncertain", "reviewed_normal",
+                 "not_reviewed_white_cells", "not_reviewed_blasts", "not_reviewed_uncertain", "not_reviewed_normal"]
 
 
 def neutralise(value) -> str:
@@ -70,15 +79,21 @@ def cell_row(cell, folder: str = "", review=None, cell_types=()) -> list[str]:
 
 
 def image_row(result, folder: str = "", after_review: dict | None = None) -> list[str]:
-    """One ``images.csv`` row (``IMAGE_COLUMNS``); ``after_review`` is ``review.reviewed_counts`` of its cells."""
+    """One ``images.csv`` row (``IMAGE_COLUMNS``); ``after_review`` is ``review.reviewed_counts`` of its cells
+    (None: nobody reviewed them)."""
+    from .review import reviewed_counts
+
     d = result.to_dict()
-    r = after_review or {}
+    r = after_review if after_review is not None else reviewed_counts(result.cells, None)
+    mine, model = r["by_reviewer"], r["not_reviewed"]
     values = [folder, d["image"], d["status"], d["kind"], d["width"], d["height"], d["um_per_px"] or "",
               d["scale_source"], d["white_cells"], d["blasts"],
-              d["uncertain"], d["normal"], d["blast_percentage"], d["border_cells_excluded"], r.get("reviewed", 0), r.get("changed", 0),
-              r.get("blasts", d["blasts"]), r.get("uncertain", d["uncertain"]), r.get("normal", d["normal"]),
-              r.get("blast_percentage", d["blast_percentage"]), d["non_white_cells"],
-              r.get("non_white_cells", d["non_white_cells"])]
+              d["uncertain"], d["normal"], d["blast_percentage"], d["border_cells_excluded"], r["reviewed"], r["changed"],
+              r["blasts"], r["uncertain"], r["normal"], r["blast_percentage"], d["non_white_cells"],
+              r["non_white_cells"], d["blast_percentage_min"], d["blast_percentage_max"],
+              r["blast_percentage_min"], r["blast_percentage_max"],
+              mine["white_cells"], mine["blasts"], mine["uncertain"], mine["normal"],
+              model["white_cells"], model["blasts"], model["uncertain"], model["normal"]]
     return [neutralise(v) for v in values]
 
 

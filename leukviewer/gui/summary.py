@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from training.celltypes import CELL_TYPES, is_white_cell
 
-from ..core.results import WHITE_CELLS_NOTE
+from ..core.results import WHITE_CELLS_NOTE, percentage_text, undecided_text
 from .signals import emit
 from .style import hex_colour
 
@@ -133,6 +133,26 @@ class ProbabilityHistogram(QLabel):
             self._request()
 
 
+def _percentage(counts: dict) -> str:
+    """Blasts per 100 WBC, a range ("0–100 %") while undecided cells could change it (``results.percentage_text``)."""
+    return percentage_text(counts)
+
+
+def _undecided_note(image_model: dict, image_reviewed: dict, case_model: dict, case_reviewed: dict) -> str:
+    """Under the table, when a blast percentage is a range: how many white cells are undecided."""
+    notes = [f"{scope} {text.replace(' white cells undecided', '')}"
+             for scope, d in (("image", image_reviewed or image_model), ("case", case_reviewed or case_model))
+             if (text := undecided_text(d))]
+    return (f"<div style='color:{hex_colour('UNCERTAIN')}'>Blast % range (undecided as normal … as blasts): "
+            f"{', '.join(notes)} white cells undecided</div>") if notes else ""
+
+
+def _by_reviewer(reviewed: dict) -> str:
+    """The reviewed cells only, by the reviewer's label ("0 ALL, 0 unc., 1 HEM")."""
+    mine = reviewed.get("by_reviewer")
+    return f"{mine['blasts']} ALL, {mine['uncertain']} unc., {mine['normal']} HEM" if mine else "–"
+
+
 class SummaryPanel(QWidget):
     def __init__(self, parent=None, start=None):
         super().__init__(parent)
@@ -173,16 +193,16 @@ class SummaryPanel(QWidget):
         reviewed_img = image_reviewed.get("reviewed")
         reviewed_case = case_reviewed.get("reviewed")
         title = image or "no image"
-        self.table.setText(
+        self._set_text(
             "<style>td{padding:1px 5px;} th{padding:1px 5px; color:#555;}</style>"
             "<table cellspacing='0'>"
             f"<tr><th></th><th colspan='2'>Image</th><th colspan='2'>Case</th></tr>"
-            "<tr><th></th><th>model</th><th>reviewed</th><th>model</th><th>reviewed</th></tr>"
+            "<tr><th></th><th>model</th><th>after<br>review¹</th><th>model</th><th>after<br>review¹</th></tr>"
             + row("White cells", "white_cells")
             + row("Blasts (ALL)", "blasts", colour=hex_colour("ALL"))
-            + row("Uncertain", "uncertain", colour=hex_colour("UNCERTAIN"))
+            + row("Uncertain (undecided)", "uncertain", colour=hex_colour("UNCERTAIN"))
             + row("Normal (HEM)", "normal", colour=hex_colour("HEM"))
-            + row("Blasts per 100 WBC", "blast_percentage", fmt=lambda v: _pct(v))
+            + row("Blasts per 100 WBC", "blast_percentage", fmt=str, get=_percentage)
             + (("<tr><th align='left' colspan='5'>White cells by type</th></tr>" + differential) if differential
                else "")
             + row("Not white cells (not counted)", "non_white_cells")
@@ -190,5 +210,30 @@ class SummaryPanel(QWidget):
             + "</table>"
             f"<div style='color:#555'>{title}: {reviewed_img if reviewed_img is not None else 0} of "
             f"{image_model.get('cells') or 0} cells reviewed · case: "
-            f"{reviewed_case if reviewed_case is not None else 0} of {case_model.get('cells') or 0}</div>")
-        self.table.setToolTip(WHITE_CELLS_NOTE)
+            f"{reviewed_case if reviewed_case is not None else 0} of {case_model.get('cells') or 0} "
+            f"({_by_reviewer(case_reviewed)})</div>"
+            + _undecided_note(image_model, image_reviewed, case_model, case_reviewed)
+            + "<div style='color:#555'>¹ the reviewer's label where reviewed, else the model's</div>")
+        parts = [(scope, d["by_reviewer"], d["not_reviewed"]) for scope, d in (("Image", image_reviewed),
+                                                                                ("Case", case_reviewed))
+                 if d.get("by_reviewer") and d.get("not_reviewed")]
+        self.table.setToolTip(
+            "<p>After review¹: the reviewer's label for reviewed cells, the model's suggestion for the others:</p>"
+            + "".join(f"<p>{scope}: reviewed {m['cells']} — {m['blasts']} blasts, {m['uncertain']} uncertain, "
+                      f"{m['normal']} normal; not reviewed {o['cells']} — the model suggests {o['blasts']} blasts, "
+                      f"{o['uncertain']} uncertain, {o['normal']} normal</p>" for scope, m, o in parts)
+            + "<p>Blasts per 100 WBC is a range while uncertain white cells are undecided: the minimum counts them "
+            "as normal, the maximum as blasts. A cell the reviewer labels is decided (unless labelled "
+            f"uncertain).</p><p>{WHITE_CELLS_NOTE}</p>")
+
+    def _set_text(self, html: str) -> None:
+        self.table.setText(html)
+        self._fit_text()
+
+    def _fit_text(self) -> None:
+        """The counts and the lines under them stay whole: the panel asks its splitter for their height."""
+        self.table.setMinimumHeight(self.table.heightForWidth(max(self.table.width(), 300)))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_text()

@@ -162,6 +162,8 @@ def test_cells_not_of_a_white_cell_type_are_left_out_of_white_cells_and_the_blas
     counts = count_cells((c.label, c.cell_type) for c in cells)
     assert counts == {"cells": 5, "white_cells": 3, "non_white_cells": 2, "blasts": 1, "uncertain": 1,
                       "normal": 1, "blast_percentage": 33.33,
+                      # the uncertain non_wbc cell cannot be a blast: the range spans the one undecided white cell
+                      "blast_percentage_min": 33.33, "blast_percentage_max": 66.67,
                       "cell_types": {"blast": 1, "lymphoid": 1, "neutrophil": 1, "non_wbc": 2}}
     summary = CaseSummary("x")
     summary.add(ImageResult("/x/f.jpg", "f.jpg", "ok", cells=cells))

@@ -144,6 +144,31 @@ def test_batch_cli_writes_csv_and_summary(shared_data, tiny_model_dir, tmp_path)
                 "model_version"):
         assert key in rows[0]
     assert sum(r["label"] == "ALL" for r in whole) == summary["case"]["blasts"]
+    # blasts per 100 white cells is the range the undecided (UNCERTAIN) white cells allow, for the case and per
+    # image, in summary.json and images.csv alike (tiny-model cells are mostly UNCERTAIN: a single 0 % would lie)
+    white = [r for r in whole if r["cell_type"] != "non_wbc"]   # cells cut by the border are not counted
+    blasts, undecided = sum(r["label"] == "ALL" for r in white), sum(r["label"] == "UNCERTAIN" for r in white)
+    assert undecided > 0
+    case = summary["case"]
+    assert case["blast_percentage_min"] == round(100 * blasts / len(white), 2)
+    assert case["blast_percentage_max"] == round(100 * (blasts + undecided) / len(white), 2) > case["blast_percentage_min"]
+    from leukviewer.core.results import blast_percentage_text
+
+    assert f"blasts per 100 white cells {blast_percentage_text(case)}" in run.stdout
+    assert f"{undecided} of {len(white)} white cells undecided" in run.stdout
+    images = {r["image"]: r for r in csv.DictReader((out / "images.csv").open(encoding="utf-8"))}
+    for d in summary["images"]:
+        mine = [r for r in white if r["image"] == d["image"]]
+        if not mine:
+            assert d["blast_percentage_min"] is None and images[d["image"]]["blast_percentage_max"] == ""
+            continue
+        b, u = sum(r["label"] == "ALL" for r in mine), sum(r["label"] == "UNCERTAIN" for r in mine)
+        assert (d["blast_percentage_min"], d["blast_percentage_max"]) == (round(100 * b / len(mine), 2),
+                                                                        round(100 * (b + u) / len(mine), 2))
+        row = images[d["image"]]
+        assert (float(row["blast_percentage_min"]), float(row["blast_percentage_max"])) == (
+            d["blast_percentage_min"], d["blast_percentage_max"])
+        assert (row["reviewed_white_cells"], row["not_reviewed_white_cells"]) == ("0", str(len(mine)))
     # a second run refuses to overwrite silently
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 2 and "--overwrite" in again.stderr

@@ -149,7 +149,9 @@ def test_pdf_has_header_counts_hash_and_ruo_on_every_page(case, tmp_path):
     assert f"{info.threshold:.3f}" in pages[0] and f"{info.uncertainty_band[0]:.3f}" in pages[0]
     assert f"{n} white cells in {len(results)} images: {blasts} blasts" in text
     assert f"Reviewed: {len(reviewed)} of {n} cells ({changed} changed)" in text
-    assert re.search(rf"White cells {n} {n}\b", text)
+    reviewed_white = len(reviewed)
+    # columns: the model's suggestion, reviewed cells only, the model's suggestion for the others, after review
+    assert re.search(rf"White cells {n} {reviewed_white} {n - reviewed_white} {n}\b", text)
     assert "Method and limitations" in text and "Sign-off" in text
     assert "=cmd.png" in text                               # per-image table
     page = pdfium.PdfDocument(str(tmp_path / "report.pdf"))[0]
@@ -315,3 +317,117 @@ def test_a_run_nobody_reviewed_is_an_analysis_report_without_review_columns_or_s
                 f"({open_flags} not reviewed)") in text
     else:
         assert "I have reviewed the flagged cells of this case" in text
+
+
+def test_blast_percentage_is_the_range_undecided_cells_allow_before_and_after_review(case, tmp_path):
+    """Tiny-model cells are mostly UNCERTAIN: the blast % is not "0 %" but the range those undecided cells allow
+    (minimum: all normal, maximum: all blasts), computed once (``count_cells`` / ``CaseSummary``). After review a
+    cell the reviewer labelled is decided, unless they called it UNCERTAIN."""
+    from leukviewer.core.results import CaseSummary, blast_percentage_text, percentage_text
+    from leukviewer.core.review import reviewed_counts
+
+    folder, results, _, info = case
+    cells = [c for r in results for c in r.cells]
+    white = [c for c in cells if c.cell_type != "non_wbc"]
+    blasts = sum(c.label == "ALL" for c in white)
+    undecided = [c for c in white if c.label == "UNCERTAIN"]
+    assert len(undecided) >= 2
+    summary = CaseSummary(str(folder))
+    for result in results:
+        summary.add(result)
+    d = summary.to_dict()
+    lo, hi = round(100 * blasts / len(white), 2), round(100 * (blasts + len(undecided)) / len(white), 2)
+    assert (d["blast_percentage_min"], d["blast_percentage_max"]) == (lo, hi) and lo < hi
+    assert d["blast_percentage"] == lo   # the labelled blasts, as before: the range's minimum
+    text = blast_percentage_text(d)
+    assert "–" in percentage_text(d) and "0.0 %" not in text
+    assert text.endswith(f" %, {len(undecided)} of {len(white)} white cells undecided")
+    assert reviewed_counts(cells, None)["blast_percentage_max"] == hi
+
+    session = ReviewSession(tmp_path, tmp_path / ".leukviewer")
+    session.set_label(undecided[0].cell_id, "HEM", "UNCERTAIN", REVIEWER)          # decided: normal
+    session.set_label(undecided[1].cell_id, "UNCERTAIN", "UNCERTAIN", REVIEWER)    # the reviewer is unsure too
+    r = reviewed_counts(cells, session)
+    assert r["uncertain"] == len(undecided) - 1
+    assert (r["blast_percentage_min"], r["blast_percentage_max"]) == (
+        lo, round(100 * (blasts + len(undecided) - 1) / len(white), 2))
+    # reviewed cells only, and the model's suggestions for the others, apart; together the counts after review
+    mine, model = r["by_reviewer"], r["not_reviewed"]
+    assert (mine["white_cells"], mine["blasts"], mine["uncertain"], mine["normal"]) == (2, 0, 1, 1)
+    assert model["white_cells"] == len(white) - 2 and model["uncertain"] == len(undecided) - 2
+    for key in ("white_cells", "blasts", "uncertain", "normal"):
+        assert mine[key] + model[key] == r[key]
+
+    # every undecided cell decided as a blast: a single figure again
+    for c in undecided:
+        session.set_label(c.cell_id, "ALL", "UNCERTAIN", REVIEWER)
+    r = reviewed_counts(cells, session)
+    assert r["blast_percentage_min"] == r["blast_percentage_max"] == hi
+    assert blast_percentage_text(r) == f"{hi:.1f} %"
+
+
+def test_images_csv_ranges_and_reviewed_only_counts(case, tmp_path):
+    """images.csv: blast_percentage_min/max (model and after review), and the reviewed_* columns count the
+    reviewed cells only (the reviewer's labels), the not_reviewed_* columns the model's suggestions for the rest;
+    together they are the *_after_review columns."""
+    folder, results, session, info = case
+    export(case, tmp_path, formats={"csv"})
+    with open(tmp_path / "images.csv", encoding="utf-8", newline="") as f:
+        rows = {unneutralise(r["image"]): r for r in csv.DictReader(f)}
+    assert list(next(iter(rows.values())).keys()) == IMAGE_COLUMNS
+    seen_reviewed = 0
+    for result in results:
+        row = rows[result.image]
+        white = [c for c in result.cells if c.cell_type != "non_wbc"]
+        if not white:
+            assert row["blast_percentage_min"] == row["blast_percentage_max"] == ""
+            continue
+        b = sum(c.label == "ALL" for c in white)
+        u = sum(c.label == "UNCERTAIN" for c in white)
+        assert float(row["blast_percentage_min"]) == round(100 * b / len(white), 2)
+        assert float(row["blast_percentage_max"]) == round(100 * (b + u) / len(white), 2)
+        reviewed = [c for c in white if c.cell_id in session.reviews]
+        seen_reviewed += len(reviewed)
+        by_reviewer = [session.reviews[c.cell_id].label for c in reviewed]
+        others = [c.label for c in white if c.cell_id not in session.reviews]
+        assert int(row["reviewed_white_cells"]) == len(reviewed)
+        assert int(row["reviewed_blasts"]) == by_reviewer.count("ALL")
+        assert int(row["reviewed_normal"]) == by_reviewer.count("HEM")
+        assert int(row["reviewed_uncertain"]) == by_reviewer.count("UNCERTAIN")
+        assert int(row["not_reviewed_blasts"]) == others.count("ALL")
+        assert int(row["not_reviewed_uncertain"]) == others.count("UNCERTAIN")
+        for key in ("blasts", "uncertain", "normal"):
+            assert int(row[f"reviewed_{key}"]) + int(row[f"not_reviewed_{key}"]) == int(row[f"{key}_after_review"])
+        after_u = int(row["uncertain_after_review"])
+        after_b = int(row["blasts_after_review"])
+        assert float(row["blast_percentage_after_review_max"]) == round(100 * (after_b + after_u) / len(white), 2)
+    assert seen_reviewed == 2
+
+
+def test_pdf_shows_the_range_and_the_reviewed_cells_apart(case, tmp_path):
+    """The PDF's summary: the blast % as a range with the undecided cells named, and the reviewer's counts, the
+    model's remaining suggestions and the total after review in their own columns."""
+    from leukviewer.core.results import blast_percentage_text, count_cells, percentage_text
+    from leukviewer.core.review import reviewed_counts
+
+    folder, results, session, info = case
+    cells = [c for r in results for c in r.cells]
+    s = count_cells((c.label, c.cell_type) for c in cells)
+    r = reviewed_counts(cells, session)
+    assert s["blast_percentage_min"] < s["blast_percentage_max"]
+    export(case, tmp_path / "reviewed", formats={"pdf"}, reviewer=REVIEWER)
+    text = " ".join(_pdf_pages(tmp_path / "reviewed" / "report.pdf"))
+    assert f"blasts per 100 white cells {blast_percentage_text(s)})" in text
+    assert f"after review ({blast_percentage_text(r)})" in text
+    assert f"Blasts per 100 white cells {percentage_text(s)} {percentage_text(r)}" in text
+    assert "Reviewed cells (reviewer's label)" in text and "Not reviewed (model's suggestion)" in text
+    mine, model = r["by_reviewer"], r["not_reviewed"]
+    assert re.search(rf"Blasts \(ALL\) {s['blasts']} {mine['blasts']} {model['blasts']} {r['blasts']}\b", text)
+    assert re.search(rf"Uncertain \(undecided\) {s['uncertain']} {mine['uncertain']} {model['uncertain']} "
+                     rf"{r['uncertain']}\b", text)
+    assert "0.0 %" not in text.split("Differential count")[0]
+
+    export_case(results, None, info, tmp_path / "unreviewed", folder=folder, formats={"pdf"}, model_dir=None)
+    text = " ".join(_pdf_pages(tmp_path / "unreviewed" / "report.pdf"))
+    assert f"(blasts per 100 white cells {blast_percentage_text(s)}). No cell has been reviewed." in text
+    assert "Reviewed cells" not in text
