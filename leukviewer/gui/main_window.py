@@ -6,6 +6,7 @@ review through ``leukviewer.core.review.ReviewSession`` (saved after each change
 """
 from __future__ import annotations
 
+import html
 import logging
 import time
 from pathlib import Path
@@ -219,8 +220,20 @@ class MainWindow(QMainWindow):
         self.image_list.setMinimumHeight(120)
         self.cell_panel = CellPanel(opacity=self.settings.overlays.gradcam_opacity)
         self.cell_panel.opacityChanged.connect(self._on_gradcam_opacity)
+        # The selected image's status in full (the list shows an icon): why it is unreadable or has no cell.
+        self.image_details = QLabel()
+        self.image_details.setWordWrap(True)
+        self.image_details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.image_details.setStyleSheet("padding:3px; background:#fbf3e6")
+        self.image_details.hide()
+        image_box = QWidget()
+        image_box_layout = QVBoxLayout(image_box)
+        image_box_layout.setContentsMargins(0, 0, 0, 0)
+        image_box_layout.setSpacing(2)
+        image_box_layout.addWidget(self.image_list, 1)
+        image_box_layout.addWidget(self.image_details)
         left = QSplitter(Qt.Orientation.Vertical)
-        left.addWidget(self.image_list)
+        left.addWidget(image_box)
         left.addWidget(self.cell_panel)
         left.setStretchFactor(0, 1)
         left.setStretchFactor(1, 0)
@@ -748,6 +761,7 @@ class MainWindow(QMainWindow):
         if self.image_list.currentItem() is not row:
             self.image_list.setCurrentItem(row)
         self.image_list.scrollToItem(row)
+        self._update_image_details()
         self._update_summary()
         self._update_histogram()
 
@@ -980,12 +994,24 @@ class MainWindow(QMainWindow):
             return
         counts = reviewed_counts(result.cells, self.session)
         self._set_row_status(row, result.status)
+        if image == self.current_image:
+            self._update_image_details()
         if result.ok:
             row.setText(2, str(counts["white_cells"]))
             row.setText(3, str(counts["blasts"]))
             row.setText(4, str(counts["uncertain"]))
             row.setText(5, f"{counts['reviewed']}/{counts['cells']}" if counts["cells"] else "")
             row.setForeground(3, QBrush(QColor(hex_colour(LABEL_BLAST) if counts["blasts"] else "#444444")))
+
+    def _update_image_details(self) -> None:
+        """The details pane: the selected image's status message in full when it is not a plain "ok"."""
+        row = self.rows.get(self.current_image) if self.current_image else None
+        status = self.row_status(row) if row is not None else ""
+        if not status or status == STATUS_OK:
+            self.image_details.hide()
+            return
+        self.image_details.setText(f"<b>{html.escape(self.current_image)}</b>: {html.escape(status)}")
+        self.image_details.show()
 
     @staticmethod
     def _set_row_status(row: QTreeWidgetItem, status: str) -> None:

@@ -152,6 +152,11 @@ def test_image_list_names_are_told_apart_and_a_long_status_is_an_icon_with_a_too
     last = header.count() - 1
     assert header.sectionViewportPosition(last) + header.sectionSize(last) <= window.image_list.viewport().width()
     assert rows[0].text(2) != ""                        # the counts are there, in view
+    # the details pane: the selected image's message in full, hidden for an image whose status is plain ok
+    window.show_image(broken)
+    assert window.image_details.isVisible() and status in window.image_details.text().replace("&quot;", '"')
+    window.show_image(names[0])
+    assert not window.image_details.isVisible()
     window.grab().save(str(tmp_path / "image_list.png"))
     print(f"\nscreenshot: {tmp_path / 'image_list.png'}")
 
