@@ -80,6 +80,9 @@ def test_folders_without_a_blast_class_are_refused_with_the_reason(multiclass_mo
     meta["class_names"] = [("monocyte" if c == "blast" else c) for c in meta["class_names"]]
     meta["positive_class"] = "monocyte"
     (folder / "model.json").write_text(json.dumps(meta))
+    from training.modelfolder import write_manifest
+
+    write_manifest(folder)   # a sealed folder, so the refusal is for its classes, not for an edited model.json
     with pytest.raises(ModelFolderError, match=r"no-blast is not a blast classifier .*HEM and ALL, or white-cell"):
         CellClassifier(folder)
 
@@ -128,10 +131,11 @@ def test_batch_on_a_multiclass_model_writes_types_probabilities_and_white_cell_c
         assert row["cell_type"] == row["final_cell_type"] == expected and row["reviewed_cell_type"] == ""
     summary = json.loads((out / "summary.json").read_text())
     case = summary["case"]
-    white = [r for r in rows if r["cell_type"] != "non_wbc"]
-    assert case["cells"] == len(rows) and case["white_cells"] == len(white)
-    assert case["non_white_cells"] == len(rows) - len(white)
-    assert case["cell_types"] == {t: n for t in CELL_TYPES if (n := sum(r["cell_type"] == t for r in rows))}
+    counted = [r for r in rows if r["partial"] == "false"]   # cells cut by the border are listed, not counted
+    white = [r for r in counted if r["cell_type"] != "non_wbc"]
+    assert case["cells"] == len(counted) and case["white_cells"] == len(white)
+    assert case["non_white_cells"] == len(counted) - len(white)
+    assert case["cell_types"] == {t: n for t in CELL_TYPES if (n := sum(r["cell_type"] == t for r in counted))}
     assert case["blasts"] == sum(r["label"] == "ALL" for r in white) == case["cell_types"].get("blast", 0)
     assert case["blasts_per_100_white_cells"] == case["blast_percentage"] == round(
         100 * case["blasts"] / len(white), 2)
@@ -198,10 +202,11 @@ def test_a_legacy_binary_model_keeps_its_outputs_and_adds_the_type(shared_data, 
     for row in rows:
         assert row["cell_type"] == {"ALL": "blast"}.get(row["label"], "lymphoid")
     case = json.loads((out / "summary.json").read_text())["case"]
-    n = len(rows)
+    counted = [r for r in rows if r["partial"] == "false"]   # cells cut by the border are listed, not counted
+    n = len(counted)
     assert case["white_cells"] == case["cells"] == n and case["non_white_cells"] == 0
     assert case["blasts"] + case["uncertain"] + case["normal"] == n
-    assert case["blast_percentage"] == round(100 * sum(r["label"] == "ALL" for r in rows) / n, 2)
+    assert case["blast_percentage"] == round(100 * sum(r["label"] == "ALL" for r in counted) / n, 2)
     assert set(case["cell_types"]) <= {"blast", "lymphoid"} and sum(case["cell_types"].values()) == n
 
 
@@ -227,7 +232,7 @@ def test_reviewer_changes_a_cell_type_saved_audited_restored_and_counted(mixed_c
                                                                           tmp_path):
     from leukviewer.core.review import final_label, final_type, reviewed_counts
 
-    cells = [c for r in analysed for c in r.cells]
+    cells = [c for r in analysed for c in r.cells if not c.partial]   # the counted cells
     debris, neutrophil, blast = cells[0], cells[1], cells[2]
     session = open_session(mixed_case, multiclass.info)
     session.set_type(debris.cell_id, "non_wbc", debris.label, REVIEWER)
@@ -271,7 +276,7 @@ def test_pdf_has_a_differential_table_before_and_after_review(mixed_case, analys
     from leukviewer.core.reports import export_case
     from leukviewer.core.review import reviewed_counts
 
-    cells = [c for r in analysed for c in r.cells]
+    cells = [c for r in analysed for c in r.cells if not c.partial]   # the counted cells
     session = open_session(tmp_path / "review", multiclass.info)   # a fresh review of the same results
     session.set_type(cells[0].cell_id, "non_wbc", cells[0].label, REVIEWER)
     session.set_type(cells[1].cell_id, "basophil", cells[1].label, REVIEWER)
