@@ -29,7 +29,7 @@ def test_selected_cell_panel_shows_the_cell_its_labels_reviewer_time_and_border(
     assert cell.label.split()[0] in shown["Model"].replace("Uncertain", "UNCERTAIN")
     assert shown["Reviewer's label"] == "not reviewed" and shown["Reviewed by"] == "–"
     assert shown["Cut by border"] == ("yes: part of the cell lies outside the image" if cell.partial else "no")
-    assert "Cell type" not in shown                     # the blast model has no cell type: no empty row
+    assert cell.cell_type in shown["Cell type"]        # a blast/normal model's cells are blast or lymphoid
     assert panel.thumbnail.pixmap() is not None and not panel.thumbnail.pixmap().isNull()
 
     # A label changes the panel at once: reviewer, time, the reviewer's label beside the model's.
