@@ -86,7 +86,7 @@ def test_an_empty_map_is_said_in_words(qtbot, make_window, case_folder, monkeypa
     window = make_window()
     run_to_end(qtbot, window, case_folder("cam-empty", n=1))
     # A map with no positive evidence anywhere (what Grad-CAM gives when nothing raised the class's score).
-    monkeypatch.setattr(gradcam, "cell_heatmap", lambda classifier, crop, label="ALL", cam=None:
+    monkeypatch.setattr(gradcam, "cell_heatmap", lambda classifier, crop, label="ALL", cam=None, um_per_px=None:
                         np.zeros(crop.shape[:2], np.float32))
     cell_id = window._navigation_order()[0]
     heat = show_gradcam(qtbot, window, cell_id)
