@@ -18,8 +18,9 @@ def key(qtbot, window, k, modifier=Qt.KeyboardModifier.NoModifier):
 
 
 def flagged_cell(window):
-    """The first cell the model flagged (ALL or UNCERTAIN) in gallery order."""
-    return next(c for c in window.gallery.order() if window.cells[c].label in ("ALL", "UNCERTAIN"))
+    """The first counted cell (not cut by the border) the model flagged (ALL or UNCERTAIN) in gallery order."""
+    return next(c for c in window.gallery.order()
+                if window.cells[c].label in ("ALL", "UNCERTAIN") and not window.cells[c].partial)
 
 
 def test_label_with_keys_autosave_audit_undo_redo_and_restore(qtbot, make_window, case_folder, reviewer_name):
