@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from training.celltypes import CELL_TYPES, is_white_cell
 
@@ -163,7 +163,14 @@ class SummaryPanel(QWidget):
         self.table.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.table.setWordWrap(True)
         self.histogram = ProbabilityHistogram(self, start)
-        layout.addWidget(self.table)
+        # The counts keep their whole text (``_fit_text``); on a small screen they scroll, so the histogram, its
+        # legend and the window's bottom edge (model bar, research-use notice) stay in view.
+        self.table_scroll = QScrollArea()
+        self.table_scroll.setWidgetResizable(True)
+        self.table_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.table_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table_scroll.setWidget(self.table)
+        layout.addWidget(self.table_scroll, 1)
         layout.addWidget(self.histogram)
         layout.addWidget(self.histogram.legend)
         self.image_counts: dict = {}
