@@ -102,3 +102,29 @@ def multiclass_model_dir(shared_data, tmp_path_factory) -> Path:
                                name="tiny-multiclass-model", version="0.0.1", backbone="tiny", input_size=32,
                                epochs=1, batch_size=16, patience=0, workers=2))
     return result.model_folder
+
+
+@pytest.fixture
+def make_window(qtbot, tiny_model_dir):
+    """Factory: a shown review window (the tiny model unless told), its model loaded; at the end of the test every
+    window is closed and its workers have stopped."""
+    from leukviewer.gui.main_window import MainWindow
+
+    windows = []
+
+    def make(model_dir=tiny_model_dir, wait_model=True):
+        window = MainWindow(model_dir=model_dir)
+        qtbot.addWidget(window)
+        window.show()
+        if wait_model and model_dir is not None and window.loaded_model is None:
+            with qtbot.waitSignal(window.modelLoaded, timeout=120_000):
+                pass
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+    from leukviewer.gui import worker
+
+    worker.wait_for_workers(60_000)

@@ -31,30 +31,12 @@ def review_child():
 
 
 @pytest.fixture
-def fault_window(qtbot, tiny_model_dir, monkeypatch):
+def fault_window(make_window, monkeypatch):
     """Factory: a shown review window on the tiny model with the reviewer's name answered; closed at the end."""
     from leukviewer.gui.dialogs import ReviewerDialog
-    from leukviewer.gui.main_window import MainWindow
 
     monkeypatch.setattr(ReviewerDialog, "ask", classmethod(lambda cls, parent=None, current="": "Dr. Fault"))
-    windows = []
-
-    def make():
-        window = MainWindow(model_dir=tiny_model_dir)
-        qtbot.addWidget(window)
-        window.show()
-        if window.loaded_model is None:
-            with qtbot.waitSignal(window.modelLoaded, timeout=120_000):
-                pass
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
-    from leukviewer.gui import worker
-
-    worker.wait_for_workers(60_000)
+    return make_window
 
 
 @pytest.fixture

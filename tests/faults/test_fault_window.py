@@ -85,19 +85,12 @@ def test_a_window_on_an_edited_model_json_refuses_it_naming_the_file(qtbot, tiny
     window.close()
 
 
-def test_a_model_folder_without_manifest_loads_with_a_visible_warning(qtbot, tiny_model_dir, tmp_path):
+def test_a_model_folder_without_manifest_loads_with_a_visible_warning(make_window, tiny_model_dir, tmp_path):
     import shutil
-
-    from leukviewer.gui.main_window import MainWindow
 
     folder = shutil.copytree(tiny_model_dir, tmp_path / "legacy")
     (folder / "manifest.sha256").unlink()
-    window = MainWindow(model_dir=folder)
-    qtbot.addWidget(window)
-    window.show()
-    if window.loaded_model is None:
-        with qtbot.waitSignal(window.modelLoaded, timeout=120_000):
-            pass
+    window = make_window(folder)
     warnings = [t for level, t in window.messages if level == "warning"]
     assert any("has no manifest.sha256" in t and "model.json" in t for t in warnings), window.messages
     window.close()

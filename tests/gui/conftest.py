@@ -65,29 +65,6 @@ def case_folder(tmp_path, bccd_images):
     return make
 
 
-@pytest.fixture
-def make_window(qtbot, tiny_model_dir):
-    """Factory: a shown review window on the tiny model; closed (workers stopped) at the end of the test."""
-    from leukviewer.gui.main_window import MainWindow
-
-    windows = []
-
-    def make(model_dir=tiny_model_dir, wait_model=True):
-        window = MainWindow(model_dir=model_dir)
-        qtbot.addWidget(window)
-        window.show()
-        if wait_model and model_dir is not None:
-            if window.loaded_model is None:
-                with qtbot.waitSignal(window.modelLoaded, timeout=120_000):
-                    pass
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
-
-
 class StallMeter:
     """The longest gap between ticks of a 10 ms timer: how long the event loop was ever blocked."""
 
