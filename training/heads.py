@@ -28,12 +28,30 @@ def feature_extractor(network):
     return keras.Model(network.input, network.get_layer("pool").output, name="features")
 
 
+IMAGENET_B4_LAYERS = ("block6a_project_bn", "block7a_project_bn", "top_activation")
+
+
+def imagenet_b4_extractor(weights: str, input_size: int = 128, layers=IMAGENET_B4_LAYERS):
+    """An ImageNet EfficientNet-B4 (weights from ``../shared/tools/imagenet-b4``) -> the named layers, each pooled,
+    concatenated in order. Takes cells as 0-255 RGB, like every leukviewer network (B4 rescales inside)."""
+    import keras
+
+    net = keras.applications.EfficientNetB4(include_top=False, weights=str(weights),
+                                            input_shape=(input_size, input_size, 3))
+    pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{name}")(net.get_layer(name).output) for name in layers]
+    out = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pooled_layers")(pooled)
+    return keras.Model(net.input, out, name="imagenet_b4_features")
+
+
 def backbone_features(network, cells: np.ndarray, views: int = 1, config: AugmentConfig = FEATURE_AUGMENT,
-                      seed: int = 0, batch_size: int = 64, progress=None) -> np.ndarray:
-    """(views, N, D) float32 pooled features: view 0 is the cell as is, the others augmented."""
+                      seed: int = 0, batch_size: int = 64, progress=None, extractor=None) -> np.ndarray:
+    """(views, N, D) float32 pooled features: view 0 is the cell as is, the others augmented.
+
+    ``extractor`` (cells -> (N, D)) replaces the leukviewer network's own pooled features (``network`` then unused).
+    """
     import tensorflow as tf
 
-    extractor = feature_extractor(network)
+    extractor = extractor if extractor is not None else feature_extractor(network)
     run = tf.function(lambda b: extractor(b, training=False))
     rng = np.random.default_rng(seed)
     out = []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .heads import WBC_CLASSES, fit_head, head_logits
+from .heads import IMAGENET_B4_LAYERS, WBC_CLASSES, fit_head, head_logits
 from .metrics import (balanced_accuracy, choose_threshold, choose_uncertainty_band, confusion_matrix,
                       fit_temperature, roc_auc_score, weighted_f1)
 from .modelfolder import softmax
@@ -78,11 +78,15 @@ def _logits(table: CellTable, train_idx, test_idx, hidden: int, epochs: int) -> 
     return head_logits(_fit(table, train_idx, hidden, epochs), table.features[0, test_idx])
 
 
-def cnmc_folds(table: CellTable, k: int = 5, seed: int = 0) -> list[list[str]]:
-    """Subject-disjoint test folds over the C-NMC subjects the backbone never saw, healthy donors spread evenly."""
+def cnmc_folds(table: CellTable, k: int = 5, seed: int = 0, backbone_saw_cnmc: bool = True) -> list[list[str]]:
+    """Subject-disjoint test folds over the C-NMC subjects the backbone never saw, healthy donors spread evenly.
+
+    ``backbone_saw_cnmc``: the backbone is the bundled 1.1.0 (trained on fold_1 but 32 and H10), so only fold_0 and
+    those two are tested; False (an ImageNet backbone) tests every C-NMC subject of fold_0 + fold_1.
+    """
     fold0 = np.array([str(f).startswith("fold_0") for f in table.field])
     subject = table.subject
-    unseen = (table.source == "cnmc") & (fold0 | np.isin(subject, CNMC_BACKBONE_UNSEEN))
+    unseen = (table.source == "cnmc") & (fold0 | np.isin(subject, CNMC_BACKBONE_UNSEEN) | (not backbone_saw_cnmc))
     subjects = sorted(set(subject[unseen]))
     healthy = [s for s in subjects if s.upper().startswith("H")]
     ill = [s for s in subjects if s not in healthy]
@@ -102,14 +106,17 @@ def _binary_figures(is_blast: np.ndarray, p_blast: np.ndarray, threshold: float,
             "uncertain_share": float(((p_blast > band[0]) & (p_blast < band[1])).mean())}
 
 
-def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, progress=print) -> dict:
+def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, progress=print,
+             backbone_saw_cnmc: bool = True) -> dict:
     """Every figure of the module docstring, plus the temperature, threshold and band they choose."""
     y, source, trainable = table.y, table.source, table.y >= 0
     blast = WBC_CLASSES.index("blast")
     subject = table.subject
-    out: dict = {"settings": {"hidden": hidden, "epochs": epochs, "k": k, "views": int(table.features.shape[0])}}
+    out: dict = {"settings": {"hidden": hidden, "epochs": epochs, "k": k, "views": int(table.features.shape[0]),
+                              "cnmc_subjects_tested": "fold_0 + 32 + H10 (unseen by the backbone)"
+                              if backbone_saw_cnmc else "every subject of fold_0 + fold_1"}}
 
-    folds = cnmc_folds(table, k)
+    folds = cnmc_folds(table, k, backbone_saw_cnmc=backbone_saw_cnmc)
     oof_idx, oof_logits, per_fold = [], [], []
     for i, fold in enumerate(folds):
         test = np.where((source == "cnmc") & np.isin(subject, fold))[0]
@@ -257,13 +264,16 @@ def add_parser(sub) -> None:
     c.add_argument("--workers", type=int, default=2)
     f = wsub.add_parser("features", help="pooled backbone features of a cell table (original + augmented views)")
     f.add_argument("--cells", required=True)
-    f.add_argument("--parent", required=True, help="model folder whose backbone is kept")
+    f.add_argument("--parent", help="model folder whose backbone is kept")
+    f.add_argument("--imagenet-b4", metavar="WEIGHTS", help="instead of --parent: ImageNet EfficientNet-B4 weights "
+                   "(../shared/tools/imagenet-b4); features of several blocks, pooled and concatenated")
+    f.add_argument("--layers", default=",".join(IMAGENET_B4_LAYERS), help="B4 layers to pool (with --imagenet-b4)")
     f.add_argument("--views", type=int, default=2)
     f.add_argument("--out", required=True, help=".npy to write")
     t = wsub.add_parser("fit", help="evaluate the head (CV, held-out sources) and write the model folder")
     t.add_argument("--cells", required=True)
     t.add_argument("--features", required=True)
-    t.add_argument("--parent", required=True)
+    t.add_argument("--parent", help="model folder whose backbone made the features (needed with --out)")
     t.add_argument("--out", help="model folder to write (omit to evaluate only)")
     t.add_argument("--evaluation", help="evaluation JSON to write (and read back by the card)")
     t.add_argument("--hidden", type=int, default=0, help="hidden units of the head (0: linear)")
@@ -271,6 +281,9 @@ def add_parser(sub) -> None:
     t.add_argument("--name", default="leukviewer-b3")
     t.add_argument("--version", default="2.0.0")
     t.add_argument("--folds", type=int, default=5, help="C-NMC subject folds")
+    t.add_argument("--columns", help="feature columns to use, START:STOP (e.g. one layer of --imagenet-b4 features)")
+    t.add_argument("--all-cnmc-subjects", action="store_true", help="the features' backbone never saw C-NMC (an "
+                   "ImageNet backbone): cross-validate over every fold_0 + fold_1 subject")
     k = wsub.add_parser("card", help="(re)write MODEL_CARD.md of a white-cell-type model folder")
     k.add_argument("--model", required=True)
 
@@ -286,11 +299,16 @@ def run(args) -> int:
         print(json.dumps({k: v for k, v in summary.items() if k != "errors"}, indent=1))
         print(f"{len(summary['errors'])} unreadable image(s)")
     elif args.wbc_command == "features":
-        from .heads import backbone_features
+        from .heads import backbone_features, imagenet_b4_extractor
         from .modelfolder import load_model_folder
 
+        if bool(args.parent) == bool(args.imagenet_b4):
+            raise SystemExit("give either --parent or --imagenet-b4")
         cells = np.load(args.cells)["x"]
-        features = backbone_features(load_model_folder(args.parent).network, cells, views=args.views,
+        network = load_model_folder(args.parent).network if args.parent else None
+        extractor = (imagenet_b4_extractor(args.imagenet_b4, cells.shape[1], args.layers.split(","))
+                     if args.imagenet_b4 else None)
+        features = backbone_features(network, cells, views=args.views, extractor=extractor,
                                      progress=lambda v, i, n: print(f"view {v}: {i}/{n}", flush=True)
                                      if i % 2048 < 64 else None)
         np.save(args.out, features.astype(np.float16))
@@ -298,8 +316,14 @@ def run(args) -> int:
         from .heads import export_wbc_model
         from .modelfolder import read_meta
 
+        if args.out and (not args.parent or args.columns):
+            raise SystemExit("--out joins the head to the backbone of --parent: give --parent, and no --columns")
         table = CellTable.load(args.cells, args.features)
-        report = evaluate(table, args.hidden, args.epochs, k=args.folds, progress=lambda m: print(m, flush=True))
+        if args.columns:
+            start, stop = (int(v) for v in args.columns.split(":"))
+            table.features = table.features[:, :, start:stop]
+        report = evaluate(table, args.hidden, args.epochs, k=args.folds, progress=lambda m: print(m, flush=True),
+                          backbone_saw_cnmc=not args.all_cnmc_subjects)
         if args.evaluation:
             Path(args.evaluation).write_text(json.dumps(report, indent=1), encoding="utf-8")
         if args.out:
