@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/bootstrap.sh
 export QT_QPA_PLATFORM=offscreen
-exec .venv/bin/python -m pytest --durations=25 "$@"
+# Two worker processes (LEUKVIEWER_TEST_WORKERS=0 runs in one); --dist loadfile keeps a file's tests, and the
+# module fixtures they share, in one worker.
+exec .venv/bin/python -m pytest -n "${LEUKVIEWER_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
