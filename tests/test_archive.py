@@ -59,7 +59,7 @@ def local_run(archive, tiny_model_dir, tmp_path_factory):
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             assert main(["batch", archive, "--out", tmp + "/out", "--archive", "--model", model]) == 0
-        print("RERUN", err.getvalue().splitlines()[0])
+        print("RERUN", err.getvalue().replace(chr(13), chr(10)))
         print("RAY IMPORTED", "ray" in sys.modules)
     """)
     done = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=600)
@@ -83,9 +83,10 @@ def test_an_archive_gives_each_case_the_files_of_a_single_case_run_and_lists_the
     assert not list(out.rglob("*.part"))
 
 
-def test_a_rerun_analyses_only_the_cases_not_done_and_plain_batch_never_imports_ray(local_run):
+def test_a_rerun_analyses_only_the_cases_not_done_with_progress_and_plain_batch_never_imports_ray(local_run):
     tmp, stdout = local_run
     assert "5 cases, 4 already done, 1 to analyse here" in stdout   # only case-c, deleted, is analysed again
+    assert "cases: 100%" in stdout and "1/1 [" in stdout   # progress: cases done / total, elapsed<ETA
     assert (tmp / "out" / "case-c" / "cells.csv").is_file()
     assert "RAY IMPORTED False" in stdout
 
