@@ -60,3 +60,25 @@ def test_two_multiworker_workers_train_the_tiny_model_into_a_folder_the_app_load
     assert meta["training"]["history"]["lr"] == [pytest.approx(0.002)]   # 2 replicas: twice --lr
     assert CellClassifier(folder).info.name == "tiny-multiworker"   # loads in the app
     assert not any((tmp_path / "tmp1").iterdir())   # the other worker's scratch run is gone
+
+
+def test_mirrored_training_stops_after_an_epoch_and_resumes_to_the_usual_model_folder(cnmc_root, tmp_path):
+    from training import TrainConfig, train
+
+    cfg = TrainConfig(data=str(cnmc_root), run_dir=str(tmp_path / "run"), output=str(tmp_path / "model"),
+                      name="tiny-mirrored", backbone="tiny", input_size=32, epochs=2, batch_size=8, patience=0,
+                      max_steps_per_epoch=2, workers=2)
+    epochs = []
+
+    def progress(e):
+        if e.stage == "train" and e.message.startswith("epoch"):
+            epochs.append(e.epoch)
+
+    first = train(cfg, progress, should_stop=lambda: len(epochs) >= 1, strategy="mirrored")
+    assert first.cancelled and not (tmp_path / "model").exists()
+    second = train(cfg, resume=True, strategy="mirrored")   # from the epoch-1 checkpoint
+    assert not second.cancelled and len(second.history["loss"]) == 2
+    meta = json.loads((second.model_folder / "model.json").read_text(encoding="utf-8"))
+    assert meta["training"]["distribution"]["strategy"] == "mirrored"
+    assert sorted(p.name for p in second.model_folder.iterdir()) == \
+        ["MODEL_CARD.md", "figures", "manifest.sha256", "model.json", "model.keras"]
