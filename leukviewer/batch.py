@@ -51,6 +51,9 @@ def add_arguments(p) -> None:
     p.add_argument("--resume", action="store_true", help="continue a run stopped with Ctrl+C (same folder and --out): "
                                                          "the images already done are not analysed again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .archive import add_arguments as add_archive_arguments   # --archive, --cluster (Ray only when asked)
+
+    add_archive_arguments(p)
 
 
 # ---------------------------------------------------------------- --out, Ctrl+C and --resume (kept apart from
@@ -206,6 +209,10 @@ def analyse_remaining(folder: Path, classifier, args, summary, done: list, progr
 
 
 def run(args) -> int:
+    if getattr(args, "archive", False) or getattr(args, "cluster", None):
+        from .archive import run_archive   # a folder of cases, locally or on a Ray cluster
+
+        return run_archive(args)
     try:
         return _run(args)
     except KeyboardInterrupt:   # before the analysis began, or a second Ctrl+C: stopped at once
@@ -213,7 +220,8 @@ def run(args) -> int:
         return 130
 
 
-def _run(args) -> int:
+def _run(args, classifier=None) -> int:
+    """One case. ``classifier``: a model already loaded (archive mode keeps one per worker), else --model's."""
     from tqdm import tqdm
 
     from training.modelfolder import ModelFolderError, atomic_write_text
@@ -247,7 +255,8 @@ def _run(args) -> int:
               file=sys.stderr)
         return 2
     try:
-        classifier = CellClassifier(args.model, backend={"litert": "tflite"}.get(args.engine, args.engine))
+        if classifier is None:
+            classifier = CellClassifier(args.model, backend={"litert": "tflite"}.get(args.engine, args.engine))
     except ModelFolderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -33,6 +33,9 @@ EXCLUDED_MODULES = [
     # Test, build and packaging tools: installed in .venv for development, never run by the app.
     "pytest", "_pytest", "pytestqt", "hypothesis", "pypdf", "pypdfium2", "pypdfium2_raw", "PyInstaller",
     "pip", "setuptools", "pkg_resources", "wheel",
+    # Ray (the optional cluster extra, ~0.2 GB): only `leukviewer batch --cluster` imports it, on a cluster's nodes
+    # where leukviewer is pip-installed; the installer's app never runs there.
+    "ray",
     # GNU readline (GPL-3.0) is only for interactive prompts (pdb, the REPL); the app has none.
     "readline",
     # Pillow's AVIF codec (libavif, ~5 MB): the app reads BMP, PNG, JPEG and TIFF; Pillow skips a missing codec.

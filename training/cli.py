@@ -156,6 +156,9 @@ def main(argv=None) -> int:
     _add_recipe(p)
     p.add_argument("--out", help="model folder to write at the end (must not exist)")
     p.add_argument("--config", help="JSON file with TrainConfig fields (overrides nothing given on the line)")
+    p.add_argument("--strategy", choices=["none", "mirrored", "multiworker"], default="none",
+                   help="tf.distribute: mirrored (this machine's GPUs), multiworker (the machines in TF_CONFIG); "
+                        "--batch-size is per replica, learning rates scale with the replicas (training/distribute.py)")
 
     p = sub.add_parser("cv", help="leave-subjects-out cross-validation of a recipe (per fold and mean ± sd)")
     _add_recipe(p)
@@ -199,7 +202,7 @@ def main(argv=None) -> int:
             if args.config:
                 config = TrainConfig.from_dict({**config.to_dict(),
                                                 **json.loads(Path(args.config).read_text(encoding="utf-8"))})
-            result = train(config, bar, resume=args.resume)
+            result = train(config, bar, resume=args.resume, strategy=args.strategy)
             bar.close()
             if result.cancelled:
                 return 130

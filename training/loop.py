@@ -413,14 +413,44 @@ def _cosine_lr(base: float, epoch: int, first: int, end: int) -> float:
 
 
 def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], None] | None = None,
-          should_stop: Callable[[], bool] | None = None, resume: bool = False) -> TrainResult:
-    """Train a classifier as ``config`` says; see the module docstring for checkpoints and cancellation."""
-    import keras
+          should_stop: Callable[[], bool] | None = None, resume: bool = False,
+          strategy: str | None = None) -> TrainResult:
+    """Train a classifier as ``config`` says; see the module docstring for checkpoints and cancellation.
 
-    from .model import set_trainable
+    ``strategy`` (mirrored | multiworker): the same training under tf.distribute, scaled and checkpointed as
+    ``training/distribute.py`` says; the model folder is the same."""
+    from .distribute import make_distribution
 
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
+    dist = make_distribution(strategy)   # first: MultiWorkerMirroredStrategy configures TensorFlow's runtime
+    if dist is not None and dist.workers > 1 and config.patience:
+        # each worker would decide from its own validation pass; a split decision would leave the others waiting
+        log.warning("early stopping is off with several workers (patience %d ignored); the best epoch is kept",
+                    config.patience)
+        config = replace(config, patience=0)
+    scratch = None
+    if dist is not None and not dist.chief:   # every worker trains; only the chief writes the run and the model
+        import tempfile
+
+        scratch = Path(tempfile.mkdtemp(prefix="leukviewer-worker-"))
+        if resume and config.resolved_run_dir().is_dir():
+            shutil.copytree(config.resolved_run_dir(), scratch / "run")
+        config = replace(config, run_dir=str(scratch / "run"),
+                         output=str(scratch / "model") if config.output else None)
+    try:
+        return _train(config, on_progress, should_stop, resume, dist)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(config: TrainConfig, on_progress, should_stop, resume: bool, dist) -> TrainResult:
+    import contextlib
+
+    from .distribute import scaled
+    from .model import set_trainable
+
     report = on_progress or (lambda e: None)
     stop = should_stop or (lambda: False)
     run = RunFolder(config.resolved_run_dir())
@@ -437,11 +467,14 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
             if getattr(saved, key) != getattr(config, key):
                 raise ValueError(f"cannot resume {run.path}: its {key} was {getattr(saved, key)!r}, "
                                  f"now {getattr(config, key)!r}")
-        config = saved
+        # a worker other than the chief resumes from a copy of the chief's run and keeps writing to its scratch
+        config = saved if dist is None or dist.chief else replace(saved, run_dir=config.run_dir, output=config.output)
     else:
         state = {"config": config.to_dict(), "epochs_done": 0, "history": {}, "best_val_loss": None,
                  "best_epoch": None, "wait": 0, "finished": False, "train_seconds": 0.0}
     run.path.mkdir(parents=True, exist_ok=True)
+    if dist is not None:
+        state["distribution"] = dist.describe(config.batch_size)
 
     t_start = time.time()
     report(ProgressEvent("prepare", "reading and preprocessing images"))
@@ -451,7 +484,8 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
         log.warning(LEAK_WARNING)
     n_classes = len(data.dataset.class_names)
 
-    phases = _phases(config)
+    run_config = scaled(config, dist.replicas) if dist else config   # global batch and learning rates
+    phases = _phases(run_config)
     total_epochs = phases[-1][2]
     x_val = data.images[data.split.val] if data.split.val else None
     y_val = data.labels[data.split.val] if data.split.val else None
@@ -460,56 +494,62 @@ def train(config: TrainConfig | dict, on_progress: Callable[[ProgressEvent], Non
         counts = np.bincount(data.labels[data.split.train], minlength=n_classes)
         class_weight = {i: float(len(data.split.train) / (n_classes * max(1, c))) for i, c in enumerate(counts)}
 
-    model = full_model = _initial_model(config, n_classes)
-    # Pre-trained BatchNorm statistics are kept by default (ImageNet's are better than a small data set's); a
-    # backbone pre-trained on another lab's images (PBC) may need them re-learnt: train_batchnorm=True.
-    pretrained = config.init in ("imagenet", "model") and not config.train_batchnorm
-    stopped_early = False
-    recal_images = _recalibration_images(data, config)
+    scope = dist.strategy.scope() if dist else contextlib.nullcontext()
+    with scope:   # the network, its optimizer and every step built and run under the strategy
+        model = full_model = _initial_model(config, n_classes)
+        # Pre-trained BatchNorm statistics are kept by default (ImageNet's are better than a small data set's); a
+        # backbone pre-trained on another lab's images (PBC) may need them re-learnt: train_batchnorm=True.
+        pretrained = config.init in ("imagenet", "model") and not config.train_batchnorm
+        stopped_early = False
+        recal_images = _recalibration_images(data, config)
 
-    for phase_name, first, end, base_lr, size in phases:
-        if state["epochs_done"] >= end or state.get("early_stopped"):
-            continue
-        if size != config.input_size:
-            # The same network built for smaller inputs shares every weight; it hands them on through the
-            # phase's last checkpoint, which the full-size network loads when the next phase starts.
-            model = _initial_model(replace(config, input_size=size), n_classes)
-            if first == 0 or not run.last_weights.is_file():
-                model.set_weights(full_model.get_weights())
-        else:
-            model = full_model
-        set_trainable(model, "head" if phase_name == "head" else config.unfreeze, freeze_batchnorm=pretrained)
-        _compile(model, base_lr, config.weight_decay)
-        start = max(first, state["epochs_done"])
-        if start > 0 and run.last_weights.is_file():
-            _load_weights(model, run.last_weights)
-            if start > first:
-                run.restore_optimizer(model.optimizer, model.trainable_variables)
-        sequence = _make_sequence(data, config, start, _resized(data.images, size))
-        callback = _RunCallback(run, state, config, phase_name, first, end, base_lr, total_epochs,
-                                sequence.n_batches, report, stop,
-                                validation=(_resized(x_val, size), y_val) if x_val is not None else None,
-                                calibration_images=_resized(recal_images, size),
-                                positive=_positive_index(data.dataset.class_names),
-                                track_best=size == config.input_size)
-        try:
-            model.fit(sequence, epochs=end, initial_epoch=start, verbose=0, callbacks=[callback],
-                      class_weight=class_weight)
-        except Cancelled:
-            report(ProgressEvent("done", f"cancelled; the last checkpoint (epoch {state['epochs_done']}) is kept "
-                                 f"in {run.path}", epoch=state["epochs_done"], epochs=total_epochs))
-            return TrainResult(run.path, cancelled=True, history=state["history"])
-        if callback.early_stopped:
-            stopped_early = True
-            state["early_stopped"] = True
-            run.save_state(state)
-            break
+        for phase_name, first, end, base_lr, size in phases:
+            if state["epochs_done"] >= end or state.get("early_stopped"):
+                continue
+            if size != config.input_size:
+                # The same network built for smaller inputs shares every weight; it hands them on through the
+                # phase's last checkpoint, which the full-size network loads when the next phase starts.
+                model = _initial_model(replace(config, input_size=size), n_classes)
+                if first == 0 or not run.last_weights.is_file():
+                    model.set_weights(full_model.get_weights())
+            else:
+                model = full_model
+            set_trainable(model, "head" if phase_name == "head" else config.unfreeze, freeze_batchnorm=pretrained)
+            _compile(model, base_lr, config.weight_decay)
+            if dist is not None and dist.workers > 1:
+                from .distribute import build_from_local_batch
 
-    state["train_seconds"] = state.get("train_seconds", 0.0)
-    report(ProgressEvent("evaluate", "calibrating and evaluating"))
-    model = full_model
-    if run.best_weights.is_file():
-        _load_weights(model, run.best_weights)
+                build_from_local_batch(model)
+            start = max(first, state["epochs_done"])
+            if start > 0 and run.last_weights.is_file():
+                _load_weights(model, run.last_weights)
+                if start > first:
+                    run.restore_optimizer(model.optimizer, model.trainable_variables)
+            sequence = _make_sequence(data, run_config, start, _resized(data.images, size))
+            callback = _RunCallback(run, state, config, phase_name, first, end, base_lr, total_epochs,
+                                    sequence.n_batches, report, stop,
+                                    validation=(_resized(x_val, size), y_val) if x_val is not None else None,
+                                    calibration_images=_resized(recal_images, size),
+                                    positive=_positive_index(data.dataset.class_names),
+                                    track_best=size == config.input_size)
+            try:
+                model.fit(sequence, epochs=end, initial_epoch=start, verbose=0, callbacks=[callback],
+                          class_weight=class_weight)
+            except Cancelled:
+                report(ProgressEvent("done", f"cancelled; the last checkpoint (epoch {state['epochs_done']}) is kept "
+                                     f"in {run.path}", epoch=state["epochs_done"], epochs=total_epochs))
+                return TrainResult(run.path, cancelled=True, history=state["history"])
+            if callback.early_stopped:
+                stopped_early = True
+                state["early_stopped"] = True
+                run.save_state(state)
+                break
+
+        state["train_seconds"] = state.get("train_seconds", 0.0)
+        report(ProgressEvent("evaluate", "calibrating and evaluating"))
+        model = full_model
+        if run.best_weights.is_file():
+            _load_weights(model, run.best_weights)
     result = _finalize(model, data, config, state, run, report)
     result.stopped_early = stopped_early
     state["finished"] = True
@@ -770,6 +810,8 @@ def _finalize(model, data: PreparedData, config: TrainConfig, state: dict, run: 
         },
         "metrics": metrics,
     }
+    if state.get("distribution"):   # trained under tf.distribute (training/distribute.py)
+        meta["training"]["distribution"] = state["distribution"]
     atomic_write_text(run.path / "result.json", json.dumps(meta, indent=2, default=_jsonable))
     folder = None
     if config.output:

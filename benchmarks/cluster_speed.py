@@ -1,0 +1,78 @@
+"""Speed-up of an archive on a local Ray cluster: 2 workers vs 1, on real BCCD smear fields, printed as a ratio.
+
+Run by hand (minutes; keep the machine otherwise idle, the figure is meaningless on a busy one):
+    LEUKVIEWER_DATA=~/leukviewer-data .venv/bin/python benchmarks/cluster_speed.py [--fields 240] [--model DIR]
+
+It stages an archive of --fields BCCD fields (symbolic links) in cases of --per-case fields, then runs
+``leukviewer batch ARCHIVE --out OUT --cluster local:1`` and ``local:2`` (fresh --out each time, the bundled model
+unless --model), timing each end to end (Ray start, workers loading the model, every case, archive_summary.csv) and
+checking that both give the same cells.csv per case. The bar: 2 workers >= 1.6x faster than 1 on 2 cores for
+>= 200 fields. The load average before and after is printed: other work on the machine skews the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("LEUKVIEWER_DATA", REPO.parent / "shared" / "data")).expanduser()
+
+
+def stage(archive: Path, n_fields: int, per_case: int) -> int:
+    fields = sorted((data_root() / "bccd" / "JPEGImages").glob("*.jpg"))
+    if len(fields) < n_fields:
+        print(f"note: only {len(fields)} BCCD fields in {data_root()} (the full set has 364: "
+              f"LEUKVIEWER_DATA=~/leukviewer-data); using them all", file=sys.stderr)
+    fields = fields[:n_fields]
+    for i, field in enumerate(fields):
+        case = archive / f"case-{i // per_case:04d}"
+        case.mkdir(parents=True, exist_ok=True)
+        (case / field.name).symlink_to(field.resolve())
+    return len(fields)
+
+
+def run(archive: Path, out: Path, cluster: str, model: str | None) -> float:
+    cmd = [sys.executable, "-m", "leukviewer", "batch", str(archive), "--out", str(out), "--cluster", cluster,
+           "--quiet"] + (["--model", model] if model else [])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fields", type=int, default=240)
+    p.add_argument("--per-case", type=int, default=10)
+    p.add_argument("--model", help="model folder (default: the bundled model)")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="leukviewer-cluster-speed-") as tmp:
+        tmp = Path(tmp)
+        n = stage(tmp / "archive", args.fields, args.per_case)
+        cases = len(list((tmp / "archive").iterdir()))
+        print(f"{n} BCCD fields in {cases} cases; {os.cpu_count()} cores; load average before "
+              f"{os.getloadavg()[0]:.1f}")
+        times = {}
+        for workers in (1, 2):
+            times[workers] = run(tmp / "archive", tmp / f"out{workers}", f"local:{workers}", args.model)
+            print(f"  local:{workers}: {times[workers]:.1f} s end to end, {n / times[workers]:.2f} fields/s")
+        same = all((tmp / "out1" / c.name / "cells.csv").read_bytes() == (tmp / "out2" / c.name / "cells.csv")
+                   .read_bytes() for c in (tmp / "archive").iterdir())
+        print(f"speed-up 2 workers vs 1: {times[1] / times[2]:.2f}x (bar: >= 1.6x on 2 cores); cells.csv identical "
+              f"per case: {same}; load average after {os.getloadavg()[0]:.1f}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

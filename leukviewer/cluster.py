@@ -1,0 +1,114 @@
+"""The cases of an archive on a Ray cluster (``leukviewer batch ARCHIVE --out DIR --cluster ADDRESS|local[:N]``).
+
+One Ray actor per CPU slot loads the model once and analyses whole cases (``archive.analyse_case``: the files of
+``leukviewer batch CASE --out DIR/CASE``). An actor pool rather than Ray Data: the unit of work is a case whose
+files are written next to each other by the worker that analysed it, not a stream of rows to collect, and a case
+is what a rerun skips and what a failure names. Ray restarts an actor whose process dies (a killed worker, a lost
+node) and retries the case it held; the case starts over from nothing (its files are written together at the end).
+
+Every node needs leukviewer installed (``pip install 'leukviewer[cluster]'``) and the archive, --out and --model
+at the same paths (a shared file system); this module is imported only with ``--cluster``."""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+RESTARTS = 3   # times a worker process may die (killed, out of memory, node lost) before its case is failed
+
+
+def parse_address(text: str) -> tuple[str | None, int | None]:
+    """``local`` -> (None, None): a Ray instance here, one worker per core; ``local:N`` -> (None, N);
+    anything else is the address of a running cluster (``HOST:PORT``, ``ray://HOST:10001`` or ``auto``)."""
+    if text == "local":
+        return None, None
+    if text.startswith("local:"):
+        try:
+            n = int(text.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"--cluster {text}: local:N needs a number of workers N >= 1")
+        return None, n
+    return text, None
+
+
+def _worker_class(ray):
+    @ray.remote(num_cpus=1, max_restarts=RESTARTS, max_task_retries=RESTARTS)
+    class CaseWorker:
+        """Holds the model; analyses one case per call."""
+
+        def __init__(self, options: dict):
+            os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            import tensorflow as tf
+
+            # one CPU slot each: several workers on one machine share its cores instead of fighting over them
+            threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            except RuntimeError:   # TensorFlow already initialised in this process
+                pass
+            from leukviewer.archive import load_classifier
+
+            self.options = options
+            self.classifier = load_classifier(options)
+
+        def pid(self) -> int:
+            return os.getpid()
+
+        def analyse(self, archive: str, name: str, out: str) -> dict:
+            from leukviewer.archive import analyse_case
+
+            return analyse_case(archive, name, out, self.options, self.classifier)
+
+    return CaseWorker
+
+
+def run_on_ray(address: str, archive: str, cases: list[str], out: str, options: dict,
+               on_result: Callable[[dict], None]) -> None:
+    """Analyse ``cases`` on the Ray cluster at ``address``; ``on_result`` gets each case's outcome as it finishes
+    (in the driver). Every case gets exactly one outcome: done, or failed with its reason."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--cluster needs Ray: pip install 'leukviewer[cluster]'") from None
+    from ray.exceptions import RayError
+
+    remote, n_local = parse_address(address)
+    started_here = not ray.is_initialized()
+    if started_here:
+        if remote is None:
+            ray.init(num_cpus=n_local, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=remote, log_to_driver=False, configure_logging=False)
+    try:
+        slots = int(ray.cluster_resources().get("CPU", 1))
+        n = max(1, min(slots, len(cases)))
+        Worker = _worker_class(ray)
+        idle = [Worker.remote(options) for _ in range(n)]
+        queue = list(cases)
+        pending = {}   # object ref -> (case, actor)
+        while queue or pending:
+            while queue and idle:
+                actor, name = idle.pop(), queue.pop(0)
+                pending[actor.analyse.remote(archive, name, out)] = (name, actor)
+            if not pending:   # every worker is gone for good
+                for name in queue:
+                    on_result({"case": name, "row": {"case": name, "status": "failed",
+                                                     "reason": "no Ray worker left to analyse it"}})
+                return
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                name, actor = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                    idle.append(actor)
+                except RayError as e:   # the worker died more than RESTARTS times, or could not load the model
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    outcome = {"case": name, "row": {"case": name, "status": "failed",
+                                                     "reason": f"the Ray worker failed: {first}"}}
+                on_result(outcome)
+    finally:
+        if started_here:
+            ray.shutdown()
