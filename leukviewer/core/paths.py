@@ -1,7 +1,9 @@
-"""The user's folders for leukviewer (each overridable by an environment variable, as tests do)."""
+"""The user's folders for leukviewer (each overridable by an environment variable, as tests do) and THE
+review-directory resolver: where a case folder's review and stored results are. Every caller asks here."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from pathlib import Path
 
@@ -19,6 +21,56 @@ def user_dir(kind: str) -> Path:
     import platformdirs
 
     return Path(getattr(platformdirs, function)("leukviewer"))
+
+
+def user_data_dir() -> Path:
+    return user_dir("data")
+
+
+# ---------------------------------------------------------------------------------------------- review directory
+
+STATE_DIR = ".leukviewer"        # beside the case folder's images
+STATE_FILE = "review.json"
+
+
+def fallback_review_dir(folder: str | Path) -> Path:
+    """Where the review of a case folder that cannot be written goes: the user's data folder, one per path."""
+    folder = Path(folder).resolve()
+    return user_data_dir() / "reviews" / hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:16]
+
+
+def _can_write(path: Path) -> bool:
+    return os.access(path, os.W_OK)
+
+
+def saved_review_dir(folder: str | Path) -> Path | None:
+    """The directory holding the folder's saved review (``review.json``), or None. Creates nothing.
+
+    Beside the folder while that can be written; else the one in the user's data folder (written while the folder
+    was read-only); else the one beside a folder that has since become read-only (an archived case), as it is."""
+    folder = Path(folder).resolve()
+    beside, fallback = folder / STATE_DIR, fallback_review_dir(folder)
+    if (beside / STATE_FILE).is_file() and _can_write(beside):
+        return beside
+    if (fallback / STATE_FILE).is_file():
+        return fallback
+    if (beside / STATE_FILE).is_file():
+        return beside
+    return None
+
+
+def review_dir(folder: str | Path) -> Path:
+    """Where a case folder's review and stored results are read and saved: where it is saved already, else beside
+    the folder when it can be written, else the user's data folder. Creates nothing: the directory is made by the
+    first save, so opening a folder only to read it leaves no trace."""
+    saved = saved_review_dir(folder)
+    if saved is not None:
+        return saved
+    folder = Path(folder).resolve()
+    beside = folder / STATE_DIR
+    if _can_write(beside if beside.is_dir() else folder):
+        return beside
+    return fallback_review_dir(folder)
 
 
 _OS_ERROR_REASONS = {

@@ -10,7 +10,6 @@ wrong with it (errors) or worth knowing (warnings). No Qt, no TensorFlow.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -33,7 +32,8 @@ from .imageio import UnreadableImage, read_image
 from .localize import CellRegion, crop_cell
 from .results import ImageResult
 from .review import FORMAT as REVIEW_FORMAT
-from .review import STATE_DIR, STATE_FILE, CellReview, user_data_dir
+from .paths import STATE_FILE, saved_review_dir, user_data_dir
+from .review import CellReview
 from .store import ResultsStore
 
 # Case subjects are numbered from here so they never clash with C-NMC subject numbers (1-99, H1-H99) when the
@@ -51,16 +51,6 @@ ProgressCallback = Callable[[str, float | None], None]
 
 
 # ================================================================ saved reviews
-
-
-def saved_review_dir(folder: str | Path) -> Path | None:
-    """Where a case folder's saved review is (beside it, or in the user data dir), or None. No side effects."""
-    folder = Path(folder).resolve()
-    for directory in (folder / STATE_DIR,
-                      user_data_dir() / "reviews" / hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:16]):
-        if (directory / STATE_FILE).is_file():
-            return directory
-    return None
 
 
 @dataclass

@@ -21,7 +21,8 @@ from training.celltypes import CELL_TYPES
 from .. import RUO_NOTICE, __version__
 from ..core.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN, assets_dir
 from ..core.results import STATUS_NO_CELLS, STATUS_OK, CaseSummary, ImageResult
-from ..core.review import ReviewError, ReviewSession, final_label, final_type, reviewed_counts, state_dir_for
+from ..core.paths import review_dir
+from ..core.review import ReviewError, ReviewSession, final_label, final_type, reviewed_counts
 from ..core.settings import Settings
 from . import jobs
 from .dialogs import AboutDialog, HelpOverlay, MessageBanner, ReviewerDialog
@@ -547,15 +548,14 @@ class MainWindow(QMainWindow):
             self.session = None
             self.show_message(f"{error}. Reviews of this folder cannot be saved until it is fixed or moved away.",
                               "error")
-        store_dir = self.session.directory if self.session else state_dir_for(self.folder)
+        store_dir = self.session.directory if self.session else review_dir(self.folder)
         if self.session is not None:
             if self.session.model_changed():
                 self.show_message("This folder was reviewed with another model version "
                                   f"({self.session.saved_model.get('name')} {self.session.saved_model.get('version')}"
                                   "); reviewed labels are kept by cell number, please check them.", "warning")
-            if self.session.directory != self.folder / ".leukviewer":
-                self.show_message(f"The folder is read-only: the review is saved in {self.session.directory}.",
-                                  "info")
+            if self.session.location_note():
+                self.show_message(self.session.location_note(), "info")
             if self.session.position.get("image"):
                 self._pending_position = dict(self.session.position)
             self.session.audit_entries()
