@@ -339,7 +339,10 @@ class Case:
 def make_case(results: Iterable[ImageResult], session: ReviewSession | None, model_info,
               folder: str | Path | None = None, reviewer: str | None = None, case_name: str | None = None,
               model_dir: str | Path | None = None) -> Case:
+    """The case as it is now: a snapshot of the review, so labels given while a report is written (the reviewer
+    keeps working) never mix into it."""
     results = sorted(results, key=lambda r: (r.image.lower(), r.image))
+    session = session.snapshot() if session is not None else None
     if folder is None:
         if session is not None:
             folder = session.folder

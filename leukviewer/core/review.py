@@ -145,6 +145,13 @@ class ReviewSession:
                 session.model = session.saved_model
         return session
 
+    def snapshot(self) -> "ReviewSnapshot":
+        """The review as it is now, frozen: what a report written while the reviewer keeps labelling shows (every
+        table and page of one export from the same moment)."""
+        reviews = self.reviews    # _commit and refresh replace the dict, never change it in place
+        return ReviewSnapshot(self.folder, self.directory, dict(reviews), dict(self.position), dict(self.model),
+                              dict(self.saved_model), self.audit_damage, self.moved_from)
+
     def location_note(self) -> str | None:
         """Where the review is saved, in words, when that is not beside the folder (None when it is)."""
         beside = self.folder / STATE_DIR
@@ -373,6 +380,19 @@ class ReviewSession:
                                  f"off by a crash or a full disk); the {len(entries)} readable entries are shown "
                                  "and the saved labels are not affected.")
         return entries
+
+
+class ReviewSnapshot(ReviewSession):
+    """A frozen copy of a review (``ReviewSession.snapshot``): read like the session, never changed or saved."""
+
+    def _commit(self, *args, **kwargs) -> None:
+        raise ReviewError("a snapshot of a review cannot be changed")
+
+    def refresh(self) -> None:
+        pass
+
+    def snapshot(self) -> "ReviewSnapshot":
+        return self
 
 
 def _reviews_from(data: dict) -> dict[str, CellReview]:

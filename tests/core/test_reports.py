@@ -432,3 +432,34 @@ def test_pdf_shows_the_range_and_the_reviewed_cells_apart(case, tmp_path):
     text = " ".join(_pdf_pages(tmp_path / "unreviewed" / "report.pdf"))
     assert f"(blasts per 100 white cells {blast_percentage_text(s)}). No cell has been reviewed." in text
     assert "Reviewed cells" not in text
+
+
+def test_labels_given_while_the_report_is_written_stay_out_of_it(case, tmp_path):
+    """The reviewer keeps labelling while the export runs: every file shows the review as it was when the export
+    started (no label in one file and not in another)."""
+    from leukviewer.core.results import counted_cells
+
+    folder, results, _, info = case
+    copy = tmp_path / "case"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(".leukviewer"))
+    session = ReviewSession.open(copy, {"name": info.name, "version": info.version, "sha256": info.sha256})
+    cells = counted_cells([c for r in results for c in r.cells])
+    session.set_label(cells[0].cell_id, "UNCERTAIN", cells[0].label, REVIEWER)
+    late = list(cells[1:5])
+
+    def keep_labelling(done, total, message):     # one more label as each file is written
+        if late:
+            c = late.pop(0)
+            session.set_label(c.cell_id, "ALL" if c.label != "ALL" else "HEM", c.label, "Dr. Late")
+
+    export_case(results, session, info, tmp_path / "out", folder=copy, formats={"csv", "geojson"},
+                on_progress=keep_labelling)
+    assert not late and len(session.reviews) == 5           # the labelling went on during the export
+    with open(tmp_path / "out" / "cells.csv", encoding="utf-8", newline="") as f:
+        assert [(unneutralise(r["cell_id"]), r["reviewer"]) for r in csv.DictReader(f) if r["reviewer"]] == [
+            (cells[0].cell_id, REVIEWER)]
+    with open(tmp_path / "out" / "images.csv", encoding="utf-8", newline="") as f:
+        assert sum(int(r["reviewed_cells"] or 0) for r in csv.DictReader(f)) == 1
+    features = json.loads((tmp_path / "out" / "cells.geojson").read_text())["features"]
+    assert [f["properties"]["metadata"]["reviewer"] for f in features if f["properties"]["metadata"]["reviewer"]] == [
+        REVIEWER]
