@@ -88,3 +88,20 @@ _OS_ERROR_REASONS = {
 def os_error_reason(e: OSError) -> str:
     """An OSError's cause in words a user can act on ("the disk is full", "permission denied ...")."""
     return _OS_ERROR_REASONS.get(e.errno) or e.strerror or str(e)
+
+
+# ---------------------------------------------------------------------------------------------- guarded deletion
+
+class OutsideFolderError(ValueError):
+    """A deletion refused: the path (read from a file, so possibly damaged or crafted) leads outside its folder."""
+
+
+def remove_tree_inside(path: str | Path, base: str | Path) -> None:
+    """Delete the folder ``path`` and everything in it, but only if it lies inside ``base`` (links followed);
+    otherwise raise :class:`OutsideFolderError` and delete nothing. Missing folders are fine."""
+    import shutil
+
+    target, base = Path(path).resolve(), Path(base).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise OutsideFolderError(f"refusing to delete {path}: it is not inside {base}")
+    shutil.rmtree(target, ignore_errors=True)
