@@ -82,12 +82,11 @@ class ReportModel:
         """From a model folder's model.json (and MODEL_CARD.md), without loading the network."""
         from .classifier import describe_model
 
+        from training.modelfolder import decision_rule, manifest_sha256
+
         folder = Path(model_dir)
         meta = describe_model(folder)
-        decision = meta.get("decision", {})
-        threshold = float(decision.get("threshold", 0.5))
-        band = decision.get("uncertainty_band") or (threshold, threshold)
-        from training.modelfolder import manifest_sha256
+        threshold, band = decision_rule(meta, folder / "model.json")
 
         return cls(meta.get("name", folder.name), str(meta.get("version", "")), meta["weights"]["sha256"],
                    threshold, (float(band[0]), float(band[1])), meta, _read_card(folder), str(folder),
@@ -110,9 +109,16 @@ class ReportModel:
         if model_info is None:
             raise ValueError("the report needs the model's description (model_info or model_dir)")
         get = model_info.get if isinstance(model_info, dict) else (lambda k, d=None: getattr(model_info, k, d))
-        threshold = float(get("threshold", 0.5))
-        band = get("uncertainty_band") or (threshold, threshold)
-        meta, card = (described.meta, described.card) if described and described.sha256 == get("sha256") else ({}, None)
+        same_model = described is not None and described.sha256 == get("sha256")
+        if get("threshold") is not None:
+            threshold = float(get("threshold"))
+            band = get("uncertainty_band") or (threshold, threshold)
+        elif same_model:      # a name and hash only (the model not loaded): the rule from its folder
+            threshold, band = described.threshold, described.uncertainty_band
+        else:
+            raise ValueError(f"the decision threshold of model {get('name', '')} {get('version', '')} is unknown "
+                             "(its model.json could not be read); the report would show wrong calls")
+        meta, card = (described.meta, described.card) if same_model else ({}, None)
         if not meta and isinstance(model_info, ReportModel):
             meta, card = model_info.meta, model_info.card
         manifest = get("manifest_sha256") or (described.manifest_sha256 if described and described.sha256 ==

@@ -463,3 +463,15 @@ def test_labels_given_while_the_report_is_written_stay_out_of_it(case, tmp_path)
     features = json.loads((tmp_path / "out" / "cells.geojson").read_text())["features"]
     assert [f["properties"]["metadata"]["reviewer"] for f in features if f["properties"]["metadata"]["reviewer"]] == [
         REVIEWER]
+
+
+def test_a_report_from_the_models_name_and_hash_takes_the_threshold_from_its_folder(tiny_model_dir):
+    """Reopened with stored results, the window exports before the model has loaded: it knows the model's name and
+    hash only. The threshold comes from the model folder, never a default of 0.5."""
+    meta = json.loads((tiny_model_dir / "model.json").read_text())
+    identity = {"name": meta["name"], "version": meta["version"], "sha256": meta["weights"]["sha256"]}
+    model = ReportModel.of(identity, tiny_model_dir)
+    assert model.threshold == meta["decision"]["threshold"] != 0.5
+    assert list(model.uncertainty_band) == meta["decision"]["uncertainty_band"]
+    with pytest.raises(ValueError, match="decision threshold .* is unknown"):
+        ReportModel.of(identity)
