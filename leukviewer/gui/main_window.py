@@ -51,14 +51,16 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _registry_model() -> Path | None:
-    """The active model of the model manager (None: the bundled one); a damaged registry falls back to it."""
-    try:
-        from ..core.models import ModelRegistry, app_model_folder
+def _registry_model() -> tuple[Path | None, str | None]:
+    """The active model of the model manager (None: the bundled one) and, when the bundled one stands in for a
+    damaged or dangling registry, why (shown in the window)."""
+    from ..core.models import ModelRegistry, app_model_folder
 
-        return app_model_folder(ModelRegistry().active())
-    except Exception:  # the registry is a convenience; the bundled model always works
-        return None
+    try:
+        registry = ModelRegistry()
+        return app_model_folder(registry.active()), registry.fallback_reason()
+    except (OSError, ValueError) as e:   # RegistryError and ModelFolderError are ValueErrors
+        return None, f"The model registry cannot be read ({e}). The bundled model is used."
 
 
 _NAME_SEPARATORS = "_-. /"
@@ -156,7 +158,9 @@ class MainWindow(QMainWindow):
         super().__init__()
         jobs.import_tensorflow_here()   # on the GUI thread, before the model-loading worker (see its docstring)
         self.settings = settings or Settings.load()
-        chosen = model_dir or self.settings.last_model_folder or _registry_model() or None
+        registry_folder, registry_note = (None, None) if model_dir or self.settings.last_model_folder \
+            else _registry_model()
+        chosen = model_dir or self.settings.last_model_folder or registry_folder or None
         self.model_dir: Path | None = Path(chosen) if chosen else None
         self.loaded_model: jobs.LoadedModel | None = None
         self.folder: Path | None = None
@@ -197,6 +201,8 @@ class MainWindow(QMainWindow):
         self._histogram_timer = QTimer(self, singleShot=True, interval=HISTOGRAM_MS, timeout=self._update_histogram)
         self._position_timer = QTimer(self, singleShot=True, interval=POSITION_SAVE_MS, timeout=self._save_position)
         self._refresh_views()
+        if registry_note:
+            self.show_message(registry_note, "warning")
         self.load_model()
 
     # ================================================================ layout
