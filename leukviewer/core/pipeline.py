@@ -19,7 +19,7 @@ from .classifier import CellClassifier, cell_type_for
 from .imageio import UnreadableImage, greyscale_reason, list_images, read_image
 from .localize import (classify_image_kind, crop_cell, estimate_rbc_diameter, find_single_cell, find_white_cells,
                        no_cell_reason)
-from .results import STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
+from .results import STATUS_FAILED, STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
 from .scale import SCALE_FOLDER_RED_CELLS, SCALE_RED_CELLS, ImageScale, image_scale
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,10 @@ def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: s
         result.status = f"{STATUS_UNREADABLE}: {e.reason}"
     except MemoryError:
         result.status = f"{STATUS_UNREADABLE}: not enough memory to process an image this large"
-    except Exception as e:  # a bug in one image's analysis must not end the case; it is reported per image
+    except Exception as e:  # a bug in one image's analysis must not end the case, nor pass for a bad image
         log.exception("analysis of %s failed", path)
-        result.status = f"{STATUS_UNREADABLE}: could not be analysed ({type(e).__name__}: {e})"
+        result.status = (f"{STATUS_FAILED}: {type(e).__name__}: {e} (a fault in leukviewer, not in the image; "
+                         "please report it)")
         cells = []
     result.seconds = time.perf_counter() - t0
     return result, cells
