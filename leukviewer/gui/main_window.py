@@ -672,9 +672,9 @@ class MainWindow(QMainWindow):
         self.gallery.add_thumbnails(event.thumbnails)
         self._update_row(result.image)
         if not result.ok:
-            self.failures.append(f"{result.image}: {result.status.split(':', 1)[-1].strip()}")
+            self.failures.append(f"{result.image}: {result.status}")   # unreadable, or an analysis fault
             n = len(self.failures)
-            self.show_message(f"{n} image{'s' if n > 1 else ''} could not be read (marked in the list):\n"
+            self.show_message(f"{n} image{'s' if n > 1 else ''} could not be analysed (marked in the list):\n"
                               + "\n".join(self.failures[-5:]), "warning")
         if not event.cached:
             self._analysed += 1
