@@ -124,6 +124,14 @@ def _pdf_pages(path):
     return [" ".join(page.extract_text().split()) for page in PdfReader(str(path)).pages]
 
 
+def test_the_pdf_draws_each_label_in_the_windows_colour():
+    from leukviewer.core import report_pdf
+    from leukviewer.gui.style import hex_colour
+
+    assert {label: report_pdf.LABEL_HEX[label] for label in ("ALL", "UNCERTAIN", "HEM")} == {
+        label: hex_colour(label) for label in ("ALL", "UNCERTAIN", "HEM")}
+
+
 def test_pdf_has_header_counts_hash_and_ruo_on_every_page(case, tmp_path):
     import numpy as np
     import pypdfium2 as pdfium
@@ -173,6 +181,9 @@ def test_gallery_is_capped_and_says_how_many_are_omitted(case, tmp_path):
 
 
 def test_geojson_has_one_closed_polygon_per_cell_in_qupath_form(case, tmp_path):
+    from leukviewer.gui.style import label_colour
+
+    window_rgb = {label: list(label_colour(label).getRgb()[:3]) for label in ("ALL", "UNCERTAIN", "HEM")}
     folder, results, session, info = case
     export(case, tmp_path, formats={"geojson"})
     doc = json.loads((tmp_path / "cells.geojson").read_text(encoding="utf-8"))
@@ -191,7 +202,7 @@ def test_geojson_has_one_closed_polygon_per_cell_in_qupath_form(case, tmp_path):
         assert all(x - 1 <= px <= x + w + 1 and y - 1 <= py <= y + h + 1 for px, py in ring)
         expected = session.reviewed_label(cell.cell_id) or cell.label
         assert props["classification"]["name"] == expected
-        assert len(props["classification"]["color"]) == 3
+        assert props["classification"]["color"] == window_rgb[expected]    # the window's colour for the label
         assert all(isinstance(v, float) for v in props["measurements"].values())
         assert props["measurements"]["Blast probability"] == cell.blast_probability
         names.add(props["name"])
