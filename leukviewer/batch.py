@@ -20,7 +20,6 @@ from pathlib import Path
 
 from . import RUO_NOTICE, __version__
 
-OUTPUTS = ("cells.csv", "images.csv", "summary.json")
 RESUME_FILE = "partial-results.jsonl"   # every image done so far, cells and outlines included (for --resume)
 
 

@@ -18,9 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from training.card import render_card
-from training.modelfolder import META_FILE, ModelFolderError, atomic_write_text, read_meta, verify
+from training.modelfolder import META_FILE, ModelFolderError, read_meta, verify
 
 from .classifier import LABEL_BLAST, LABEL_NORMAL, bundled_model_dir
+from .atomic import atomic_write_text
 from .paths import user_data_dir
 
 BUNDLED = "bundled"                 # the registry name of the bundled model (never a folder name here)
@@ -157,17 +158,6 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return [m.name for m in self.models()]
 
-    def find_folder(self, folder: str | Path) -> RegisteredModel | None:
-        """The registered model stored in ``folder`` (the bundled one included), if any."""
-        try:
-            target = Path(folder).resolve()
-        except OSError:
-            return None
-        for model in self.models():
-            if model.folder.resolve() == target:
-                return model
-        return None
-
     # ---------------------------------------------------------------- adding
 
     def add(self, folder: str | Path, move: bool = False, name: str | None = None) -> RegisteredModel:
@@ -289,9 +279,6 @@ class ModelRegistry:
     def active(self) -> RegisteredModel:
         return self.get(self.active_name())
 
-    def active_folder(self) -> Path:
-        return self.active().folder
-
     def history(self) -> list[dict]:
         """Every add, activation, rollback and removal, oldest first."""
         return list(self._state()["history"])
@@ -322,9 +309,6 @@ class ModelRegistry:
         self._write_state(state, {"action": "activate", "name": name, "previous": current,
                                   "sha256": model.sha256})
         return model
-
-    def can_rollback(self) -> bool:
-        return bool(self.previous())
 
     def rollback(self) -> RegisteredModel:
         """Make the previously active model active again (models removed since are skipped)."""

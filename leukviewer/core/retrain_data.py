@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 from training.datasets import CNMC_CLASSES, DatasetError, load_dataset
-from training.modelfolder import atomic_write_text, replace_folder
 
+from .atomic import atomic_write_text, replace_folder
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
 from .imageio import UnreadableImage, read_image
 from .localize import CellRegion, crop_cell

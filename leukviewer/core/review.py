@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from training.modelfolder import atomic_write_text
-
 from training.celltypes import BLAST, CELL_TYPES
 
+from .atomic import atomic_write_json
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABELS, cell_type_for
 from .paths import STATE_DIR, STATE_FILE, fallback_review_dir, review_dir
 from .results import count_cells, counted_cells
@@ -92,11 +91,6 @@ def _save_failure(path: Path, e: OSError) -> ReviewError:
 
     return ReviewError(f"{os_error_reason(e)}: the change was not saved in {path.parent}; "
                        "the review saved before it is intact")
-
-
-def atomic_write_json(path: Path, data: dict) -> None:
-    """Write JSON so a reader (or a crash) sees the old file or the new one, never half of it."""
-    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 @dataclass

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from .results import ImageResult
-from .review import atomic_write_json
+from .atomic import atomic_write_json
 
 
 class ResultsStore:
