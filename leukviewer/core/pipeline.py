@@ -29,7 +29,8 @@ KINDS = ("auto", "single_cell", "smear_field")
 ProgressCallback = Callable[[int, int, ImageResult], None]
 
 
-def _relative(path: Path, root: Path) -> str:
+def image_name(path: Path, root: Path) -> str:
+    """The image's name as results, reviews and reports record it: its path relative to the case folder."""
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
@@ -83,7 +84,7 @@ def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: s
     ``um_per_px``: the user's scale for every image (else metadata, red cells or the C-NMC calibration).
     """
     t0 = time.perf_counter()
-    result = ImageResult(path=str(path), image=_relative(path, root), status=STATUS_OK)
+    result = ImageResult(path=str(path), image=image_name(path, root), status=STATUS_OK)
     cells = []
     try:
         rgb = read_image(path)
@@ -230,7 +231,7 @@ def analyze_folder(folder: str | Path, classifier: CellClassifier, recursive: bo
     images, skipped = list_images(root, recursive=recursive)
     if summary is not None:
         summary.images_total = len(images)
-        summary.skipped_files = [_relative(p, root) for p in skipped]
+        summary.skipped_files = [image_name(p, root) for p in skipped]
     for result in analyze_images(images, root, classifier, kind, on_progress, should_stop, max_pending_images,
                                  um_per_px=um_per_px):
         if summary is not None:
