@@ -59,6 +59,13 @@ def saved_review_dir(folder: str | Path) -> Path | None:
     return None
 
 
+def review_dirs(folder: str | Path) -> list[Path]:
+    """Both places a case folder's review and stored results can be: beside it, and in the user's data folder (a
+    case archived read-only after its analysis keeps its stored results beside it while the review moves)."""
+    folder = Path(folder).resolve()
+    return [folder / STATE_DIR, fallback_review_dir(folder)]
+
+
 def review_dir(folder: str | Path) -> Path:
     """Where a case folder's review and stored results are read and saved: where it is saved already, else beside
     the folder when it can be written, else the user's data folder. Creates nothing: the directory is made by the

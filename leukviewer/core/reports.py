@@ -615,6 +615,7 @@ def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive
     analysed."""
     from .classifier import bundled_model_dir
     from .imageio import list_images
+    from .paths import review_dirs
     from .pipeline import analyze_images
     from .store import ResultsStore
 
@@ -622,7 +623,7 @@ def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive
     model_folder = Path(model_dir) if model_dir else bundled_model_dir()
     model = ReportModel.from_folder(model_folder)
     session = ReviewSession.open(folder, {"name": model.name, "version": model.version, "sha256": model.sha256})
-    store = ResultsStore(session.directory, model.sha256)
+    store = ResultsStore(session.directory, model.sha256, read_also=review_dirs(folder))
     images, _ = list_images(folder, recursive=recursive)
     results: dict[Path, ImageResult] = {}
     missing = []

@@ -32,7 +32,7 @@ from .imageio import UnreadableImage, read_image
 from .localize import CellRegion, crop_cell
 from .results import ImageResult
 from .review import FORMAT as REVIEW_FORMAT
-from .paths import STATE_FILE, saved_review_dir, user_data_dir
+from .paths import STATE_FILE, review_dirs, saved_review_dir, user_data_dir
 from .review import CellReview
 from .store import ResultsStore
 
@@ -182,18 +182,20 @@ class ReviewedCellsExport:
 
 def _results_by_cell(review: SavedReview) -> dict[str, tuple[ImageResult, object]]:
     """cell_id -> (image result, cell) from the stored results, the review's model first, then any other."""
-    results_root = review.directory / "results"
-    stores = []
+    # The review's directory first, then the case's other one (results stored beside a folder since archived).
+    bases = [review.directory] + [d for d in review_dirs(review.folder) if d != review.directory]
+    stores: list[tuple[Path, str]] = []
     if review.model_sha256:
-        stores.append(ResultsStore(review.directory, review.model_sha256).directory)
-    if results_root.is_dir():
-        others = sorted((d for d in results_root.iterdir() if d.is_dir() and d not in stores),
-                        key=lambda d: d.stat().st_mtime, reverse=True)
-        stores += others
+        stores += [(base, review.model_sha256[:16]) for base in bases]
+    for base in bases:
+        if (base / "results").is_dir():
+            others = sorted((d for d in (base / "results").iterdir() if d.is_dir() and (base, d.name) not in stores),
+                            key=lambda d: d.stat().st_mtime, reverse=True)
+            stores += [(base, d.name) for d in others]
     found: dict[str, tuple[ImageResult, object]] = {}
-    for directory in stores:
+    for base, name in stores:
         # Cell numbers come from localisation, not from the model, so results of another model still match.
-        for result in ResultsStore(review.directory, directory.name).all():
+        for result in ResultsStore(base, name).all():
             for cell in result.cells:
                 found.setdefault(cell.cell_id, (result, cell))
     return found

@@ -159,6 +159,7 @@ def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | N
     Images whose results are in the store (same file, same model) are not analysed again. The model is loaded
     only when some image needs it, so a fully cached case opens without TensorFlow.
     """
+    from ..core.paths import review_dirs
     from ..core.pipeline import analyze_images, image_name
 
     should_stop = worker.is_cancelled if worker is not None else (lambda: False)
@@ -168,7 +169,8 @@ def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | N
     below = len(list_images(root, recursive=True)[0]) if not images and not recursive else 0
     yield CaseListing(names, [image_name(p, root) for p in skipped], below)
     identity = model_identity(model_dir)
-    store = ResultsStore(store_dir, identity["sha256"]) if store_dir and identity.get("sha256") else None
+    store = ResultsStore(store_dir, identity["sha256"], read_also=review_dirs(root)) \
+        if store_dir and identity.get("sha256") else None
     total, done, todo = len(images), 0, []
     for path, name in zip(images, names):
         if should_stop():

@@ -74,16 +74,23 @@ opened = {k: v.label for k, v in s.reviews.items()}
 note = s.location_note()
 s.set_label(sys.argv[2], "UNCERTAIN", "HEM", "Dr. Bo")
 again = ReviewSession.open(sys.argv[1])
+from leukviewer.core.reports import load_case
+from leukviewer.core.retrain_data import export_reviewed_cells
+case = load_case(sys.argv[1], sys.argv[3])      # reopened: the results stored beside the archive are reused
+cells = export_reviewed_cells([sys.argv[1]], sys.argv[4])   # and the reviewed cells can train a model
 print(json.dumps({"opened": opened, "note": note, "directory": str(again.directory),
                   "labels": {k: v.label for k, v in again.reviews.items()},
-                  "audit": [e["reviewer"] for e in again.audit_entries()]}))
+                  "audit": [e["reviewer"] for e in again.audit_entries()],
+                  "reused": case.reused, "analysed": case.analysed, "exported": cells.images}))
 """
 
 
-def test_an_archived_case_opens_reviewed_and_new_labels_go_to_the_user_data_folder(archived_case, child_env):
+def test_an_archived_case_opens_reviewed_and_new_labels_go_to_the_user_data_folder(archived_case, tiny_model_dir,
+                                                                                   tmp_path, child_env):
     folder, cells = archived_case
     before = (folder / ".leukviewer" / "review.json").read_bytes()
-    proc = subprocess.run(as_user([sys.executable, "-c", CHILD, str(folder), cells[1].cell_id]), env=child_env(),
+    proc = subprocess.run(as_user([sys.executable, "-c", CHILD, str(folder), cells[1].cell_id, str(tiny_model_dir),
+                                   str(tmp_path / "reviewed-cells")]), env=child_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -92,4 +99,6 @@ def test_an_archived_case_opens_reviewed_and_new_labels_go_to_the_user_data_fold
     assert got["directory"].startswith(os.environ["LEUKVIEWER_DATA_DIR"])
     assert got["labels"] == {**got["opened"], cells[1].cell_id: "UNCERTAIN"}   # old label kept, new one added
     assert got["audit"] == ["Dr. Ada", "Dr. Bo"]                          # the history came along
+    assert (got["reused"], got["analysed"]) == (3, 0)                     # no re-analysis of the archive
+    assert got["exported"] == 1                                           # Dr. Ada's cell (UNCERTAIN is not used)
     assert (folder / ".leukviewer" / "review.json").read_bytes() == before
