@@ -15,20 +15,6 @@ from . import RUO_NOTICE, __version__  # noqa: E402
 COMMANDS = ("batch", "report")
 
 
-def _exists(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-def _report_cli():
-    if not _exists("leukviewer.report_cli"):  # arrives with the reports issue
-        return None
-    from . import report_cli
-
-    return report_cli
-
-
 def _prepare_engine(model_dir: str | None) -> int:
     import time
 
@@ -62,13 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in COMMANDS:
         parser = argparse.ArgumentParser(prog="leukviewer", description=f"leukviewer {__version__}. {RUO_NOTICE}")
         sub = parser.add_subparsers(dest="command", required=True)
-        from . import batch
+        from . import batch, report_cli
 
         batch.add_arguments(sub.add_parser("batch", help="analyse a folder headless: cells.csv, images.csv, "
                                                          "summary.json"))
-        report_cli = _report_cli()
-        if report_cli is not None:
-            report_cli.add_arguments(sub.add_parser("report", help="PDF/CSV/GeoJSON report of a reviewed folder"))
+        report_cli.add_arguments(sub.add_parser("report", help="PDF/CSV/GeoJSON report of a reviewed folder"))
         args = parser.parse_args(argv)
         if args.command == "batch":
             return batch.run(args)
@@ -105,16 +89,9 @@ def main(argv: list[str] | None = None) -> int:
                 return code
         return selftest.run_smoke_test(model_dir=args.model, screenshot=args.screenshot,
                                        window_size=args.window_size)
-    if _exists("leukviewer.gui.app"):  # arrives with the review-application issue
-        from .gui.app import run_app
+    from .gui.app import run_app
 
-        return run_app(folder=args.folder, model_dir=args.model)
-    print(f"leukviewer {__version__} — {RUO_NOTICE}\n"
-          "The review window is not built yet (it arrives with the review-application issue). What works today:\n"
-          "  leukviewer batch FOLDER --out DIR [--model MODEL_DIR]   analyse a folder headless\n"
-          "  python -m training --help                               train, evaluate and export the classifier",
-          file=sys.stderr)
-    return 0
+    return run_app(folder=args.folder, model_dir=args.model)
 
 
 if __name__ == "__main__":

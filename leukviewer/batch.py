@@ -20,7 +20,6 @@ from pathlib import Path
 
 from . import RUO_NOTICE, __version__
 
-OUTPUTS = ("cells.csv", "images.csv", "summary.json")
 RESUME_FILE = "partial-results.jsonl"   # every image done so far, cells and outlines included (for --resume)
 
 
@@ -186,18 +185,18 @@ def partial_fields(partial: bool, summary, out: Path) -> dict:
 def analyse_remaining(folder: Path, classifier, args, summary, done: list, progress, should_stop):
     """The results of a run: those ``done`` by a stopped run first (not analysed again), then the other images."""
     from .core.imageio import list_images
-    from .core.pipeline import _relative, analyze_images
+    from .core.pipeline import analyze_images, image_name
 
     images, skipped = list_images(folder, recursive=args.recursive)
     summary.images_total = len(images)
-    summary.skipped_files = [_relative(p, folder) for p in skipped]
-    names = {_relative(p, folder) for p in images}
+    summary.skipped_files = [image_name(p, folder) for p in skipped]
+    names = {image_name(p, folder) for p in images}
     done = [r for r in done if r.image in names]
     for result in done:
         summary.add(result)
         yield result
     finished = {r.image for r in done}
-    todo = [p for p in images if _relative(p, folder) not in finished]
+    todo = [p for p in images if image_name(p, folder) not in finished]
     offset = len(done)
     for result in analyze_images(todo, folder, classifier, args.kind,
                                  (lambda n, total, r: progress(offset + n, offset + total, r)) if progress else None,

@@ -63,6 +63,11 @@ def test_report_analyses_a_folder_without_stored_results_and_stores_them(fields,
 
 
 def test_report_errors_are_clear(fields, tiny_model_dir, tmp_path, capsys):
+    empty = tmp_path / "no-images"
+    empty.mkdir()
+    assert main(["report", str(empty), "--out", str(tmp_path / "o"), "--model", str(tiny_model_dir)]) == 1
+    assert "holds no images" in capsys.readouterr().err
+    assert list(empty.iterdir()) == []         # reading a folder for a report leaves no .leukviewer/ in it
     assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert main(["report", str(fields), "--out", str(tmp_path / "o"), "--model", str(tmp_path)]) == 2

@@ -266,7 +266,27 @@ def read_meta(folder: str | Path) -> dict:
     for key in ("class_names", "preprocessing", "weights", "temperature"):
         if key not in meta:
             raise ModelFolderError(f"{meta_path} lacks {key!r}")
+    decision_rule(meta, meta_path)
     return meta
+
+
+def decision_rule(meta: dict, where: str | Path = META_FILE) -> tuple[float, tuple[float, float]]:
+    """The model's decision threshold and uncertainty band (the threshold twice when it has no band).
+
+    A model.json without a usable threshold raises ModelFolderError: every cell's ALL/HEM call rests on it, so it
+    is never guessed."""
+    decision = meta.get("decision")
+    try:
+        threshold = float(decision["threshold"])
+        band = decision.get("uncertainty_band") or (threshold, threshold)
+        band = (float(band[0]), float(band[1]))
+    except (TypeError, KeyError, ValueError, IndexError):
+        raise ModelFolderError(f"{where} has no usable decision threshold (decision.threshold); refusing to "
+                               "guess one") from None
+    if not (0.0 <= threshold <= 1.0 and 0.0 <= band[0] <= band[1] <= 1.0):
+        raise ModelFolderError(f"{where} has a decision threshold {threshold} or uncertainty band {list(band)} "
+                               "outside 0..1")
+    return threshold, band
 
 
 def verify(folder: str | Path) -> dict:
@@ -316,12 +336,11 @@ class LoadedModel:
 
     @property
     def threshold(self) -> float:
-        return float(self.meta.get("decision", {}).get("threshold", 0.5))
+        return decision_rule(self.meta, self.folder / META_FILE)[0]
 
     @property
     def uncertainty_band(self) -> tuple[float, float]:
-        band = self.meta.get("decision", {}).get("uncertainty_band")
-        return (float(band[0]), float(band[1])) if band else (self.threshold, self.threshold)
+        return decision_rule(self.meta, self.folder / META_FILE)[1]
 
     @property
     def sha256(self) -> str:

@@ -20,10 +20,7 @@ import numpy as np
 from training.celltypes import BLAST, CELL_TYPES, LEGACY_BINARY, cell_type_of_class
 from training.modelfolder import ModelFolderError, load_model_folder, read_meta
 
-LABEL_BLAST = "ALL"
-LABEL_NORMAL = "HEM"
-LABEL_UNCERTAIN = "UNCERTAIN"
-LABELS = (LABEL_BLAST, LABEL_UNCERTAIN, LABEL_NORMAL)
+from .labels import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN, LABELS, label_for  # noqa: F401 (re-exported)
 
 BUNDLED_MODEL_NAME = "leukviewer-b3"
 
@@ -166,10 +163,7 @@ class CellClassifier:
 
     def label_for(self, p_blast: float) -> str:
         """ALL / HEM by the model's threshold; UNCERTAIN strictly inside its uncertainty band."""
-        lo, hi = self.info.uncertainty_band
-        if lo < p_blast < hi:
-            return LABEL_UNCERTAIN
-        return LABEL_BLAST if p_blast >= self.info.threshold else LABEL_NORMAL
+        return label_for(p_blast, self.info.threshold, self.info.uncertainty_band)
 
 
 def describe_model(model_dir: str | Path) -> dict:

@@ -18,10 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from training.card import render_card
-from training.modelfolder import META_FILE, ModelFolderError, atomic_write_text, read_meta, verify
+from training.modelfolder import META_FILE, ModelFolderError, read_meta, verify
 
 from .classifier import LABEL_BLAST, LABEL_NORMAL, bundled_model_dir
-from .review import user_data_dir
+from .atomic import atomic_write_text
+from .paths import user_data_dir
 
 BUNDLED = "bundled"                 # the registry name of the bundled model (never a folder name here)
 ACTIVE_FILE = "active.json"
@@ -157,17 +158,6 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return [m.name for m in self.models()]
 
-    def find_folder(self, folder: str | Path) -> RegisteredModel | None:
-        """The registered model stored in ``folder`` (the bundled one included), if any."""
-        try:
-            target = Path(folder).resolve()
-        except OSError:
-            return None
-        for model in self.models():
-            if model.folder.resolve() == target:
-                return model
-        return None
-
     # ---------------------------------------------------------------- adding
 
     def add(self, folder: str | Path, move: bool = False, name: str | None = None) -> RegisteredModel:
@@ -238,19 +228,36 @@ class ModelRegistry:
 
     # ---------------------------------------------------------------- the active model
 
-    def _state(self) -> dict:
+    def _load_state(self) -> tuple[dict, str | None]:
+        """The record of the active model, and why it could not be read (None when it could, or there is none)."""
         default = {"format": ACTIVE_FORMAT, "active": BUNDLED, "previous": [], "history": []}
         if not self.active_file.is_file():
-            return default
+            return default, None
         try:
             data = json.loads(self.active_file.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or data.get("format") != ACTIVE_FORMAT:
-                return default
-        except (OSError, ValueError, UnicodeDecodeError):
-            return default  # a damaged record falls back to the bundled model; the next change rewrites it
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            return default, f"it cannot be read ({e})"
+        if not isinstance(data, dict) or data.get("format") != ACTIVE_FORMAT:
+            return default, "it is not a leukviewer model record"
         return {"format": ACTIVE_FORMAT, "active": str(data.get("active") or BUNDLED),
                 "previous": [str(p) for p in data.get("previous", []) if isinstance(p, str)],
-                "history": [h for h in data.get("history", []) if isinstance(h, dict)]}
+                "history": [h for h in data.get("history", []) if isinstance(h, dict)]}, None
+
+    def _state(self) -> dict:
+        return self._load_state()[0]   # a damaged record reads as the bundled model; the next change rewrites it
+
+    def fallback_reason(self) -> str | None:
+        """Why the bundled model stands in for the active model the user chose (a damaged record, a model removed
+        behind the app's back), in words for the window; None when the record is read as it is."""
+        state, problem = self._load_state()
+        if problem:
+            return (f"The record of the active model ({self.active_file}) is damaged: {problem}. The bundled model "
+                    "is used until you choose one in Models → Manage models.")
+        name = state["active"]
+        if name != BUNDLED and not (self.directory / name / META_FILE).is_file():
+            return (f"The active model {name!r} is no longer in {self.directory}. The bundled model is used until "
+                    "you choose one in Models → Manage models.")
+        return None
 
     def _write_state(self, state: dict, event: dict | None = None) -> None:
         if event:
@@ -271,9 +278,6 @@ class ModelRegistry:
 
     def active(self) -> RegisteredModel:
         return self.get(self.active_name())
-
-    def active_folder(self) -> Path:
-        return self.active().folder
 
     def history(self) -> list[dict]:
         """Every add, activation, rollback and removal, oldest first."""
@@ -305,9 +309,6 @@ class ModelRegistry:
         self._write_state(state, {"action": "activate", "name": name, "previous": current,
                                   "sha256": model.sha256})
         return model
-
-    def can_rollback(self) -> bool:
-        return bool(self.previous())
 
     def rollback(self) -> RegisteredModel:
         """Make the previously active model active again (models removed since are skipped)."""

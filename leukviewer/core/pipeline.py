@@ -19,7 +19,7 @@ from .classifier import CellClassifier, cell_type_for
 from .imageio import UnreadableImage, greyscale_reason, list_images, read_image
 from .localize import (classify_image_kind, crop_cell, estimate_rbc_diameter, find_single_cell, find_white_cells,
                        no_cell_reason)
-from .results import STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
+from .results import STATUS_FAILED, STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult
 from .scale import SCALE_FOLDER_RED_CELLS, SCALE_RED_CELLS, ImageScale, image_scale
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ KINDS = ("auto", "single_cell", "smear_field")
 ProgressCallback = Callable[[int, int, ImageResult], None]
 
 
-def _relative(path: Path, root: Path) -> str:
+def image_name(path: Path, root: Path) -> str:
+    """The image's name as results, reviews and reports record it: its path relative to the case folder."""
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
@@ -83,7 +84,7 @@ def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: s
     ``um_per_px``: the user's scale for every image (else metadata, red cells or the C-NMC calibration).
     """
     t0 = time.perf_counter()
-    result = ImageResult(path=str(path), image=_relative(path, root), status=STATUS_OK)
+    result = ImageResult(path=str(path), image=image_name(path, root), status=STATUS_OK)
     cells = []
     try:
         rgb = read_image(path)
@@ -108,9 +109,10 @@ def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: s
         result.status = f"{STATUS_UNREADABLE}: {e.reason}"
     except MemoryError:
         result.status = f"{STATUS_UNREADABLE}: not enough memory to process an image this large"
-    except Exception as e:  # a bug in one image's analysis must not end the case; it is reported per image
+    except Exception as e:  # a bug in one image's analysis must not end the case, nor pass for a bad image
         log.exception("analysis of %s failed", path)
-        result.status = f"{STATUS_UNREADABLE}: could not be analysed ({type(e).__name__}: {e})"
+        result.status = (f"{STATUS_FAILED}: {type(e).__name__}: {e} (a fault in leukviewer, not in the image; "
+                         "please report it)")
         cells = []
     result.seconds = time.perf_counter() - t0
     return result, cells
@@ -229,7 +231,7 @@ def analyze_folder(folder: str | Path, classifier: CellClassifier, recursive: bo
     images, skipped = list_images(root, recursive=recursive)
     if summary is not None:
         summary.images_total = len(images)
-        summary.skipped_files = [_relative(p, root) for p in skipped]
+        summary.skipped_files = [image_name(p, root) for p in skipped]
     for result in analyze_images(images, root, classifier, kind, on_progress, should_stop, max_pending_images,
                                  um_per_px=um_per_px):
         if summary is not None:

@@ -15,9 +15,8 @@ import uuid
 from pathlib import Path
 
 from .. import RUO_NOTICE, __version__
-from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from .labels import label_rgb
 
-CLASS_COLORS = {LABEL_BLAST: [214, 39, 40], LABEL_UNCERTAIN: [255, 160, 0], LABEL_NORMAL: [31, 119, 180]}
 _NAMESPACE = uuid.UUID("6f1c8a52-52a4-4b7e-9c1e-0d5c7c1b2a90")
 
 
@@ -47,7 +46,7 @@ def cell_feature(cell, folder: str, review, label_after: str) -> dict:
             "objectType": "detection",
             "name": cell.cell_id,
             "image": cell.image,
-            "classification": {"name": label_after, "color": CLASS_COLORS.get(label_after, [128, 128, 128]),
+            "classification": {"name": label_after, "color": label_rgb(label_after),
                                "cell_type": type_after},
             "isLocked": False,
             "measurements": {

@@ -14,13 +14,11 @@ from xml.sax.saxutils import escape
 from training.celltypes import CELL_TYPES, is_white_cell
 
 from .. import RUO_NOTICE, __version__
-from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from .labels import LABEL_BLAST, LABEL_HEX, LABEL_NORMAL, LABEL_UNCERTAIN, LABEL_WORDS
 from .results import WHITE_CELLS_NOTE, blast_percentage_text, percentage_text
 
 THUMB_PX = 160
 GALLERY_COLUMNS = 6
-LABEL_HEX = {LABEL_BLAST: "#d62728", LABEL_UNCERTAIN: "#e69500", LABEL_NORMAL: "#1f77b4"}
-LABEL_WORDS = {LABEL_BLAST: "blast (ALL)", LABEL_UNCERTAIN: "uncertain", LABEL_NORMAL: "normal (HEM)"}
 
 _FONTS: dict[str, str] = {}
 

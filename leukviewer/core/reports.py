@@ -82,12 +82,11 @@ class ReportModel:
         """From a model folder's model.json (and MODEL_CARD.md), without loading the network."""
         from .classifier import describe_model
 
+        from training.modelfolder import decision_rule, manifest_sha256
+
         folder = Path(model_dir)
         meta = describe_model(folder)
-        decision = meta.get("decision", {})
-        threshold = float(decision.get("threshold", 0.5))
-        band = decision.get("uncertainty_band") or (threshold, threshold)
-        from training.modelfolder import manifest_sha256
+        threshold, band = decision_rule(meta, folder / "model.json")
 
         return cls(meta.get("name", folder.name), str(meta.get("version", "")), meta["weights"]["sha256"],
                    threshold, (float(band[0]), float(band[1])), meta, _read_card(folder), str(folder),
@@ -110,9 +109,16 @@ class ReportModel:
         if model_info is None:
             raise ValueError("the report needs the model's description (model_info or model_dir)")
         get = model_info.get if isinstance(model_info, dict) else (lambda k, d=None: getattr(model_info, k, d))
-        threshold = float(get("threshold", 0.5))
-        band = get("uncertainty_band") or (threshold, threshold)
-        meta, card = (described.meta, described.card) if described and described.sha256 == get("sha256") else ({}, None)
+        same_model = described is not None and described.sha256 == get("sha256")
+        if get("threshold") is not None:
+            threshold = float(get("threshold"))
+            band = get("uncertainty_band") or (threshold, threshold)
+        elif same_model:      # a name and hash only (the model not loaded): the rule from its folder
+            threshold, band = described.threshold, described.uncertainty_band
+        else:
+            raise ValueError(f"the decision threshold of model {get('name', '')} {get('version', '')} is unknown "
+                             "(its model.json could not be read); the report would show wrong calls")
+        meta, card = (described.meta, described.card) if same_model else ({}, None)
         if not meta and isinstance(model_info, ReportModel):
             meta, card = model_info.meta, model_info.card
         manifest = get("manifest_sha256") or (described.manifest_sha256 if described and described.sha256 ==
@@ -339,7 +345,10 @@ class Case:
 def make_case(results: Iterable[ImageResult], session: ReviewSession | None, model_info,
               folder: str | Path | None = None, reviewer: str | None = None, case_name: str | None = None,
               model_dir: str | Path | None = None) -> Case:
+    """The case as it is now: a snapshot of the review, so labels given while a report is written (the reviewer
+    keeps working) never mix into it."""
     results = sorted(results, key=lambda r: (r.image.lower(), r.image))
+    session = session.snapshot() if session is not None else None
     if folder is None:
         if session is not None:
             folder = session.folder
@@ -606,6 +615,7 @@ def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive
     analysed."""
     from .classifier import bundled_model_dir
     from .imageio import list_images
+    from .paths import review_dirs
     from .pipeline import analyze_images
     from .store import ResultsStore
 
@@ -613,7 +623,7 @@ def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive
     model_folder = Path(model_dir) if model_dir else bundled_model_dir()
     model = ReportModel.from_folder(model_folder)
     session = ReviewSession.open(folder, {"name": model.name, "version": model.version, "sha256": model.sha256})
-    store = ResultsStore(session.directory, model.sha256)
+    store = ResultsStore(session.directory, model.sha256, read_also=review_dirs(folder))
     images, _ = list_images(folder, recursive=recursive)
     results: dict[Path, ImageResult] = {}
     missing = []

@@ -11,7 +11,8 @@ from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
 
 STATUS_OK = "ok"
 STATUS_NO_CELLS = "no cells found"
-STATUS_UNREADABLE = "unreadable"
+STATUS_UNREADABLE = "unreadable"          # the file could not be decoded (the image's fault)
+STATUS_FAILED = "analysis failed"         # leukviewer failed on a readable image (a fault to report, not the image's)
 
 WHITE_CELLS_NOTE = (f"Cells of type {NON_WBC} ({CELL_TYPES[NON_WBC].lower()}: platelet, debris, red cell) are not "
                     "white cells: they are excluded from white_cells, blasts, uncertain and normal, and from the "
@@ -130,7 +131,7 @@ class Cell:
 class ImageResult:
     path: str                          # absolute path
     image: str                         # relative to the case folder
-    status: str                        # ok | no cells found | unreadable: <reason>
+    status: str                        # ok | no cells found | unreadable: <reason> | analysis failed: <error>
     kind: str = ""                     # single_cell | smear_field
     width: int = 0
     height: int = 0
@@ -141,7 +142,7 @@ class ImageResult:
 
     @property
     def ok(self) -> bool:
-        return not self.status.startswith(STATUS_UNREADABLE)
+        return not self.status.startswith((STATUS_UNREADABLE, STATUS_FAILED))
 
     def counts(self) -> dict:
         """The model's counts (``count_cells``) of the cells that count (``counted_cells``);

@@ -10,7 +10,6 @@ wrong with it (errors) or worth knowing (warnings). No Qt, no TensorFlow.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -26,14 +25,15 @@ import numpy as np
 from PIL import Image
 
 from training.datasets import CNMC_CLASSES, DatasetError, load_dataset
-from training.modelfolder import atomic_write_text, replace_folder
 
+from .atomic import atomic_write_text, replace_folder
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
 from .imageio import UnreadableImage, read_image
 from .localize import CellRegion, crop_cell
 from .results import ImageResult
 from .review import FORMAT as REVIEW_FORMAT
-from .review import STATE_DIR, STATE_FILE, CellReview, user_data_dir
+from .paths import STATE_FILE, review_dirs, saved_review_dir, user_data_dir
+from .review import CellReview
 from .store import ResultsStore
 
 # Case subjects are numbered from here so they never clash with C-NMC subject numbers (1-99, H1-H99) when the
@@ -51,16 +51,6 @@ ProgressCallback = Callable[[str, float | None], None]
 
 
 # ================================================================ saved reviews
-
-
-def saved_review_dir(folder: str | Path) -> Path | None:
-    """Where a case folder's saved review is (beside it, or in the user data dir), or None. No side effects."""
-    folder = Path(folder).resolve()
-    for directory in (folder / STATE_DIR,
-                      user_data_dir() / "reviews" / hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:16]):
-        if (directory / STATE_FILE).is_file():
-            return directory
-    return None
 
 
 @dataclass
@@ -192,18 +182,20 @@ class ReviewedCellsExport:
 
 def _results_by_cell(review: SavedReview) -> dict[str, tuple[ImageResult, object]]:
     """cell_id -> (image result, cell) from the stored results, the review's model first, then any other."""
-    results_root = review.directory / "results"
-    stores = []
+    # The review's directory first, then the case's other one (results stored beside a folder since archived).
+    bases = [review.directory] + [d for d in review_dirs(review.folder) if d != review.directory]
+    stores: list[tuple[Path, str]] = []
     if review.model_sha256:
-        stores.append(ResultsStore(review.directory, review.model_sha256).directory)
-    if results_root.is_dir():
-        others = sorted((d for d in results_root.iterdir() if d.is_dir() and d not in stores),
-                        key=lambda d: d.stat().st_mtime, reverse=True)
-        stores += others
+        stores += [(base, review.model_sha256[:16]) for base in bases]
+    for base in bases:
+        if (base / "results").is_dir():
+            others = sorted((d for d in (base / "results").iterdir() if d.is_dir() and (base, d.name) not in stores),
+                            key=lambda d: d.stat().st_mtime, reverse=True)
+            stores += [(base, d.name) for d in others]
     found: dict[str, tuple[ImageResult, object]] = {}
-    for directory in stores:
+    for base, name in stores:
         # Cell numbers come from localisation, not from the model, so results of another model still match.
-        for result in ResultsStore(review.directory, directory.name).all():
+        for result in ResultsStore(base, name).all():
             for cell in result.cells:
                 found.setdefault(cell.cell_id, (result, cell))
     return found

@@ -2,7 +2,8 @@
 
 State lives beside the case folder in ``.leukviewer/review.json`` (written atomically: temporary file, synced,
 renamed, directory synced) with an append-only ``audit.jsonl`` next to it. When the case folder is read-only, both
-go to the user's data directory instead. Reopening the folder restores the review and the reviewer's position.
+go to the user's data directory instead (``paths.review_dir`` decides); a folder reviewed before it became read-only
+(an archived case) opens with its review, and its first new change moves the review there. Reopening the folder restores the review and the reviewer's position.
 
 Several windows (or processes) may review one case at once: every change is
 merged into what is on disk at the moment it is saved, under a short exclusive lock (``review.lock``), so no
@@ -16,25 +17,23 @@ A failed save (disk full, permission lost) leaves the file on disk as it was, th
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import errno
 import json
 import os
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from training.modelfolder import atomic_write_text
-
 from training.celltypes import BLAST, CELL_TYPES
 
+from .atomic import atomic_write_json
 from .classifier import LABEL_BLAST, LABEL_NORMAL, LABELS, cell_type_for
+from .paths import STATE_DIR, STATE_FILE, fallback_review_dir, review_dir
 from .results import count_cells, counted_cells
 
 FORMAT = "leukviewer-review"
 FORMAT_VERSION = 1
-STATE_DIR = ".leukviewer"
-STATE_FILE = "review.json"
 AUDIT_FILE = "audit.jsonl"
 LOCK_FILE = "review.lock"
 
@@ -43,39 +42,12 @@ class ReviewError(ValueError):
     """A review state that cannot be read or written, with the reason."""
 
 
-def user_data_dir() -> Path:
-    from .paths import user_dir
-
-    return user_dir("data")
-
-
 def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def _writable_dir(path: Path) -> bool:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe-")
-        os.close(fd)
-        os.unlink(probe)
-        return True
-    except OSError:
-        return False
-
-
-def state_dir_for(folder: Path) -> Path:
-    """Where a case's review lives: beside it, or in the user's data directory if the folder is read-only."""
-    folder = Path(folder).resolve()
-    beside = folder / STATE_DIR
-    if beside.is_dir() and (beside / STATE_FILE).is_file() and os.access(beside, os.W_OK):
-        return beside
-    fallback = user_data_dir() / "reviews" / hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:16]
-    if (fallback / STATE_FILE).is_file():
-        return fallback
-    if os.access(folder, os.W_OK) and _writable_dir(beside):
-        return beside
-    return fallback
+# A save refused for these reasons means the folder cannot be written (archived, read-only disk, no rights).
+_READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 @contextlib.contextmanager
@@ -121,11 +93,6 @@ def _save_failure(path: Path, e: OSError) -> ReviewError:
                        "the review saved before it is intact")
 
 
-def atomic_write_json(path: Path, data: dict) -> None:
-    """Write JSON so a reader (or a crash) sees the old file or the new one, never half of it."""
-    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
-
-
 @dataclass
 class CellReview:
     label: str
@@ -152,6 +119,7 @@ class ReviewSession:
     model: dict = field(default_factory=dict)
     saved_model: dict = field(default_factory=dict)
     audit_damage: str | None = None
+    moved_from: Path | None = None      # where the review was before the folder turned out read-only
     _undo: list[_Change] = field(default_factory=list)
     _redo: list[_Change] = field(default_factory=list)
 
@@ -160,7 +128,7 @@ class ReviewSession:
     @classmethod
     def open(cls, folder: str | Path, model: dict | None = None) -> "ReviewSession":
         folder = Path(folder).resolve()
-        directory = state_dir_for(folder)
+        directory = review_dir(folder)
         session = cls(folder, directory, model=dict(model or {}))
         data = session._read_state()
         if data is not None:
@@ -170,6 +138,23 @@ class ReviewSession:
             if not session.model:
                 session.model = session.saved_model
         return session
+
+    def snapshot(self) -> "ReviewSnapshot":
+        """The review as it is now, frozen: what a report written while the reviewer keeps labelling shows (every
+        table and page of one export from the same moment)."""
+        reviews = self.reviews    # _commit and refresh replace the dict, never change it in place
+        return ReviewSnapshot(self.folder, self.directory, dict(reviews), dict(self.position), dict(self.model),
+                              dict(self.saved_model), self.audit_damage, self.moved_from)
+
+    def location_note(self) -> str | None:
+        """Where the review is saved, in words, when that is not beside the folder (None when it is)."""
+        beside = self.folder / STATE_DIR
+        if self.directory == beside:
+            if self.state_path.is_file() and not os.access(self.directory, os.W_OK):
+                return (f"The folder is read-only: its saved review is shown; changes will be saved in "
+                        f"{fallback_review_dir(self.folder)}.")
+            return None
+        return f"The folder is read-only: the review is saved in {self.directory}."
 
     @property
     def state_path(self) -> Path:
@@ -215,30 +200,49 @@ class ReviewSession:
         On failure nothing in memory changes and the file on disk is the one before.
         """
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with exclusive_lock(self.lock_path):
-                data = self._read_state()
-                reviews = _reviews_from(data) if data is not None else dict(self.reviews)
-                if cell_id is not None:
-                    if review is None:
-                        reviews.pop(cell_id, None)
-                    else:
-                        reviews[cell_id] = review
-                new_position = self.position if position is None else position
-                audit_size = self.audit_path.stat().st_size if self.audit_path.is_file() else 0
-                try:
-                    if audit is not None:
-                        self._append_audit(audit)
-                    self._write(reviews, new_position)
-                except OSError:
-                    if audit is not None:   # the change was not saved: the audit log must not claim it was
-                        with contextlib.suppress(OSError):
-                            os.truncate(self.audit_path, audit_size)
-                    raise
+            reviews, new_position = self._save_merged(cell_id, review, audit, position)
         except OSError as e:
-            raise _save_failure(self.state_path, e) from None
+            fallback = fallback_review_dir(self.folder)
+            if e.errno not in _READ_ONLY or self.directory == fallback:
+                raise _save_failure(self.state_path, e) from None
+            # The folder cannot be written (it was archived read-only): the review continues in the user's data
+            # folder, from the labels and audit log saved beside the folder.
+            beside = self.directory
+            try:
+                fallback.mkdir(parents=True, exist_ok=True)
+                if self.audit_path.is_file() and not (fallback / AUDIT_FILE).exists():
+                    shutil.copyfile(self.audit_path, fallback / AUDIT_FILE)
+                self.directory = fallback
+                reviews, new_position = self._save_merged(cell_id, review, audit, position)
+            except OSError as e2:
+                self.directory = beside
+                raise _save_failure(fallback / STATE_FILE, e2) from None
+            self.moved_from = beside
         self.reviews = reviews
         self.position = new_position
+
+    def _save_merged(self, cell_id, review, audit, position) -> tuple[dict[str, CellReview], dict]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.lock_path):
+            data = self._read_state()
+            reviews = _reviews_from(data) if data is not None else dict(self.reviews)
+            if cell_id is not None:
+                if review is None:
+                    reviews.pop(cell_id, None)
+                else:
+                    reviews[cell_id] = review
+            new_position = self.position if position is None else position
+            audit_size = self.audit_path.stat().st_size if self.audit_path.is_file() else 0
+            try:
+                if audit is not None:
+                    self._append_audit(audit)
+                self._write(reviews, new_position)
+            except OSError:
+                if audit is not None:   # the change was not saved: the audit log must not claim it was
+                    with contextlib.suppress(OSError):
+                        os.truncate(self.audit_path, audit_size)
+                raise
+        return reviews, new_position
 
     def _write(self, reviews: dict[str, CellReview], position: dict) -> None:
         atomic_write_json(self.state_path, {
@@ -370,6 +374,19 @@ class ReviewSession:
                                  f"off by a crash or a full disk); the {len(entries)} readable entries are shown "
                                  "and the saved labels are not affected.")
         return entries
+
+
+class ReviewSnapshot(ReviewSession):
+    """A frozen copy of a review (``ReviewSession.snapshot``): read like the session, never changed or saved."""
+
+    def _commit(self, *args, **kwargs) -> None:
+        raise ReviewError("a snapshot of a review cannot be changed")
+
+    def refresh(self) -> None:
+        pass
+
+    def snapshot(self) -> "ReviewSnapshot":
+        return self
 
 
 def _reviews_from(data: dict) -> dict[str, CellReview]:

@@ -102,20 +102,10 @@ class Settings:
     def save(self, path: str | Path | None = None) -> Path:
         """Write atomically; returns the file written."""
         path = Path(path) if path else (self.path or default_settings_path())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, indent=1, ensure_ascii=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        from training.modelfolder import fsync_dir
+        from .atomic import atomic_write_json
 
-        fsync_dir(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, self.to_dict())
         self.path = path
         return path
 

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from .results import ImageResult
-from .review import atomic_write_json
+from .atomic import atomic_write_json
 
 
 class ResultsStore:
-    def __init__(self, directory: Path, model_sha256: str):
+    """Results are written under ``directory``; read from there, then from the ``read_also`` review directories
+    (``paths.review_dirs``: results stored beside a case that has since become read-only)."""
+
+    def __init__(self, directory: Path, model_sha256: str, read_also: Iterable[Path] = ()):
         self.directory = Path(directory) / "results" / model_sha256[:16]
         self.model_sha256 = model_sha256
+        self._also = [d for d in (Path(r) / "results" / model_sha256[:16] for r in read_also) if d != self.directory]
 
-    def _file(self, image: str) -> Path:
-        return self.directory / (hashlib.sha1(image.encode("utf-8")).hexdigest()[:20] + ".json")
+    def _file(self, image: str, directory: Path | None = None) -> Path:
+        return (directory or self.directory) / (hashlib.sha1(image.encode("utf-8")).hexdigest()[:20] + ".json")
 
     @staticmethod
     def _stamp(path: Path) -> list:
@@ -27,9 +32,15 @@ class ResultsStore:
         return [st.st_size, st.st_mtime_ns]
 
     def get(self, image_path: Path, image: str) -> ImageResult | None:
-        f = self._file(image)
-        if not f.is_file():
-            return None
+        for directory in [self.directory, *self._also]:
+            f = self._file(image, directory)
+            if f.is_file():
+                result = self._read(f, image_path)
+                if result is not None:
+                    return result
+        return None
+
+    def _read(self, f: Path, image_path: Path) -> ImageResult | None:
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
             if data["stamp"] != self._stamp(image_path) or data["model_sha256"] != self.model_sha256:
@@ -48,10 +59,13 @@ class ResultsStore:
                                                      "result": result.to_dict(with_cells=True)})
 
     def all(self) -> list[ImageResult]:
-        out = []
-        for f in sorted(self.directory.glob("*.json")):
-            try:
-                out.append(ImageResult.from_dict(json.loads(f.read_text(encoding="utf-8"))["result"]))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return sorted(out, key=lambda r: r.image)
+        out: dict[str, ImageResult] = {}
+        for directory in [self.directory, *self._also]:
+            for f in sorted(directory.glob("*.json")):
+                if f.name in out:
+                    continue
+                try:
+                    out[f.name] = ImageResult.from_dict(json.loads(f.read_text(encoding="utf-8"))["result"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+        return sorted(out.values(), key=lambda r: r.image)

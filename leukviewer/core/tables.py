@@ -122,13 +122,6 @@ class AtomicCsv:
             self._file.close()
             os.chmod(self._tmp, 0o644)
 
-    def commit(self) -> None:
-        from training.modelfolder import fsync_dir
-
-        self.close()
-        os.replace(self._tmp, self.path)
-        fsync_dir(self.path.parent)
-
     def abort(self) -> None:
         if not self._file.closed:
             self._file.close()

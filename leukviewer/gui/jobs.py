@@ -132,14 +132,6 @@ def _device(classifier: CellClassifier) -> str:
 
 # ---------------------------------------------------------------- analysing a case
 
-def _relative(path: Path, root: Path) -> str:
-    """The image's name as the pipeline records it (relative to the case folder)."""
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.name
-
-
 @dataclass
 class CaseListing:
     """First event of a case: every image of the folder, in order, and the files that are not images;
@@ -167,16 +159,18 @@ def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | N
     Images whose results are in the store (same file, same model) are not analysed again. The model is loaded
     only when some image needs it, so a fully cached case opens without TensorFlow.
     """
-    from ..core.pipeline import analyze_images
+    from ..core.paths import review_dirs
+    from ..core.pipeline import analyze_images, image_name
 
     should_stop = worker.is_cancelled if worker is not None else (lambda: False)
     root = Path(folder)
     images, skipped = list_images(root, recursive=recursive)
-    names = [_relative(p, root) for p in images]
+    names = [image_name(p, root) for p in images]
     below = len(list_images(root, recursive=True)[0]) if not images and not recursive else 0
-    yield CaseListing(names, [_relative(p, root) for p in skipped], below)
+    yield CaseListing(names, [image_name(p, root) for p in skipped], below)
     identity = model_identity(model_dir)
-    store = ResultsStore(store_dir, identity["sha256"]) if store_dir and identity.get("sha256") else None
+    store = ResultsStore(store_dir, identity["sha256"], read_also=review_dirs(root)) \
+        if store_dir and identity.get("sha256") else None
     total, done, todo = len(images), 0, []
     for path, name in zip(images, names):
         if should_stop():

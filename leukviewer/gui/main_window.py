@@ -21,7 +21,8 @@ from training.celltypes import CELL_TYPES
 from .. import RUO_NOTICE, __version__
 from ..core.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN, assets_dir
 from ..core.results import STATUS_NO_CELLS, STATUS_OK, CaseSummary, ImageResult
-from ..core.review import ReviewError, ReviewSession, final_label, final_type, reviewed_counts, state_dir_for
+from ..core.paths import review_dir
+from ..core.review import ReviewError, ReviewSession, final_label, final_type, reviewed_counts
 from ..core.settings import Settings
 from . import jobs
 from .dialogs import AboutDialog, HelpOverlay, MessageBanner, ReviewerDialog
@@ -50,14 +51,16 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _registry_model() -> Path | None:
-    """The active model of the model manager (None: the bundled one); a damaged registry falls back to it."""
-    try:
-        from ..core.models import ModelRegistry, app_model_folder
+def _registry_model() -> tuple[Path | None, str | None]:
+    """The active model of the model manager (None: the bundled one) and, when the bundled one stands in for a
+    damaged or dangling registry, why (shown in the window)."""
+    from ..core.models import ModelRegistry, app_model_folder
 
-        return app_model_folder(ModelRegistry().active())
-    except Exception:  # the registry is a convenience; the bundled model always works
-        return None
+    try:
+        registry = ModelRegistry()
+        return app_model_folder(registry.active()), registry.fallback_reason()
+    except (OSError, ValueError) as e:   # RegistryError and ModelFolderError are ValueErrors
+        return None, f"The model registry cannot be read ({e}). The bundled model is used."
 
 
 _NAME_SEPARATORS = "_-. /"
@@ -155,7 +158,9 @@ class MainWindow(QMainWindow):
         super().__init__()
         jobs.import_tensorflow_here()   # on the GUI thread, before the model-loading worker (see its docstring)
         self.settings = settings or Settings.load()
-        chosen = model_dir or self.settings.last_model_folder or _registry_model() or None
+        registry_folder, registry_note = (None, None) if model_dir or self.settings.last_model_folder \
+            else _registry_model()
+        chosen = model_dir or self.settings.last_model_folder or registry_folder or None
         self.model_dir: Path | None = Path(chosen) if chosen else None
         self.loaded_model: jobs.LoadedModel | None = None
         self.folder: Path | None = None
@@ -196,6 +201,8 @@ class MainWindow(QMainWindow):
         self._histogram_timer = QTimer(self, singleShot=True, interval=HISTOGRAM_MS, timeout=self._update_histogram)
         self._position_timer = QTimer(self, singleShot=True, interval=POSITION_SAVE_MS, timeout=self._save_position)
         self._refresh_views()
+        if registry_note:
+            self.show_message(registry_note, "warning")
         self.load_model()
 
     # ================================================================ layout
@@ -547,15 +554,14 @@ class MainWindow(QMainWindow):
             self.session = None
             self.show_message(f"{error}. Reviews of this folder cannot be saved until it is fixed or moved away.",
                               "error")
-        store_dir = self.session.directory if self.session else state_dir_for(self.folder)
+        store_dir = self.session.directory if self.session else review_dir(self.folder)
         if self.session is not None:
             if self.session.model_changed():
                 self.show_message("This folder was reviewed with another model version "
                                   f"({self.session.saved_model.get('name')} {self.session.saved_model.get('version')}"
                                   "); reviewed labels are kept by cell number, please check them.", "warning")
-            if self.session.directory != self.folder / ".leukviewer":
-                self.show_message(f"The folder is read-only: the review is saved in {self.session.directory}.",
-                                  "info")
+            if self.session.location_note():
+                self.show_message(self.session.location_note(), "info")
             if self.session.position.get("image"):
                 self._pending_position = dict(self.session.position)
             self.session.audit_entries()
@@ -666,9 +672,9 @@ class MainWindow(QMainWindow):
         self.gallery.add_thumbnails(event.thumbnails)
         self._update_row(result.image)
         if not result.ok:
-            self.failures.append(f"{result.image}: {result.status.split(':', 1)[-1].strip()}")
+            self.failures.append(f"{result.image}: {result.status}")   # unreadable, or an analysis fault
             n = len(self.failures)
-            self.show_message(f"{n} image{'s' if n > 1 else ''} could not be read (marked in the list):\n"
+            self.show_message(f"{n} image{'s' if n > 1 else ''} could not be analysed (marked in the list):\n"
                               + "\n".join(self.failures[-5:]), "warning")
         if not event.cached:
             self._analysed += 1

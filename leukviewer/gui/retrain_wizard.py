@@ -41,6 +41,7 @@ from ..core.classifier import LABEL_BLAST, LABEL_NORMAL
 from ..core.models import ModelRegistry, RegisteredModel, RegistryError, app_model_folder
 from ..core.retrain_data import (CLASS_FOLDERS, DataCheck, ReviewedCellsExport, check_data, combine_sources,
                                  export_reviewed_cells, reviewed_cases)
+from ..core.paths import remove_tree_inside
 from ..core.settings import Settings
 from .worker import Worker
 from .signals import emit
@@ -140,6 +141,9 @@ class RetrainSession:
             root = Path(json.loads(marker.read_text(encoding="utf-8"))["session"])
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
             return None
+        if not root.resolve().is_relative_to(wizard_runs_dir().resolve()):
+            marker.unlink(missing_ok=True)  # a damaged or crafted marker: never a session to resume or delete
+            return None
         session = cls.load(root)
         if session is None or not session.info.get("config"):
             marker.unlink(missing_ok=True)  # a stale marker (the session was removed by hand)
@@ -172,8 +176,8 @@ class RetrainSession:
             (wizard_runs_dir() / PENDING_FILE).unlink(missing_ok=True)
 
     def discard(self) -> None:
+        remove_tree_inside(self.root, wizard_runs_dir())   # refused (nothing deleted) outside the runs folder
         self.clear_pending()
-        shutil.rmtree(self.root, ignore_errors=True)
 
     def run_state(self) -> dict | None:
         try:
@@ -1182,8 +1186,8 @@ class TrainPage(QWizardPage):
 
     def start_over(self) -> None:
         session = self.w.ensure_session()
-        shutil.rmtree(session.run_dir, ignore_errors=True)
-        shutil.rmtree(session.candidate, ignore_errors=True)
+        remove_tree_inside(session.run_dir, wizard_runs_dir())
+        remove_tree_inside(session.candidate, wizard_runs_dir())
         self.w.resuming = False
         self.start(resume=False)
 
@@ -1566,7 +1570,7 @@ class RetrainWizard(QWizard):
             self.refresh_pending_banner()
             return False
         if self.session is not None and self.session.root != pending.root and not self.session.run_state():
-            shutil.rmtree(self.session.root, ignore_errors=True)  # this wizard's own, unused session
+            remove_tree_inside(self.session.root, wizard_runs_dir())  # this wizard's own, unused session
         self.session = pending
         self.config = training.TrainConfig.from_dict(pending.config())
         self.resuming = True
@@ -1680,7 +1684,7 @@ class RetrainWizard(QWizard):
     def _finish_reject(self) -> None:
         self._closing = False
         if self.session is not None and not self.session.info.get("config"):
-            shutil.rmtree(self.session.root, ignore_errors=True)  # never trained: nothing worth resuming
+            remove_tree_inside(self.session.root, wizard_runs_dir())  # never trained: nothing worth resuming
             self.session = None
         super().reject()
 

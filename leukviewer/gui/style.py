@@ -3,21 +3,16 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor
 
-from ..core.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from ..core.labels import LABEL_HEX, LABEL_NAMES, LABELS, label_hex  # noqa: F401 (LABEL_NAMES re-exported)
 
-LABEL_COLOURS = {
-    LABEL_BLAST: QColor("#d7263d"),       # red: leukemic blast
-    LABEL_UNCERTAIN: QColor("#f29e02"),   # amber: needs a look
-    LABEL_NORMAL: QColor("#1b998b"),      # teal: normal
-}
-LABEL_NAMES = {LABEL_BLAST: "ALL (blast)", LABEL_UNCERTAIN: "Uncertain", LABEL_NORMAL: "HEM (normal)"}
-GALLERY_ORDER = (LABEL_BLAST, LABEL_UNCERTAIN, LABEL_NORMAL)
+LABEL_COLOURS = {label: QColor(colour) for label, colour in LABEL_HEX.items()}   # core.labels' palette
+GALLERY_ORDER = LABELS
 SELECTION_COLOUR = QColor("#00b4ff")
 
 
 def label_colour(label: str) -> QColor:
-    return QColor(LABEL_COLOURS.get(label, QColor("#888888")))
+    return QColor(label_hex(label))
 
 
 def hex_colour(label: str) -> str:
-    return label_colour(label).name()
+    return label_hex(label)

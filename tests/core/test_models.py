@@ -90,13 +90,21 @@ def test_tampered_or_foreign_models_are_refused(registry, tiny_model_dir, tmp_pa
 
 
 def test_a_damaged_or_dangling_active_record_falls_back_to_the_bundled_model(registry, tiny_model_dir, tmp_path):
+    """... and says so: the window shows why the bundled model is used instead of the one the user chose."""
+    from leukviewer.gui.main_window import _registry_model
+
     a = registry.add(variant(tiny_model_dir, tmp_path / "a", "lab", "2"))
     registry.activate(a.name)
+    assert registry.fallback_reason() is None and _registry_model() == (a.folder, None)
     registry.active_file.write_text("{ not json")
     assert registry.active_name() == BUNDLED
+    assert "is damaged" in registry.fallback_reason()
+    folder, note = _registry_model()
+    assert folder is None and "is damaged" in note and "bundled model is used" in note
     registry.activate(a.name)
     shutil.rmtree(a.folder)   # removed behind the app's back
     assert registry.active_name() == BUNDLED and registry.active().bundled
+    assert "'lab-2' is no longer in" in registry.fallback_reason()
 
 
 def test_a_missing_bundled_model_is_listed_with_the_reason(tmp_path):

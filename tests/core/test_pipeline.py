@@ -188,3 +188,32 @@ def test_missing_model_is_a_clear_error(tmp_path, shared_data):
                           "--out", str(tmp_path / "o"), "--model", str(tmp_path / "nomodel")],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "model folder not found" in run.stderr
+
+
+def test_a_fault_in_the_analysis_is_not_passed_off_as_an_unreadable_image(shared_data, classifier, tmp_path,
+                                                                        monkeypatch):
+    """Only a file that cannot be decoded is "unreadable"; a bug while analysing a good image says so (and the
+    other images are still analysed)."""
+    from leukviewer.core import pipeline
+
+    for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2]:
+        shutil.copy(p, tmp_path)
+    broken = sorted(p.name for p in tmp_path.iterdir())[0]
+    real = pipeline.classify_image_kind
+
+    calls = []
+
+    def kind_with_a_bug(rgb):      # images are read in name order: the first one meets the bug
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
+        return real(rgb)
+
+    monkeypatch.setattr(pipeline, "classify_image_kind", kind_with_a_bug)
+    monkeypatch.setattr(pipeline, "log", type("Quiet", (), {"exception": staticmethod(lambda *a, **k: None)}))
+    summary = CaseSummary(str(tmp_path))
+    results = {r.image: r for r in analyze_folder(tmp_path, classifier, summary=summary)}
+    status = results[broken].status
+    assert status.startswith("analysis failed: TypeError") and "not in the image" in status, status
+    assert "unreadable" not in status and not results[broken].ok
+    assert summary.images_failed == 1 and summary.failures[0]["reason"] == status

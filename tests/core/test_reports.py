@@ -124,6 +124,14 @@ def _pdf_pages(path):
     return [" ".join(page.extract_text().split()) for page in PdfReader(str(path)).pages]
 
 
+def test_the_pdf_draws_each_label_in_the_windows_colour():
+    from leukviewer.core import report_pdf
+    from leukviewer.gui.style import hex_colour
+
+    assert {label: report_pdf.LABEL_HEX[label] for label in ("ALL", "UNCERTAIN", "HEM")} == {
+        label: hex_colour(label) for label in ("ALL", "UNCERTAIN", "HEM")}
+
+
 def test_pdf_has_header_counts_hash_and_ruo_on_every_page(case, tmp_path):
     import numpy as np
     import pypdfium2 as pdfium
@@ -173,6 +181,9 @@ def test_gallery_is_capped_and_says_how_many_are_omitted(case, tmp_path):
 
 
 def test_geojson_has_one_closed_polygon_per_cell_in_qupath_form(case, tmp_path):
+    from leukviewer.gui.style import label_colour
+
+    window_rgb = {label: list(label_colour(label).getRgb()[:3]) for label in ("ALL", "UNCERTAIN", "HEM")}
     folder, results, session, info = case
     export(case, tmp_path, formats={"geojson"})
     doc = json.loads((tmp_path / "cells.geojson").read_text(encoding="utf-8"))
@@ -191,7 +202,7 @@ def test_geojson_has_one_closed_polygon_per_cell_in_qupath_form(case, tmp_path):
         assert all(x - 1 <= px <= x + w + 1 and y - 1 <= py <= y + h + 1 for px, py in ring)
         expected = session.reviewed_label(cell.cell_id) or cell.label
         assert props["classification"]["name"] == expected
-        assert len(props["classification"]["color"]) == 3
+        assert props["classification"]["color"] == window_rgb[expected]    # the window's colour for the label
         assert all(isinstance(v, float) for v in props["measurements"].values())
         assert props["measurements"]["Blast probability"] == cell.blast_probability
         names.add(props["name"])
@@ -432,3 +443,46 @@ def test_pdf_shows_the_range_and_the_reviewed_cells_apart(case, tmp_path):
     text = " ".join(_pdf_pages(tmp_path / "unreviewed" / "report.pdf"))
     assert f"(blasts per 100 white cells {blast_percentage_text(s)}). No cell has been reviewed." in text
     assert "Reviewed cells" not in text
+
+
+def test_labels_given_while_the_report_is_written_stay_out_of_it(case, tmp_path):
+    """The reviewer keeps labelling while the export runs: every file shows the review as it was when the export
+    started (no label in one file and not in another)."""
+    from leukviewer.core.results import counted_cells
+
+    folder, results, _, info = case
+    copy = tmp_path / "case"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(".leukviewer"))
+    session = ReviewSession.open(copy, {"name": info.name, "version": info.version, "sha256": info.sha256})
+    cells = counted_cells([c for r in results for c in r.cells])
+    session.set_label(cells[0].cell_id, "UNCERTAIN", cells[0].label, REVIEWER)
+    late = list(cells[1:5])
+
+    def keep_labelling(done, total, message):     # one more label as each file is written
+        if late:
+            c = late.pop(0)
+            session.set_label(c.cell_id, "ALL" if c.label != "ALL" else "HEM", c.label, "Dr. Late")
+
+    export_case(results, session, info, tmp_path / "out", folder=copy, formats={"csv", "geojson"},
+                on_progress=keep_labelling)
+    assert not late and len(session.reviews) == 5           # the labelling went on during the export
+    with open(tmp_path / "out" / "cells.csv", encoding="utf-8", newline="") as f:
+        assert [(unneutralise(r["cell_id"]), r["reviewer"]) for r in csv.DictReader(f) if r["reviewer"]] == [
+            (cells[0].cell_id, REVIEWER)]
+    with open(tmp_path / "out" / "images.csv", encoding="utf-8", newline="") as f:
+        assert sum(int(r["reviewed_cells"] or 0) for r in csv.DictReader(f)) == 1
+    features = json.loads((tmp_path / "out" / "cells.geojson").read_text())["features"]
+    assert [f["properties"]["metadata"]["reviewer"] for f in features if f["properties"]["metadata"]["reviewer"]] == [
+        REVIEWER]
+
+
+def test_a_report_from_the_models_name_and_hash_takes_the_threshold_from_its_folder(tiny_model_dir):
+    """Reopened with stored results, the window exports before the model has loaded: it knows the model's name and
+    hash only. The threshold comes from the model folder, never a default of 0.5."""
+    meta = json.loads((tiny_model_dir / "model.json").read_text())
+    identity = {"name": meta["name"], "version": meta["version"], "sha256": meta["weights"]["sha256"]}
+    model = ReportModel.of(identity, tiny_model_dir)
+    assert model.threshold == meta["decision"]["threshold"] != 0.5
+    assert list(model.uncertainty_band) == meta["decision"]["uncertainty_band"]
+    with pytest.raises(ValueError, match="decision threshold .* is unknown"):
+        ReportModel.of(identity)

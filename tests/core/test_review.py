@@ -75,14 +75,21 @@ def test_read_only_folder_saves_in_user_data_dir_when_folder_not_writable(tmp_pa
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).startswith(str(case)) and mode == os.W_OK
                         else real_access(p, mode))
-    import leukviewer.core.review as review
-
-    monkeypatch.setattr(review, "_writable_dir", lambda p: not str(p).startswith(str(case)))
     s = ReviewSession.open(case, MODEL)
     s.set_label("x#1", "ALL", "ALL", "r")
     assert not (case / ".leukviewer").exists()
     assert str(s.directory).startswith(os.environ["LEUKVIEWER_DATA_DIR"])
     assert ReviewSession.open(case).reviewed_label("x#1") == "ALL"
+
+
+def test_opening_a_folder_only_to_read_it_leaves_no_trace_in_it(tmp_path):
+    from leukviewer.core.retrain_data import read_saved_review
+
+    s = ReviewSession.open(tmp_path, MODEL)
+    assert s.reviews == {} and s.audit_entries() == [] and read_saved_review(tmp_path) is None
+    assert list(tmp_path.iterdir()) == []
+    s.set_label("f.jpg#1", "HEM", "ALL", "r")      # the first change makes the review's folder
+    assert (tmp_path / ".leukviewer" / "review.json").is_file()
 
 
 def test_bad_labels_and_corrupt_state_are_clear_errors(tmp_path):

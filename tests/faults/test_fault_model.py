@@ -134,3 +134,17 @@ def test_grad_cam_waits_for_the_engine_lock(tiny_model_dir, cnmc_root):
         assert not done.is_set(), "Grad-CAM ran the network while the engine held it"
     worker.join(60)
     assert done.is_set()
+
+
+def test_a_model_json_without_a_decision_threshold_is_refused_never_read_as_0_5(model_copy):
+    from leukviewer.core.reports import ReportModel
+    from training.modelfolder import read_meta
+
+    meta_path = model_copy / "model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["decision"]
+    meta_path.write_text(json.dumps(meta, indent=2))
+    with pytest.raises(ModelFolderError, match="no usable decision threshold"):
+        read_meta(model_copy)
+    with pytest.raises(ModelFolderError, match="no usable decision threshold"):
+        ReportModel.from_folder(model_copy)

@@ -385,3 +385,30 @@ def test_model_manager_switches_removes_and_never_touches_the_bundled_model(qtbo
     qtbot.mouseClick(dialog.remove_button, Qt.MouseButton.LeftButton)
     assert registry.names() == [BUNDLED, "lab-2.0"] and dialog.table.topLevelItemCount() == 2
     assert "Roll back to the bundled model" == dialog.rollback_button.text()
+
+
+def test_a_crafted_pending_session_outside_the_runs_folder_is_never_resumed_or_deleted(tmp_path):
+    """pending.json names the session folder; a damaged or crafted one pointing elsewhere must not make Discard
+    (or starting over) delete that folder."""
+    import json
+
+    from leukviewer.core.paths import OutsideFolderError
+    from leukviewer.gui.retrain_wizard import PENDING_FILE, SESSION_FILE, wizard_runs_dir
+
+    victim = tmp_path / "patient-archive"
+    (victim / "run").mkdir(parents=True)
+    (victim / SESSION_FILE).write_text(json.dumps({"config": {"name": "x"}}))
+    (victim / "run" / "keep.txt").write_text("precious")
+    wizard_runs_dir().mkdir(parents=True, exist_ok=True)
+    (wizard_runs_dir() / PENDING_FILE).write_text(json.dumps({"session": str(victim)}))
+    assert RetrainSession.pending() is None                      # not offered for resuming (or discarding)
+    with pytest.raises(OutsideFolderError):
+        RetrainSession(victim).discard()
+    escape = wizard_runs_dir() / "escape"
+    escape.symlink_to(victim)                                    # inside by name, outside in fact
+    with pytest.raises(OutsideFolderError):
+        RetrainSession(escape).discard()
+    assert (victim / "run" / "keep.txt").read_text() == "precious"
+    own = RetrainSession.create()                                # the wizard's own session is still deleted
+    own.discard()
+    assert not own.root.exists()

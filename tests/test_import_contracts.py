@@ -1,0 +1,84 @@
+"""The package boundaries as tests (read from the source, so every import counts, also those inside functions):
+core and the headless commands never import Qt or the GUI, the training library never imports the app, and no
+private name crosses from one package into another."""
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+QT = ("PySide6", "shiboken6", "PyQt5", "PyQt6", "matplotlib.backends.backend_qtagg")
+HEADLESS_COMMANDS = ("leukviewer/batch.py", "leukviewer/report_cli.py")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path):
+    """(imported module, names taken from it) for every import statement in the file."""
+    here = module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, []
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield target, [a.name for a in node.names]
+
+
+def files(*roots):
+    for root in roots:
+        path = REPO / root
+        yield from ([path] if path.is_file() else sorted(path.rglob("*.py")))
+
+
+def room(module: str) -> str:
+    """The package a module belongs to for these contracts: training, leukviewer.core, leukviewer.gui, leukviewer."""
+    parts = module.split(".")
+    if parts[0] == "leukviewer" and len(parts) > 1 and parts[1] in ("core", "gui"):
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def starts(module: str, prefixes) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def test_core_and_the_headless_commands_never_import_qt_or_the_gui():
+    bad = [f"{p.relative_to(REPO)}: {m}" for p in files("leukviewer/core", *HEADLESS_COMMANDS)
+           for m, _ in imports(p) if starts(m, QT + ("leukviewer.gui",))]
+    assert not bad, bad
+
+
+# Training crops cells exactly as the app does, so it reads images and finds cells with the app's own Qt-free code
+# (imported late, inside the functions that need it). Nothing else of the app: no GUI, no review, no reports.
+TRAINING_SHARES = ("leukviewer.core.imageio", "leukviewer.core.localize", "leukviewer.core.scale")
+
+
+def test_the_training_library_imports_of_the_app_only_its_image_code():
+    bad = [f"{p.relative_to(REPO)}: {m}" for p in files("training") for m, _ in imports(p)
+           if starts(m, ["leukviewer"]) and not starts(m, TRAINING_SHARES)]
+    assert not bad, bad
+
+
+def test_no_private_name_crosses_a_package_boundary():
+    bad = []
+    for p in files("leukviewer", "training"):
+        mine = room(module_name(p))
+        for m, names in imports(p):
+            if room(m) != mine and starts(m, ["leukviewer", "training"]):
+                bad += [f"{p.relative_to(REPO)}: {m}.{n}" for n in names if n.startswith("_") and not n.startswith("__")]
+    assert not bad, bad
+
+
+def test_the_contract_reader_sees_relative_and_late_imports(tmp_path):
+    """The checks above would pass vacuously if imports were missed: the reader resolves them as Python does."""
+    found = dict(imports(REPO / "leukviewer" / "gui" / "main_window.py"))
+    assert "leukviewer.core.review" in found and "PySide6.QtWidgets" in found
+    assert "leukviewer.gui.export_dialog" in found          # imported inside a method
