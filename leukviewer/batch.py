@@ -40,7 +40,8 @@ def add_arguments(p) -> None:
     p.add_argument("--model", help="model folder (default: the bundled model)")
     p.add_argument("--engine", choices=["auto", "tf", "litert"], default="auto",
                    help="inference engine: litert (LiteRT/XNNPACK, converted once and cached; ~1.6-2x faster on "
-                        "a CPU), tf (TensorFlow; a GPU when it sees one), auto (litert when already converted)")
+                        "a CPU), tf (TensorFlow; a GPU when it sees one), auto (litert when a conversion exists: "
+                        "the installer ships one for the bundled model; else tf for this run)")
     p.add_argument("--recursive", action="store_true", help="also analyse images in sub-folders")
     p.add_argument("--um-per-px", type=float, metavar="UM",
                    help="micrometres of slide per image pixel of your microscope and camera (default: from each "
@@ -205,6 +206,14 @@ def analyse_remaining(folder: Path, classifier, args, summary, done: list, progr
         summary.cancelled = True
 
 
+def engine_note(classifier, requested: str) -> str | None:
+    """One line when ``auto`` runs on TensorFlow only because the model has no LiteRT conversion yet."""
+    if requested != "auto" or classifier.engine.backend != "tf" or classifier.device.startswith("GPU"):
+        return None
+    return ("note: this model has no LiteRT conversion yet, so this run uses TensorFlow (slower on a CPU); "
+            "`leukviewer --prepare-engine` converts it once (about a minute)")
+
+
 def run(args) -> int:
     try:
         return _run(args)
@@ -252,6 +261,9 @@ def _run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     info = classifier.info
+    note = engine_note(classifier, args.engine)
+    if note:   # even with --quiet: it explains a run's speed
+        print(note, file=sys.stderr)
     if classifier.integrity_warning:
         print(f"warning: {classifier.integrity_warning}", file=sys.stderr)
     model_dir = Path(args.model) if args.model else bundled_model_dir()
