@@ -158,13 +158,15 @@ def greyscale_reason(rgb: np.ndarray) -> str | None:
     White cells are found by the violet of their stained nuclei and classified on colour images, so a greyscale
     field (an 8- or 16-bit grey file, or a colour file of a grey image) would only ever give "no cells".
     """
+    from training.preprocess import channel_max, channel_min
+
     rgb = np.asarray(rgb)
     step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))
     sample = rgb[::step, ::step].astype(np.int16)
-    lit = sample.max(axis=2) > 20              # a cell on black (C-NMC): judge the cell, not the background
+    lit = channel_max(sample) > 20              # a cell on black (C-NMC): judge the cell, not the background
     if int(lit.sum()) < 100:
         return None
-    chroma = (sample.max(axis=2) - sample.min(axis=2))[lit]
+    chroma = (channel_max(sample) - channel_min(sample))[lit]
     if float(np.percentile(chroma, 99.5)) > 6:
         return None
     return ("the image is greyscale: white cells are found and classified by the colours of their stain "
