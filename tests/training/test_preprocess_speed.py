@@ -13,3 +13,15 @@ def test_channel_extremes_and_histogram_percentiles_equal_numpy_to_the_bit(share
         cell = channel_max(rgb) > 12
         expected = np.percentile(rgb[cell].astype(np.float32), [1.0, 99.0])
         assert np.array_equal(masked_percentiles_uint8(rgb, cell, (1.0, 99.0)), expected), path.name
+
+
+def test_contrast_stretch_by_table_equals_the_arithmetic_on_every_pixel(shared_data):
+    from training.preprocess import normalise_contrast
+
+    for path in sorted(shared_data.glob("cnmc/training_data/fold_1/*/*.png"))[::4]:
+        rgb = pad_canvas(crop_to_cell(read_rgb(path)), 352)
+        cell = rgb.max(axis=2) > 12
+        lo, hi = np.percentile(rgb[cell].astype(np.float32), [1.0, 99.0])
+        expected = np.clip((rgb.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        expected[~cell] = 0
+        assert np.array_equal(normalise_contrast(rgb), expected), path.name
