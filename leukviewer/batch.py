@@ -181,6 +181,13 @@ def partial_fields(partial: bool, summary, out: Path) -> dict:
             "resume": f"rerun the same command with --resume: the images in {RESUME_FILE} are not analysed again"}
 
 
+def reader_threads() -> int:
+    """Images read, localised and prepared at once: one per core (decoding, OpenCV and numpy release the GIL)."""
+    from .core.engine import cpu_threads
+
+    return cpu_threads()
+
+
 def analyse_remaining(folder: Path, classifier, args, summary, done: list, progress, should_stop):
     """The results of a run: those ``done`` by a stopped run first (not analysed again), then the other images."""
     from .core.imageio import list_images
@@ -199,7 +206,7 @@ def analyse_remaining(folder: Path, classifier, args, summary, done: list, progr
     offset = len(done)
     for result in analyze_images(todo, folder, classifier, args.kind,
                                  (lambda n, total, r: progress(offset + n, offset + total, r)) if progress else None,
-                                 should_stop, um_per_px=getattr(args, "um_per_px", None)):
+                                 should_stop, um_per_px=getattr(args, "um_per_px", None), readers=reader_threads()):
         summary.add(result)
         yield result
     if summary.images_processed + summary.images_failed < summary.images_total:
