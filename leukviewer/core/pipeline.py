@@ -151,10 +151,11 @@ def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: s
 
 def _read_ahead(images: list[Path], root: Path, classifier: CellClassifier, kind: str, um_per_px: float | None,
                 folder_red_cells: FolderRedCells, readers: int, stopped: Callable[[], bool]):
-    """(result, cells) per image in file order, ``readers`` images at a time in a thread pool (decoding, numpy and
-    OpenCV release the GIL). A single-cell crop depends on no other image and is finished in its thread; a smear
-    field is finished here, in file order, because the folder's red cells are measured in that order. The
-    results are exactly those of reading one image after another."""
+    """(result, cells) per image in file order. A folder of single-cell crops (the fast path) is read ``readers``
+    images at a time in a thread pool (decoding, numpy and OpenCV release the GIL), each crop finished in its
+    thread: it depends on no other image. From the first smear field on, images are read one by one as before
+    (a field's localisation dominates, and the folder's red cells are measured in file order). The results are
+    exactly those of reading one image after another."""
     from concurrent.futures import ThreadPoolExecutor
 
     def start(path):
@@ -170,9 +171,10 @@ def _read_ahead(images: list[Path], root: Path, classifier: CellClassifier, kind
     window = 2 * readers     # images read ahead: bounds memory
     paths = iter(images)
     pending: deque = deque()
+    fields = False           # a smear field seen: the rest is read one by one (its localisation is in order anyway)
     with ThreadPoolExecutor(max_workers=readers, thread_name_prefix="leukviewer-read") as pool:
         def refill():
-            while len(pending) < window and not stopped():   # once stopped, no further image is opened
+            while len(pending) < window and not fields and not stopped():   # once stopped, nothing more is opened
                 path = next(paths, None)
                 if path is None:
                     return
@@ -183,11 +185,13 @@ def _read_ahead(images: list[Path], root: Path, classifier: CellClassifier, kind
             while pending:
                 path, future = pending.popleft()
                 item = future.result()
+                fields = fields or isinstance(item, _Started) and item.kind == "smear_field"
                 refill()             # the threads read on while this image is finished and handed over
                 yield finish(path, item)
         finally:
             for _, future in pending:
                 future.cancel()
+    yield from _read_one_by_one(list(paths), root, classifier, kind, um_per_px, folder_red_cells, stopped)
 
 
 def _read_one_by_one(images: list[Path], root: Path, classifier: CellClassifier, kind: str,
