@@ -16,18 +16,28 @@ COMMANDS = ("batch", "report")
 
 
 def _prepare_engine(model_dir: str | None) -> int:
+    """Convert the model folder to LiteRT unless a verified conversion of it exists (then this is instant)."""
     import time
 
-    from .core.classifier import CellClassifier
+    from .core.classifier import CellClassifier, bundled_model_dir
+    from .core.engine import find_conversion
 
     t0 = time.perf_counter()
+    folder = model_dir or bundled_model_dir()
     try:
-        classifier = CellClassifier(model_dir, backend="tflite", warm_up=True)
+        found = find_conversion(folder)
+        if found is None:
+            classifier = CellClassifier(model_dir, backend="tflite", warm_up=True)
+            name, version, found = classifier.info.name, classifier.info.version, classifier.engine.tflite_path()
+        else:
+            from .core.classifier import describe_model
+
+            meta = describe_model(folder)
+            name, version = meta.get("name", ""), meta.get("version", "")
     except Exception as e:  # a clear line, not a traceback
         print(f"could not prepare the LiteRT engine: {e}", file=sys.stderr)
         return 1
-    print(f"LiteRT engine ready for {classifier.info.name} {classifier.info.version} in "
-          f"{time.perf_counter() - t0:.1f} s: {classifier.engine.tflite_path()}")
+    print(f"LiteRT engine ready for {name} {version} in {time.perf_counter() - t0:.1f} s: {found}")
     print(RUO_NOTICE)
     return 0
 

@@ -39,7 +39,8 @@ def add_arguments(p) -> None:
     p.add_argument("--model", help="model folder (default: the bundled model)")
     p.add_argument("--engine", choices=["auto", "tf", "litert"], default="auto",
                    help="inference engine: litert (LiteRT/XNNPACK, converted once and cached; ~1.6-2x faster on "
-                        "a CPU), tf (TensorFlow; a GPU when it sees one), auto (litert when already converted)")
+                        "a CPU), tf (TensorFlow; a GPU when it sees one), auto (litert when a conversion exists: "
+                        "the installer ships one for the bundled model; else tf for this run)")
     p.add_argument("--recursive", action="store_true", help="also analyse images in sub-folders")
     p.add_argument("--um-per-px", type=float, metavar="UM",
                    help="micrometres of slide per image pixel of your microscope and camera (default: from each "
@@ -182,6 +183,13 @@ def partial_fields(partial: bool, summary, out: Path) -> dict:
             "resume": f"rerun the same command with --resume: the images in {RESUME_FILE} are not analysed again"}
 
 
+def reader_threads() -> int:
+    """Images read, localised and prepared at once: one per core (decoding, OpenCV and numpy release the GIL)."""
+    from .core.engine import cpu_threads
+
+    return cpu_threads()
+
+
 def analyse_remaining(folder: Path, classifier, args, summary, done: list, progress, should_stop):
     """The results of a run: those ``done`` by a stopped run first (not analysed again), then the other images."""
     from .core.imageio import list_images
@@ -200,11 +208,19 @@ def analyse_remaining(folder: Path, classifier, args, summary, done: list, progr
     offset = len(done)
     for result in analyze_images(todo, folder, classifier, args.kind,
                                  (lambda n, total, r: progress(offset + n, offset + total, r)) if progress else None,
-                                 should_stop, um_per_px=getattr(args, "um_per_px", None)):
+                                 should_stop, um_per_px=getattr(args, "um_per_px", None), readers=reader_threads()):
         summary.add(result)
         yield result
     if summary.images_processed + summary.images_failed < summary.images_total:
         summary.cancelled = True
+
+
+def engine_note(classifier, requested: str) -> str | None:
+    """One line when ``auto`` runs on TensorFlow only because the model has no LiteRT conversion yet."""
+    if requested != "auto" or classifier.engine.backend != "tf" or classifier.device.startswith("GPU"):
+        return None
+    return ("note: this model has no LiteRT conversion yet, so this run uses TensorFlow (slower on a CPU); "
+            "`leukviewer --prepare-engine` converts it once (about a minute)")
 
 
 def run(args) -> int:
@@ -260,6 +276,9 @@ def _run(args, classifier=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     info = classifier.info
+    note = engine_note(classifier, args.engine)
+    if note:   # even with --quiet: it explains a run's speed
+        print(note, file=sys.stderr)
     if classifier.integrity_warning:
         print(f"warning: {classifier.integrity_warning}", file=sys.stderr)
     model_dir = Path(args.model) if args.model else bundled_model_dir()

@@ -54,6 +54,7 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LEUKVIEWER_DATA_DIR", str(home / "userdata"))
     monkeypatch.setenv("KERAS_HOME", str(home / "keras"))
     monkeypatch.setenv("LEUKVIEWER_CACHE_DIR", str(home / "cache"))
+    monkeypatch.setenv("LEUKVIEWER_BACKGROUND_CONVERSION", "0")   # windows convert only where a test asks
 
 
 @pytest.fixture(scope="session")

@@ -301,6 +301,7 @@ def test_installer_builds_self_tests_offline_installs_and_uninstalls(tmp_path, c
     prepare = subprocess.run([*prefix, str(app), "--prepare-engine"], capture_output=True, text=True, env=env,
                              timeout=600)
     assert prepare.returncode == 0 and "LiteRT engine ready" in prepare.stdout, prepare.stdout + prepare.stderr
+    assert "leukviewer-b3.litert" in prepare.stdout     # the shipped conversion: nothing converted on the user's side
     litert = subprocess.run([*prefix, str(app), "batch", str(case), "--out", str(tmp_path / "batch-litert"), "--csv",
                              "--engine", "litert", "--quiet"], capture_output=True, text=True, env=env, timeout=600)
     assert litert.returncode == 0, litert.stdout + litert.stderr
@@ -331,6 +332,8 @@ def test_installer_builds_self_tests_offline_installs_and_uninstalls(tmp_path, c
                      "leukviewer/_internal/assets/models/leukviewer-b3/model.json",
                      "leukviewer/_internal/assets/samples/UID_16_12_3_all.png"):
             assert f"{base}/{name}" in names, name
+        shipped = f"{base}/leukviewer/_internal/assets/models/leukviewer-b3.litert/"   # LiteRT from the first start
+        assert [n for n in names if n.startswith(shipped) and n.endswith(".tflite")], "no shipped LiteRT conversion"
         tar.extractall(tmp_path / "unpacked", filter="tar")
     shutil.rmtree(dist)  # the unpacked copy is all that is left
     home = tmp_path / "home"

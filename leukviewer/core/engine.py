@@ -3,15 +3,18 @@
 * TensorFlow path: one ``tf.function`` per fixed batch shape, the powers of two up to ``batch_size``; a partial
   batch is padded to the next of them, so a field with 3 cells costs 4, not 32, and each graph is traced once
   and never again. Runs on a GPU when TensorFlow sees one.
-* LiteRT path (``backend="tflite"``): the network converted from the model folder at first use and cached by
-  the folder's manifest SHA-256 (the weights' SHA-256 for a folder without a manifest), so a changed model can
-  never reuse a stale conversion. The conversion's own SHA-256 is recorded beside it (``.sha256``) and checked
-  before every use: a cached file that was altered or damaged is converted again, never run. XNNPACK runs it
-  on the CPU, with one interpreter per batch shape (the same power-of-two shapes).
+* LiteRT path (``backend="tflite"``): the network converted once and keyed by the folder's manifest SHA-256 (the
+  weights' SHA-256 for a folder without a manifest), so a changed model can never reuse a stale conversion. The
+  conversion's own SHA-256 is recorded beside it (``.sha256``) and checked before every use: a file that was
+  altered or damaged is converted again, never run. XNNPACK runs it on the CPU, with one interpreter per batch
+  shape (the same power-of-two shapes). Where a conversion is looked for (:func:`conversion_places`): beside the
+  model folder (``<folder>.litert/``, what the installer ships for the bundled model) and the user's cache (what
+  ``leukviewer --prepare-engine``, ``scripts/bootstrap.sh`` and the window's background conversion write).
 
-* ``backend="auto"`` (the app's default): LiteRT when a conversion of these weights is already cached (about
-  1.6-2x TensorFlow's cells/s on 2 cores), else TensorFlow, so no one waits for the conversion (~35-70 s for B3)
-  in the middle of a case; ``leukviewer --prepare-engine`` or ``batch --engine litert`` converts once.
+* ``backend="auto"`` (the app's and the CLI's default): LiteRT when a verified conversion of this folder exists
+  (about 1.6-2x TensorFlow's cells/s on 2 cores) and no GPU is seen, else TensorFlow for now, so no one waits
+  for the conversion (~35-70 s for B3) in the middle of a case; the window converts in the background and
+  switches (:meth:`InferenceEngine.adopt_litert`), the CLI says so in one line.
 
 Both return logits; probabilities are ``softmax(logits / temperature)`` with the folder's temperature.
 """
@@ -38,12 +41,58 @@ def cache_dir() -> Path:
     return user_dir("cache")
 
 
+SHIPPED_SUFFIX = ".litert"   # <model folder>.litert/: the conversion shipped beside a model folder
+
+
+def conversion_name(key: str, size: int) -> str:
+    """The file name of a conversion: the folder's key (manifest SHA-256, else weights' SHA-256) and input size.
+    One conversion serves every batch size: each interpreter resizes the input to its own batch."""
+    return f"{key[:32]}-s{int(size)}.tflite"
+
+
+def conversion_places(folder: str | Path, name: str) -> list[Path]:
+    """Where a conversion is looked for, in order: shipped beside the model folder, then the user's cache."""
+    folder = Path(folder)
+    return [folder.parent / (folder.name + SHIPPED_SUFFIX) / name, cache_dir() / "tflite" / name]
+
+
+def conversion_verified(path: Path) -> bool:
+    """The file exists and matches the SHA-256 recorded beside it (``<file>.sha256``)."""
+    record = path.with_name(path.name + ".sha256")
+    try:
+        return path.is_file() and record.read_text(encoding="utf-8").strip() == sha256_file(path)
+    except OSError:
+        return False
+
+
+def folder_conversion_name(folder: str | Path) -> str:
+    """:func:`conversion_name` of a model folder, read without TensorFlow (model.json and the manifest only)."""
+    from training.modelfolder import manifest_sha256, read_meta
+    from training.preprocess import PreprocessConfig
+
+    meta = read_meta(folder)
+    key = manifest_sha256(folder) or meta["weights"]["sha256"]
+    return conversion_name(key, PreprocessConfig.from_dict(meta["preprocessing"]).size)
+
+
+def find_conversion(folder: str | Path, name: str | None = None) -> Path | None:
+    """A verified LiteRT conversion of this model folder (shipped or cached), or None: cheap, no TensorFlow."""
+    name = name or folder_conversion_name(folder)
+    return next((p for p in conversion_places(folder, name) if conversion_verified(p)), None)
+
+
 def cpu_threads() -> int:
     """Threads for inference: every core the process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _tensorflow_sees_a_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 class InferenceEngine:
@@ -55,7 +104,7 @@ class InferenceEngine:
         self.threads = threads or cpu_threads()
         self.size = model.preprocessing.size
         if backend == "auto":
-            backend = "tflite" if self.tflite_cached() else "tf"
+            backend = "tflite" if self.tflite_cached() and not _tensorflow_sees_a_gpu() else "tf"
         self.backend = backend
         self._lock = threading.Lock()   # the GUI's worker and a Grad-CAM job may share one engine
         if backend == "tf":
@@ -99,19 +148,18 @@ class InferenceEngine:
         """Held while the network runs; anything else that calls the network (Grad-CAM) takes it too."""
         return self._lock
 
+    def conversion_name(self) -> str:
+        return conversion_name(self.model.manifest_sha256 or self.model.sha256, self.size)
+
     def tflite_path(self) -> Path:
-        # one conversion serves every batch size: each interpreter resizes the input to its own batch
-        key = self.model.manifest_sha256 or self.model.sha256
-        return cache_dir() / "tflite" / f"{key[:32]}-s{self.size}.tflite"
+        """Where this engine's conversion is: the verified one found (shipped or cached), else where the cache
+        puts a new one."""
+        found = find_conversion(self.model.folder, self.conversion_name())
+        return found or conversion_places(self.model.folder, self.conversion_name())[-1]
 
     def tflite_cached(self) -> bool:
-        """A conversion of exactly this model folder is cached and intact (its recorded SHA-256 matches)."""
-        path = self.tflite_path()
-        record = path.with_name(path.name + ".sha256")
-        try:
-            return path.is_file() and record.read_text(encoding="utf-8").strip() == sha256_file(path)
-        except OSError:
-            return False
+        """A conversion of exactly this model folder exists and is intact (its recorded SHA-256 matches)."""
+        return find_conversion(self.model.folder, self.conversion_name()) is not None
 
     def _convert(self, path: Path) -> None:
         """Keras -> SavedModel -> LiteRT flatbuffer (the SavedModel route; a direct concrete-function
@@ -133,18 +181,21 @@ class InferenceEngine:
         log.info("converted %s to LiteRT: %s (%.1f MB)", self.model.folder, path, len(flat) / 1e6)
 
     def _init_tflite(self):
-        import warnings
+        path = find_conversion(self.model.folder, self.conversion_name())
+        if path is None:
+            for place in conversion_places(self.model.folder, self.conversion_name()):
+                if place.is_file() and place.with_name(place.name + ".sha256").is_file():
+                    log.warning("the LiteRT conversion %s does not match its recorded SHA-256 (altered or "
+                                "damaged): converting the model again", place)
+            path = conversion_places(self.model.folder, self.conversion_name())[-1]
+            self._convert(path)
+            if not conversion_verified(path):
+                raise RuntimeError(f"the LiteRT conversion {path} changed while it was being written")
+        self._load_tflite(path)
 
+    def _load_tflite(self, path: Path) -> None:
         import tensorflow as tf
 
-        path = self.tflite_path()
-        if not self.tflite_cached():
-            if path.is_file() and path.with_name(path.name + ".sha256").is_file():
-                log.warning("the cached LiteRT conversion %s does not match its recorded SHA-256 (altered or "
-                            "damaged): converting the model again", path)
-            self._convert(path)
-            if not self.tflite_cached():
-                raise RuntimeError(f"the LiteRT conversion {path} changed while it was being written")
         try:  # the LiteRT package where installed; TensorFlow's own interpreter otherwise
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
@@ -176,6 +227,20 @@ class InferenceEngine:
         interp.set_tensor(inp, x)
         interp.invoke()
         return interp.get_tensor(out)[:n].copy()
+
+    def adopt_litert(self) -> bool:
+        """Switch a TensorFlow engine to LiteRT now that a verified conversion of its folder exists (the window's
+        background conversion); the next batch runs on it. False (nothing changes) when there is none, or a GPU."""
+        if self.backend == "tflite":
+            return True
+        path = find_conversion(self.model.folder, self.conversion_name())
+        if path is None or _tensorflow_sees_a_gpu():
+            return False
+        with self._lock:   # never between the chunks of a batch
+            self._load_tflite(path)
+            self.backend = "tflite"
+        log.info("switched to the LiteRT engine: %s", path)
+        return True
 
     # ------------------------------------------------------------------ public
 

@@ -158,14 +158,21 @@ def greyscale_reason(rgb: np.ndarray) -> str | None:
     White cells are found by the violet of their stained nuclei and classified on colour images, so a greyscale
     field (an 8- or 16-bit grey file, or a colour file of a grey image) would only ever give "no cells".
     """
+    from training.preprocess import channel_max, channel_min, percentiles_of_counts
+
     rgb = np.asarray(rgb)
     step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))
-    sample = rgb[::step, ::step].astype(np.int16)
-    lit = sample.max(axis=2) > 20              # a cell on black (C-NMC): judge the cell, not the background
-    if int(lit.sum()) < 100:
+    sample = rgb[::step, ::step]
+    brightest = channel_max(sample)
+    lit = brightest > 20              # a cell on black (C-NMC): judge the cell, not the background
+    if int(np.count_nonzero(lit)) < 100:
         return None
-    chroma = (sample.max(axis=2) - sample.min(axis=2))[lit]
-    if float(np.percentile(chroma, 99.5)) > 6:
+    chroma = (brightest - channel_min(sample))[lit]
+    if chroma.dtype == np.uint8:      # the 99.5th percentile read off a histogram: the same value, faster
+        high = float(percentiles_of_counts(np.bincount(chroma, minlength=256), (99.5,))[0])
+    else:
+        high = float(np.percentile(chroma.astype(np.int16), 99.5))
+    if high > 6:
         return None
     return ("the image is greyscale: white cells are found and classified by the colours of their stain "
             "(May-Grünwald-Giemsa / Wright), so a grey image cannot be analysed; scan or export the slide in colour")

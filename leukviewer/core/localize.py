@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from training.preprocess import channel_max, channel_min
+
 __all__ = [
     "CellRegion",
     "ImageKind",
@@ -133,7 +135,7 @@ def classify_image_kind(rgb: np.ndarray) -> ImageKind:
     PBC crop with its red cells) has a bright background.
     """
     small, _ = _small(_as_rgb(rgb), 250_000)
-    black = small.max(axis=2) <= _NEAR_BLACK
+    black = channel_max(small) <= _NEAR_BLACK
     return "single_cell" if black.mean() > _SINGLE_CELL_BLACK_FRACTION else "smear_field"
 
 
@@ -194,7 +196,7 @@ def find_single_cell(rgb: np.ndarray) -> CellRegion | None:
     normalisation of these crops does not separate nucleus and cytoplasm reliably.
     """
     rgb = _as_rgb(rgb)
-    foreground = (rgb.max(axis=2) > _NEAR_BLACK).astype(np.uint8)
+    foreground = (channel_max(rgb) > _NEAR_BLACK).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
     if count <= 1:
         return None
@@ -221,7 +223,7 @@ def _measure_stain(rgb: np.ndarray) -> _Stain:
     red, green, blue = image[..., 0], image[..., 1], image[..., 2]
     # Background: the brightest, greyest part of the field (between the red cells).
     brightness = green
-    chroma = image.max(axis=2) - image.min(axis=2)
+    chroma = channel_max(image) - channel_min(image)
     bright = brightness >= np.percentile(brightness, 75)
     grey = chroma <= np.percentile(chroma[bright], 50) if bright.any() else bright
     candidates = bright & grey

@@ -10,7 +10,9 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,45 +79,129 @@ class FolderRedCells:
         return (median, True) if median else (measured, False)
 
 
-def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: str,
-                     um_per_px: float | None = None, folder_red_cells: FolderRedCells | None = None):
-    """One image -> (ImageResult without cells yet, [(region, prepared cell)]). Never raises for bad input.
+@dataclass
+class _Started:
+    """An image decoded and its kind detected (or failed: ``rgb`` None, the reason in ``result.status``)."""
+    result: ImageResult
+    rgb: np.ndarray | None
+    kind: str
+    t0: float
 
-    ``um_per_px``: the user's scale for every image (else metadata, red cells or the C-NMC calibration).
-    """
+
+def _failed(result: ImageResult, error: BaseException, path: Path) -> None:
+    if isinstance(error, UnreadableImage):
+        result.status = f"{STATUS_UNREADABLE}: {error.reason}"
+    elif isinstance(error, MemoryError):
+        result.status = f"{STATUS_UNREADABLE}: not enough memory to process an image this large"
+    else:  # a bug in one image's analysis must not end the case, nor pass for a bad image
+        log.error("analysis of %s failed", path, exc_info=error)
+        result.status = (f"{STATUS_FAILED}: {type(error).__name__}: {error} (a fault in leukviewer, not in the "
+                         "image; please report it)")
+
+
+def _start_image(path: Path, root: Path, kind: str) -> _Started:
+    """Decode one image and detect its kind (any thread; depends on no other image). Never raises for bad input."""
     t0 = time.perf_counter()
     result = ImageResult(path=str(path), image=image_name(path, root), status=STATUS_OK)
-    cells = []
     try:
         rgb = read_image(path)
         result.height, result.width = rgb.shape[:2]
         grey = greyscale_reason(rgb)
         if grey:
             raise UnreadableImage(grey, path)
-        image_kind = classify_image_kind(rgb) if kind == "auto" else kind
-        rbc = estimate_rbc_diameter(rgb) if image_kind == "smear_field" and not um_per_px else None
-        from_folder = False
-        if image_kind == "smear_field" and not um_per_px and folder_red_cells is not None:
-            rbc, from_folder = folder_red_cells.check(rbc)
-        scale = image_scale(rgb, image_kind, path, um_per_px, rbc)
-        if from_folder and scale.source == SCALE_RED_CELLS:
-            scale = ImageScale(scale.um_per_px, SCALE_FOLDER_RED_CELLS, rbc)
-        result.um_per_px, result.scale_source = round(scale.um_per_px, 5), scale.source
-        result.kind, regions, crops = locate(rgb, image_kind, rbc)
-        cells = [(region, classifier.prepare(crop, scale.um_per_px)) for region, crop in zip(regions, crops)]
-        if not cells:
-            result.status = f"{STATUS_NO_CELLS}: {no_cell_reason(rgb, result.kind)}"
-    except UnreadableImage as e:
-        result.status = f"{STATUS_UNREADABLE}: {e.reason}"
-    except MemoryError:
-        result.status = f"{STATUS_UNREADABLE}: not enough memory to process an image this large"
-    except Exception as e:  # a bug in one image's analysis must not end the case, nor pass for a bad image
-        log.exception("analysis of %s failed", path)
-        result.status = (f"{STATUS_FAILED}: {type(e).__name__}: {e} (a fault in leukviewer, not in the image; "
-                         "please report it)")
-        cells = []
-    result.seconds = time.perf_counter() - t0
+        return _Started(result, rgb, classify_image_kind(rgb) if kind == "auto" else kind, t0)
+    except Exception as e:
+        _failed(result, e, path)
+        return _Started(result, None, kind, t0)
+
+
+def _finish_image(started: _Started, path: Path, classifier: CellClassifier, um_per_px: float | None = None,
+                  folder_red_cells: FolderRedCells | None = None):
+    """Localise and prepare the cells of a started image -> (ImageResult without cells yet, [(region, prepared
+    cell)]). A smear field consults the folder's red cells, so fields are finished in file order."""
+    result, rgb, image_kind = started.result, started.rgb, started.kind
+    cells = []
+    if rgb is not None:
+        try:
+            rbc = estimate_rbc_diameter(rgb) if image_kind == "smear_field" and not um_per_px else None
+            from_folder = False
+            if image_kind == "smear_field" and not um_per_px and folder_red_cells is not None:
+                rbc, from_folder = folder_red_cells.check(rbc)
+            scale = image_scale(rgb, image_kind, path, um_per_px, rbc)
+            if from_folder and scale.source == SCALE_RED_CELLS:
+                scale = ImageScale(scale.um_per_px, SCALE_FOLDER_RED_CELLS, rbc)
+            result.um_per_px, result.scale_source = round(scale.um_per_px, 5), scale.source
+            result.kind, regions, crops = locate(rgb, image_kind, rbc)
+            cells = [(region, classifier.prepare(crop, scale.um_per_px)) for region, crop in zip(regions, crops)]
+            if not cells:
+                result.status = f"{STATUS_NO_CELLS}: {no_cell_reason(rgb, result.kind)}"
+        except Exception as e:
+            _failed(result, e, path)
+            cells = []
+    result.seconds = time.perf_counter() - started.t0
     return result, cells
+
+
+def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: str,
+                     um_per_px: float | None = None, folder_red_cells: FolderRedCells | None = None):
+    """One image -> (ImageResult without cells yet, [(region, prepared cell)]). Never raises for bad input.
+
+    ``um_per_px``: the user's scale for every image (else metadata, red cells or the C-NMC calibration).
+    """
+    return _finish_image(_start_image(path, root, kind), path, classifier, um_per_px, folder_red_cells)
+
+
+def _read_ahead(images: list[Path], root: Path, classifier: CellClassifier, kind: str, um_per_px: float | None,
+                folder_red_cells: FolderRedCells, readers: int, stopped: Callable[[], bool]):
+    """(result, cells) per image in file order. A folder of single-cell crops (the fast path) is read ``readers``
+    images at a time in a thread pool (decoding, numpy and OpenCV release the GIL), each crop finished in its
+    thread: it depends on no other image. From the first smear field on, images are read one by one as before
+    (a field's localisation dominates, and the folder's red cells are measured in file order). The results are
+    exactly those of reading one image after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def start(path):
+        started = _start_image(path, root, kind)
+        if started.rgb is not None and started.kind == "single_cell":
+            return _finish_image(started, path, classifier, um_per_px, None)
+        return started
+
+    def finish(path, item):
+        return _finish_image(item, path, classifier, um_per_px, folder_red_cells) if isinstance(item, _Started) \
+            else item
+
+    window = 2 * readers     # images read ahead: bounds memory
+    paths = iter(images)
+    pending: deque = deque()
+    fields = False           # a smear field seen: the rest is read one by one (its localisation is in order anyway)
+    with ThreadPoolExecutor(max_workers=readers, thread_name_prefix="leukviewer-read") as pool:
+        def refill():
+            while len(pending) < window and not fields and not stopped():   # once stopped, nothing more is opened
+                path = next(paths, None)
+                if path is None:
+                    return
+                pending.append((path, pool.submit(start, path)))
+
+        try:
+            refill()
+            while pending:
+                path, future = pending.popleft()
+                item = future.result()
+                fields = fields or isinstance(item, _Started) and item.kind == "smear_field"
+                refill()             # the threads read on while this image is finished and handed over
+                yield finish(path, item)
+        finally:
+            for _, future in pending:
+                future.cancel()
+    yield from _read_one_by_one(list(paths), root, classifier, kind, um_per_px, folder_red_cells, stopped)
+
+
+def _read_one_by_one(images: list[Path], root: Path, classifier: CellClassifier, kind: str,
+                     um_per_px: float | None, folder_red_cells: FolderRedCells, stopped: Callable[[], bool]):
+    for path in images:
+        if stopped():
+            return
+        yield _read_and_locate(path, root, classifier, kind, um_per_px, folder_red_cells)
 
 
 _DONE = object()
@@ -124,7 +210,7 @@ _DONE = object()
 def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, kind: str = "auto",
                    on_progress: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
                    max_pending_images: int = 8, prefetch: int = 2,
-                   um_per_px: float | None = None) -> Iterator[ImageResult]:
+                   um_per_px: float | None = None, readers: int = 1) -> Iterator[ImageResult]:
     """Analyse the given image files (relative names taken against ``root``); see the module docstring.
 
     A reader thread decodes and localises up to ``prefetch`` images ahead while cells are classified, so
@@ -133,6 +219,8 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
     the delay before a result appears. Batches depend only on the input, so results are deterministic. Once
     ``should_stop()`` is true no further image is opened. ``um_per_px`` sets every image's scale (the user's
     microscope setting); without it each image's scale comes from its metadata, red cells or calibration.
+    ``readers`` > 1 decodes, localises and prepares that many images at once in threads (the batch CLI: one per
+    core), with exactly the results of reading them one by one.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
@@ -144,18 +232,22 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
 
     def reader():
         folder_red_cells = FolderRedCells()
+        if readers > 1:
+            items = _read_ahead(images, root, classifier, kind, um_per_px, folder_red_cells, readers, stopped)
+        else:
+            items = _read_one_by_one(images, root, classifier, kind, um_per_px, folder_red_cells, stopped)
         try:
-            for path in images:
-                if stopped():
-                    break
-                item = _read_and_locate(path, root, classifier, kind, um_per_px, folder_red_cells)
+            for item in items:
                 while not stop.is_set():
                     try:
                         ready.put(item, timeout=0.05)
                         break
                     except queue.Full:
                         continue
+                if stopped():
+                    break
         finally:
+            items.close()   # the read-ahead threads stop and are joined
             while True:
                 try:
                     ready.put(_DONE, timeout=0.05)

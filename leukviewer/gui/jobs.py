@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -128,6 +129,72 @@ def _device(classifier: CellClassifier) -> str:
     import tensorflow as tf
 
     return "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+
+
+# ---------------------------------------------------------------- the faster engine, converted in the background
+
+BACKGROUND_CONVERSION_ENV = "LEUKVIEWER_BACKGROUND_CONVERSION"   # "0": never (the test suite's windows)
+_converting: set[str] = set()
+_converting_lock = threading.Lock()
+
+
+def wants_engine_conversion(model: LoadedModel) -> bool:
+    """The loaded model runs on TensorFlow on a CPU only because it has no LiteRT conversion yet (a retrained or
+    newly chosen model): the window converts it in the background."""
+    engine = model.classifier.engine
+    return (os.environ.get(BACKGROUND_CONVERSION_ENV, "1") != "0" and engine.backend == "tf"
+            and not model.classifier.device.startswith("GPU"))
+
+
+def prepare_engine_command(folder: Path) -> list[str]:
+    """``leukviewer --prepare-engine --model FOLDER``, from a checkout or from the frozen bundle."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "--prepare-engine", "--model", str(folder)]
+    return [sys.executable, "-m", "leukviewer", "--prepare-engine", "--model", str(folder)]
+
+
+def convert_engine(model: LoadedModel, worker=None) -> bool:
+    """Convert the model folder to LiteRT in a child process at low priority (its TensorFlow never shares a thread
+    or the network with the analysis running here), then switch the loaded engine to it. True when switched;
+    a cancel (the window closing) ends the child and leaves nothing half-written (the engine writes atomically)."""
+    should_stop = worker.is_cancelled if worker is not None else (lambda: False)
+    key = str(model.folder.resolve())
+    with _converting_lock:
+        if key in _converting:    # another window of this process is converting it already
+            return False
+        _converting.add(key)
+    try:
+        import subprocess
+        import tempfile
+
+        kwargs = {}
+        if sys.platform == "win32":
+            kwargs["creationflags"] = subprocess.BELOW_NORMAL_PRIORITY_CLASS | subprocess.CREATE_NO_WINDOW
+        with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as said:   # a pipe could fill up, stalling it
+            child = subprocess.Popen(prepare_engine_command(model.folder), stdin=subprocess.DEVNULL, stdout=said,
+                                     stderr=subprocess.STDOUT, **kwargs)
+            if hasattr(os, "setpriority"):   # below the window and the analysis (before TensorFlow starts threads)
+                try:
+                    os.setpriority(os.PRIO_PROCESS, child.pid, 15)
+                except OSError:
+                    pass
+            while child.poll() is None:
+                if should_stop():
+                    child.kill()
+                    child.wait()
+                    return False
+                time.sleep(0.2)
+            said.seek(0)
+            lines = said.read().strip().splitlines()
+        if child.returncode != 0:
+            raise RuntimeError(f"the LiteRT conversion failed: {lines[-1] if lines else child.returncode}")
+        switched = model.classifier.engine.adopt_litert()
+        if switched:
+            model.device = model.classifier.device
+        return switched
+    finally:
+        with _converting_lock:
+            _converting.discard(key)
 
 
 # ---------------------------------------------------------------- analysing a case

@@ -149,6 +149,7 @@ class MainWindow(QMainWindow):
     analysisFinished = Signal()       # the current run ended (done, cancelled or failed)
     imageAnalysed = Signal(str)       # an image's result was applied (image name)
     modelLoaded = Signal()
+    engineConverted = Signal()        # the background LiteRT conversion finished and the engine switched to it
     modelFailed = Signal(str)
     gradcamShown = Signal(str)        # cell_id
     reportExported = Signal(object)   # list of written file paths
@@ -462,7 +463,16 @@ class MainWindow(QMainWindow):
         self._gradcam_ready = False
         # A moment later, so a case opened at once analyses first; during an analysis it waits for its end.
         QTimer.singleShot(GRADCAM_WARM_UP_DELAY_MS, self, self._warm_up_gradcam)
+        if jobs.wants_engine_conversion(model):   # LiteRT converted in the background, used once ready
+            self._start(jobs.convert_engine, model, name="engine-conversion",
+                        on_returned=lambda switched: switched and self._on_engine_converted(model),
+                        on_errored=lambda error: log.warning("background LiteRT conversion failed: %s", error))
         emit(self.modelLoaded)
+
+    def _on_engine_converted(self, model: jobs.LoadedModel) -> None:
+        if not self._closed and model is self.loaded_model:
+            self.device_label.setText(f"Device: {model.device}")
+        emit(self.engineConverted)
 
     def _warm_up_gradcam(self) -> None:
         """Build and trace the loaded model's Grad-CAM in a worker, so the reviewer's first map comes quickly."""

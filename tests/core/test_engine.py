@@ -64,16 +64,22 @@ def test_auto_engine_uses_litert_only_once_converted(model, cells, tmp_path, mon
     assert np.max(np.abs(after.probabilities(cells) - before.probabilities(cells))) <= 1e-3
 
 
-def test_prepare_engine_command_converts_the_model(tiny_model_dir, tmp_path):
+def test_prepare_engine_command_is_instant_once_converted_and_explains_a_bad_folder(model, tiny_model_dir, tmp_path,
+                                                                                     monkeypatch):
+    """The conversion itself in a child process is covered by the window's background conversion
+    (tests/gui/test_engine_conversion.py), which runs this same command."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "LEUKVIEWER_CACHE_DIR": str(tmp_path / "cache")}
+    monkeypatch.setenv("LEUKVIEWER_CACHE_DIR", str(tmp_path / "cache"))
+    converted = InferenceEngine(model, "tflite", batch_size=4).tflite_path()
+    stamp = converted.stat().st_mtime_ns
     run = subprocess.run([sys.executable, "-m", "leukviewer", "--prepare-engine", "--model", str(tiny_model_dir)],
-                         capture_output=True, text=True, env=env)
+                         capture_output=True, text=True, env=dict(os.environ))
     assert run.returncode == 0, run.stderr
-    assert "LiteRT engine ready" in run.stdout and list((tmp_path / "cache" / "tflite").glob("*.tflite"))
+    assert "LiteRT engine ready" in run.stdout and str(converted) in run.stdout
+    assert converted.stat().st_mtime_ns == stamp and "tensorflow" not in run.stderr.lower()
     bad = subprocess.run([sys.executable, "-m", "leukviewer", "--prepare-engine", "--model", str(tmp_path / "no")],
-                         capture_output=True, text=True, env=env)
+                         capture_output=True, text=True, env=dict(os.environ))
     assert bad.returncode == 1 and "not found" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,40 @@
+"""Reading ahead in threads (the batch CLI's default) gives exactly the results of reading one image after another,
+on real crops and smear fields mixed, and stops as promptly."""
+import threading
+
+import pytest
+
+from leukviewer.core.classifier import CellClassifier
+from leukviewer.core.pipeline import analyze_images
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return CellClassifier(tiny_model_dir, backend="tf", batch_size=16)
+
+
+def cells_of(results):
+    return [(r.image, r.status, r.kind, r.um_per_px, r.scale_source,
+             [(c.bbox, c.area, c.blast_probability, c.label, c.cell_type) for c in r.cells]) for r in results]
+
+
+def test_reading_ahead_in_threads_gives_the_same_cells_in_the_same_order(classifier, shared_data, tmp_path):
+    crops = sorted(shared_data.glob("cnmc/training_data/fold_1/*/*.png"))[::3]
+    fields = sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:3]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    images = crops[:14] + fields[:2] + [broken] + crops[14:] + fields[2:]
+    one_by_one = list(analyze_images(images, shared_data, classifier))
+    ahead = list(analyze_images(images, shared_data, classifier, readers=3))
+    assert cells_of(ahead) == cells_of(one_by_one)
+    assert sum(len(r.cells) for r in ahead if r.kind == "single_cell") == len(crops)
+    assert any(r.kind == "smear_field" and r.cells for r in ahead) and "unreadable" in ahead[16].status
+
+
+def test_reading_ahead_stops_after_the_images_in_flight(classifier, shared_data):
+    crops = sorted(shared_data.glob("cnmc/training_data/fold_1/*/*.png"))
+    seen = []
+    results = list(analyze_images(crops, shared_data, classifier, readers=2, max_pending_images=1,
+                                  on_progress=lambda n, total, r: seen.append(n), should_stop=lambda: len(seen) >= 5))
+    assert 5 <= len(results) < 12
+    assert not [t for t in threading.enumerate() if t.name.startswith("leukviewer-read")]
