@@ -94,7 +94,7 @@ def _failed(result: ImageResult, error: BaseException, path: Path) -> None:
     elif isinstance(error, MemoryError):
         result.status = f"{STATUS_UNREADABLE}: not enough memory to process an image this large"
     else:  # a bug in one image's analysis must not end the case, nor pass for a bad image
-        log.error("analysis of %s failed", path, exc_info=error)
+        log.exception("analysis of %s failed", path)   # called inside the except block that caught it
         result.status = (f"{STATUS_FAILED}: {type(error).__name__}: {error} (a fault in leukviewer, not in the "
                          "image; please report it)")
 
