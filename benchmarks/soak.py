@@ -74,7 +74,7 @@ def measure(case: str, model: str | None) -> None:
     timer.stop()
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    result = {"images": window._analysed, "cells": len(window.cells), "thumbnails": len(window.gallery._thumbnails),
+    result = {"images": window._analysed, "cells": len(window.cells), "thumbnails": len(window.gallery.thumbnails),
               "seconds": round(seconds, 1), "peak_bytes": peak, "longest_stall_ms": round(gaps["longest"] * 1000)}
     window.close()
     app.processEvents()

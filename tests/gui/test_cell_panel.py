@@ -13,6 +13,7 @@ def run_to_end(qtbot, window, folder, timeout=120_000):
 
 def key(qtbot, window, k):
     qtbot.keyClick(window.view, k)
+    assert window.wait_for_saves()   # a review key's change is saved in the save worker
 
 
 def test_selected_cell_panel_shows_the_cell_its_labels_reviewer_time_and_border(qtbot, make_window, case_folder,
