@@ -10,6 +10,7 @@ worker. So a case of any size holds a fixed number of images, and one label chan
 from __future__ import annotations
 
 import bisect
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ ICON = THUMBNAIL_SIZE + 8
 GRID = QSize(ICON + 10, ICON + 22)
 THUMBNAIL_CACHE_SIZE = 512      # thumbnails held at most (~16 KB each): several screens of tiles
 CELL_ROLE = Qt.ItemDataRole.UserRole + 1
+RECUT_PAUSE_S = 2.0
 
 
 @dataclass
@@ -333,6 +335,7 @@ class CellGallery(QWidget):
         self._cells: dict[str, GalleryCell] = {}        # what each tile shows, by cell id
         self._wanted: set[str] = set()                  # asked for, not yet arrived
         self._new_wants: list[str] = []
+        self._cut_at: dict[str, float] = {}            # when each thumbnail last arrived
         self._current: str | None = None
         self._want_timer = QTimer(self, singleShot=True, interval=0, timeout=self._ask_for_thumbnails)
         self._layout_timer = QTimer(self, singleShot=True, interval=200, timeout=self._update_layout)
@@ -348,9 +351,12 @@ class CellGallery(QWidget):
 
     def add_thumbnails(self, thumbnails: dict[str, QImage]) -> None:
         """Thumbnails cut by a worker; their tiles are repainted."""
+        now = time.monotonic()
         for cell_id, image in thumbnails.items():
             self.thumbnails.put(cell_id, image)
-            self._wanted.discard(cell_id)
+            if cell_id in self._wanted:   # cut again on request (not a first cut by the analysis)
+                self._wanted.discard(cell_id)
+                self._cut_at[cell_id] = now
         for group in self.groups.values():
             group.viewport().update()
 
@@ -364,7 +370,9 @@ class CellGallery(QWidget):
     thumbnail_for_tile = thumbnail
 
     def _want(self, cell_id: str) -> None:
-        if cell_id not in self._wanted:
+        # A thumbnail cut again a moment ago and already dropped: more tiles on screen than the cache holds.
+        # Ask again only after a pause, so the tiles never chase each other out in a loop of workers.
+        if cell_id not in self._wanted and time.monotonic() - self._cut_at.get(cell_id, -1e9) > RECUT_PAUSE_S:
             self._wanted.add(cell_id)   # asked once per case: a thumbnail that cannot be cut is not asked again
             self._new_wants.append(cell_id)
             self._want_timer.start()
@@ -379,6 +387,7 @@ class CellGallery(QWidget):
     def clear(self) -> None:
         self.thumbnails.clear()
         self._wanted.clear()
+        self._cut_at.clear()
         self._new_wants = []
         self.set_cells([])
 

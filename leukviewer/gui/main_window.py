@@ -42,6 +42,7 @@ STATUS_NO_MODEL = "not analysed (no model)"
 REFRESH_MS = 300          # gallery and counts refresh while results stream in
 HISTOGRAM_MS = 1000       # the histogram is redrawn (in a worker) at most this often during a run
 POSITION_SAVE_MS = 800    # the reviewer's position is saved after they stop moving
+PROGRESS_MS = 250         # the progress bar and ETA are redrawn at most this often
 GRADCAM_WARM_UP_DELAY_MS = 1500   # after the model loads, unless an analysis is running (then after it)
 
 
@@ -197,6 +198,8 @@ class MainWindow(QMainWindow):
         self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_MS, timeout=self._refresh_views)
         self._histogram_timer = QTimer(self, singleShot=True, interval=HISTOGRAM_MS, timeout=self._update_histogram)
         self._position_timer = QTimer(self, singleShot=True, interval=POSITION_SAVE_MS, timeout=self._save_position)
+        self._progress = (0, 0)
+        self._progress_timer = QTimer(self, singleShot=True, interval=PROGRESS_MS, timeout=self._show_progress)
         self._refresh_views()
         self.load_model()
 
@@ -615,6 +618,7 @@ class MainWindow(QMainWindow):
         return self._analysis is not None and not self._analysis.is_finished()
 
     def _end_progress(self, text: str) -> None:
+        self._progress_timer.stop()
         self.progress_bar.hide()
         self.cancel_button.hide()
         self.cancel_action.setEnabled(False)
@@ -697,13 +701,27 @@ class MainWindow(QMainWindow):
         emit(self.imageAnalysed, result.image)
 
     def _update_progress(self, done: int, total: int) -> None:
-        self.progress_bar.setRange(0, max(1, total))
-        self.progress_bar.setValue(done)
+        """The progress bar and its label, at most every PROGRESS_MS (QProgressBar repaints at once on a change)."""
+        self._progress = (done, total)
+        if done >= total:
+            self._show_progress()
+        elif not self._progress_timer.isActive():
+            self._progress_timer.start()
+
+    def _show_progress(self) -> None:
+        self._progress_timer.stop()
+        done, total = self._progress
+        # Only what changed: each change re-lays out the status bar on the GUI thread.
+        if self.progress_bar.maximum() != max(1, total) or self.progress_bar.minimum() != 0:
+            self.progress_bar.setRange(0, max(1, total))
+        if self.progress_bar.value() != done:
+            self.progress_bar.setValue(done)
         text = f"{done} / {total} images"
         if self._analysed >= 2 and done < total:
             per_image = (time.perf_counter() - self._analysis_clock) / (self._analysed - 1)
             text += f" · ETA {_format_eta(per_image * (total - done))}"
-        self.progress_label.setText(text)
+        if text != self.progress_label.text():
+            self.progress_label.setText(text)
 
     def _on_analysis_error(self, worker: Worker, error: Exception) -> None:
         if not self._is_current(worker):
@@ -807,7 +825,7 @@ class MainWindow(QMainWindow):
         self._update_summary()
         self._schedule_position_save()
 
-    def _update_cell_panel(self) -> None:
+    def _update_cell_panel(self, thumbnail=None) -> None:
         """The selected-cell panel: the cell, its image, P(blast), the model's and the reviewer's label."""
         cell = self.cells.get(self.current_cell) if self.current_cell else None
         if cell is None:
@@ -817,7 +835,7 @@ class MainWindow(QMainWindow):
         self.cell_panel.set_cell(SelectedCell(
             cell.cell_id, cell.image, cell.blast_probability, cell.label, review.label if review else None,
             review.reviewer if review else "", review.time if review else "", bool(cell.partial),
-            getattr(cell, "cell_type", None), self.gallery.thumbnail(cell.cell_id)))
+            getattr(cell, "cell_type", None), thumbnail or self.gallery.thumbnail(cell.cell_id)))
 
     def _navigation_order(self) -> list[str]:
         """J / K order: the cells of one image (in gallery order: ALL, uncertain, HEM, each by probability),
@@ -1097,7 +1115,7 @@ class MainWindow(QMainWindow):
             return
         self.gallery.add_thumbnails(thumbnails)
         if self.current_cell in thumbnails:
-            self._update_cell_panel()
+            self._update_cell_panel(thumbnails[self.current_cell])
 
     def _refresh_views(self) -> None:
         """The counts and the histogram (the gallery changes tile by tile: ``_on_image_done``, reviews)."""

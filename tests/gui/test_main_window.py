@@ -1,5 +1,6 @@
 """The review window on real smear fields (BCCD fixtures) with the tiny model."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ def run_to_end(qtbot, window, folder, timeout=180_000):
 def test_bccd_case_overlays_summary_and_screenshot(qtbot, make_window, tiny_model_dir, bccd_images, tmp_path,
                                                    case_folder, stall_meter):
     case = case_folder("bccd")
+    # other jobs on the machine before this test starts (a shared 2-core CI runner, parallel test runs, training)
+    busy = os.getloadavg()[0] / (os.cpu_count() or 1) if hasattr(os, "getloadavg") else 0.0
     batch_out = tmp_path / "batch"
     batch = subprocess.run([sys.executable, "-m", "leukviewer", "batch", str(case), "--out", str(batch_out),
                             "--model", str(tiny_model_dir), "--quiet"], capture_output=True, text=True)
@@ -29,8 +32,13 @@ def test_bccd_case_overlays_summary_and_screenshot(qtbot, make_window, tiny_mode
     assert not window.windowIcon().isNull()  # the app's icon in the title bar and task switcher
     with stall_meter() as meter:
         run_to_end(qtbot, window, case)
-    print(f"\nlongest event-loop stall during the BCCD run: {meter.longest * 1000:.1f} ms ({meter.ticks} ticks; "
-          f"worst: {meter.worst()})")
+    print(f"\nlongest event-loop stall during the BCCD run: {meter.longest * 1000:.1f} ms, "
+          f"{meter.longest_own * 1000:.1f} ms less the OS's CPU wait ({meter.ticks} ticks; worst: {meter.worst()})")
+    # The window never freezes (README): no GUI-thread stall of 100 ms or more while the analysis streams in.
+    # On a machine already oversubscribed by other jobs (load above 1.5 per core) the workers, holding the GIL,
+    # are themselves kept off the CPU and the GUI thread waits for them: there the bar is 250 ms.
+    bar = 0.100 if busy <= 1.5 else 0.250
+    assert meter.ticks > 100 and meter.longest_own < bar, (f"load {busy:.1f} per core", meter.worst())
 
     # Every image listed with its status and counts, the summary as the batch CLI's.
     assert window.image_list.topLevelItemCount() == len(bccd_images)
