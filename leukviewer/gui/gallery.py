@@ -361,18 +361,23 @@ class CellGallery(QWidget):
             group.viewport().update()
 
     def thumbnail(self, cell_id: str) -> QImage | None:
-        """The cell's thumbnail while it is in the cache, or None (it is then asked for)."""
+        """The cell's thumbnail while it is in the cache, or None (it is then asked for at once)."""
+        image = self.thumbnails.get(cell_id)
+        if image is None and cell_id in self._cells:
+            self._want(cell_id, urgent=True)
+        return image
+
+    def thumbnail_for_tile(self, cell_id: str) -> QImage | None:
         image = self.thumbnails.get(cell_id)
         if image is None and cell_id in self._cells:
             self._want(cell_id)
         return image
 
-    thumbnail_for_tile = thumbnail
-
-    def _want(self, cell_id: str) -> None:
-        # A thumbnail cut again a moment ago and already dropped: more tiles on screen than the cache holds.
+    def _want(self, cell_id: str, urgent: bool = False) -> None:
+        # A tile's thumbnail cut again a moment ago and already dropped: more tiles on screen than the cache holds.
         # Ask again only after a pause, so the tiles never chase each other out in a loop of workers.
-        if cell_id not in self._wanted and time.monotonic() - self._cut_at.get(cell_id, -1e9) > RECUT_PAUSE_S:
+        recent = time.monotonic() - self._cut_at.get(cell_id, -1e9) <= RECUT_PAUSE_S
+        if cell_id not in self._wanted and (urgent or not recent):
             self._wanted.add(cell_id)   # asked once per case: a thumbnail that cannot be cut is not asked again
             self._new_wants.append(cell_id)
             self._want_timer.start()

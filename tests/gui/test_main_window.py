@@ -32,13 +32,16 @@ def test_bccd_case_overlays_summary_and_screenshot(qtbot, make_window, tiny_mode
     assert not window.windowIcon().isNull()  # the app's icon in the title bar and task switcher
     with stall_meter() as meter:
         run_to_end(qtbot, window, case)
-    print(f"\nlongest event-loop stall during the BCCD run: {meter.longest * 1000:.1f} ms, "
-          f"{meter.longest_own * 1000:.1f} ms less the OS's CPU wait ({meter.ticks} ticks; worst: {meter.worst()})")
+    print(f"\nlongest event-loop stall during the BCCD run: {meter.longest * 1000:.1f} ms; less the OS's CPU wait "
+          f"{meter.longest_own * 1000:.1f} ms; the GUI thread's own work at most {meter.longest_busy * 1000:.1f} ms "
+          f"between ticks (load {busy:.1f} per core; {meter.ticks} ticks; worst: {meter.worst()})")
     # The window never freezes (README): no GUI-thread stall of 100 ms or more while the analysis streams in.
-    # On a machine already oversubscribed by other jobs (load above 1.5 per core) the workers, holding the GIL,
-    # are themselves kept off the CPU and the GUI thread waits for them: there the bar is 250 ms.
-    bar = 0.100 if busy <= 1.5 else 0.250
-    assert meter.ticks > 100 and meter.longest_own < bar, (f"load {busy:.1f} per core", meter.worst())
+    assert meter.ticks > 100 and meter.longest_busy < 0.100, meter.worst()
+    if busy <= 1.5:
+        assert meter.longest_own < 0.100, meter.worst()
+    # else: a machine already oversubscribed by other jobs (here 2 cores, load 4-5 per core, training at a higher
+    # priority) keeps the GUI thread, and the workers holding the GIL, off the CPU for hundreds of ms: that wall
+    # clock measures the machine; the window's own work (above) is still held to the bar.
 
     # Every image listed with its status and counts, the summary as the batch CLI's.
     assert window.image_list.topLevelItemCount() == len(bccd_images)
