@@ -39,7 +39,7 @@ COLUMNS = ("Image", "Status", "Cells", "ALL", "Unc.", "Reviewed")
 STATUS_WAITING = "waiting"
 STATUS_CANCELLED = "not analysed (cancelled)"
 STATUS_NO_MODEL = "not analysed (no model)"
-REFRESH_MS = 300          # gallery and counts refresh while results stream in
+REFRESH_MS = 300          # counts refresh while results stream in (the gallery changes tile by tile)
 HISTOGRAM_MS = 1000       # the histogram is redrawn (in a worker) at most this often during a run
 POSITION_SAVE_MS = 800    # the reviewer's position is saved after they stop moving
 PROGRESS_MS = 250         # the progress bar and ETA are redrawn at most this often
@@ -835,7 +835,8 @@ class MainWindow(QMainWindow):
         self.cell_panel.set_cell(SelectedCell(
             cell.cell_id, cell.image, cell.blast_probability, cell.label, review.label if review else None,
             review.reviewer if review else "", review.time if review else "", bool(cell.partial),
-            getattr(cell, "cell_type", None), thumbnail or self.gallery.thumbnail(cell.cell_id)))
+            getattr(cell, "cell_type", None),
+            thumbnail if thumbnail is not None else self.gallery.thumbnail(cell.cell_id)))
 
     def _navigation_order(self) -> list[str]:
         """J / K order: the cells of one image (in gallery order: ALL, uncertain, HEM, each by probability),
@@ -965,14 +966,15 @@ class MainWindow(QMainWindow):
         if target is None:
             return
         cell, reviewer = target
+
         def set_type(session):
             session.set_type(cell.cell_id, cell_type, cell.label, reviewer)
             return cell.cell_id
 
-        self._save_review(set_type, on_saved=lambda _: self.statusBar().showMessage(
-            f"{cell.cell_id}: {CELL_TYPES.get(cell_type, cell_type)}" + ("" if cell_type == cell.cell_type else
-                                                                        f" (model: {CELL_TYPES.get(cell.cell_type, cell.cell_type)})"),
-            4000))
+        words = CELL_TYPES.get(cell_type, cell_type)
+        if cell_type != cell.cell_type:
+            words += f" (model: {CELL_TYPES.get(cell.cell_type, cell.cell_type)})"
+        self._save_review(set_type, on_saved=lambda _: self.statusBar().showMessage(f"{cell.cell_id}: {words}", 4000))
 
     def _on_cell_type_chosen(self, cell_id: str, cell_type: str) -> None:
         if cell_id in self.cells:
