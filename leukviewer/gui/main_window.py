@@ -6,6 +6,7 @@ review through ``leukviewer.core.review.ReviewSession`` (saved after each change
 """
 from __future__ import annotations
 
+import copy
 import html
 import logging
 import time
@@ -1297,10 +1298,14 @@ class MainWindow(QMainWindow):
     _track = track
 
     def _save_settings(self) -> None:
-        try:
-            self.settings.save()
-        except OSError as error:
-            self.statusBar().showMessage(f"Settings could not be saved: {error}", 8000)
+        """Save a copy of the settings as they are now, in the save worker (a synced write; after the changes
+        queued before it; closing the window waits for it)."""
+        snapshot = copy.deepcopy(self.settings)
+
+        def failed(error: Exception) -> None:
+            if not self._closed:
+                self.statusBar().showMessage(f"Settings could not be saved: {error}", 8000)
+        self._saves.submit(snapshot.save, on_errored=failed)
 
     def dragEnterEvent(self, event):
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
