@@ -313,6 +313,14 @@ def cell_thumbnails(path: Path, cells: list[Cell], size: int = THUMBNAIL_SIZE) -
     return out
 
 
+def cut_thumbnails(cells_by_path: dict[Path, list[Cell]], size: int = THUMBNAIL_SIZE) -> dict[str, QImage]:
+    """Thumbnails again for cells whose thumbnail the gallery's bounded cache dropped (one read per image)."""
+    out: dict[str, QImage] = {}
+    for path, cells in cells_by_path.items():
+        out.update(cell_thumbnails(Path(path), cells, size))
+    return out
+
+
 # ---------------------------------------------------------------- Grad-CAM
 
 @dataclass

@@ -2,7 +2,8 @@
 
 A thin view over ``leukviewer.core.models.ModelRegistry``; the bundled model is listed first and can be made
 active but never removed. ``activeModelChanged`` carries the folder the review window should load (None for
-the bundled model).
+the bundled model). Making a model active verifies its files (hashing the weights, tens of megabytes): that runs
+in a worker, so the dialog and the review window behind it stay responsive.
 
 For Research Use Only. Not for use in diagnostic procedures.
 """
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QHeaderVi
 from .. import RUO_NOTICE
 from ..core.models import BUNDLED, ModelRegistry, RegisteredModel, RegistryError, app_model_folder
 from .signals import emit
+from .worker import Worker, start_worker
 
 COLUMNS = ("", "Model", "Version", "Created", "SHA-256", "Weighted F1", "Sens. (ALL)", "Spec. (HEM)", "ROC-AUC",
            "Source")
@@ -28,10 +30,12 @@ def _metric(model: RegisteredModel, key: str) -> str:
 
 class ModelManagerDialog(QDialog):
     activeModelChanged = Signal(object)   # folder for MainWindow.set_model_folder (None: the bundled model)
+    changeFailed = Signal(str)            # activating or rolling back was refused (the reason)
 
     def __init__(self, registry: ModelRegistry | None = None, parent=None):
         super().__init__(parent)
         self.registry = registry or ModelRegistry()
+        self._worker: Worker | None = None     # activating or rolling back, off the GUI thread
         self.setWindowTitle(f"Models — {RUO_NOTICE}")
         self.resize(1050, 680)
         layout = QVBoxLayout(self)
@@ -163,29 +167,46 @@ class ModelManagerDialog(QDialog):
 
     # ---------------------------------------------------------------- actions
 
+    def busy(self) -> bool:
+        return self._worker is not None and not self._worker.is_finished()
+
     def activate_selected(self) -> None:
         name = self.selected_name()
-        if name is None:
+        if name is None or self.busy():
             return
-        try:
-            model = self.registry.activate(name)
-        except RegistryError as e:
-            self._say(str(e), error=True)
-            return
-        self._changed(model, f"{model.display_name} is now the active model.")
+        self._run(self.registry.activate, name, f"Checking the files of {self._display(name)}…",
+                  lambda model: f"{model.display_name} is now the active model.")
 
     def rollback(self) -> None:
-        try:
-            model = self.registry.rollback()
-        except RegistryError as e:
-            self._say(str(e), error=True)
+        if self.busy():
             return
-        self._changed(model, f"Rolled back: {self._display(model.name)} is the active model again.")
+        self._run(self.registry.rollback, None, "Rolling back…",
+                  lambda model: f"Rolled back: {self._display(model.name)} is the active model again.")
+
+    def _run(self, change, name, doing: str, done) -> None:
+        """Run a registry change in a worker; the buttons wait, the outcome is said when it comes."""
+        self._say(doing)
+        for button in (self.activate_button, self.rollback_button, self.remove_button):
+            button.setEnabled(False)
+        args = (name,) if name is not None else ()
+        self._worker = start_worker(change, *args, name="model-manager",
+                                    on_returned=lambda model: self._changed(model, done(model)),
+                                    on_errored=self._failed)
+
+    def _failed(self, error: Exception) -> None:
+        self.refresh()
+        self._say(str(error), error=True)
+        emit(self.changeFailed, str(error))
 
     def _changed(self, model: RegisteredModel, text: str) -> None:
         self.refresh(select=model.name)
         self._say(text)
         emit(self.activeModelChanged, app_model_folder(model))
+
+    def done(self, result: int) -> None:
+        if self._worker is not None:   # a registry change in progress finishes before the dialog goes
+            self._worker.wait(60)
+        super().done(result)
 
     def confirm(self, text: str) -> bool:
         """Asks the user (replaced in tests)."""

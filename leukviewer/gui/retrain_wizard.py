@@ -1432,6 +1432,7 @@ class AcceptPage(QWizardPage):
         self.setSubTitle("Accepting puts the new model into your models with its model card. The bundled model is "
                          "kept; the model manager (Models menu) can switch back at any time.")
         self.accepted_model: RegisteredModel | None = None
+        self._accepting: Worker | None = None
         layout = QVBoxLayout(self)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
@@ -1461,12 +1462,29 @@ class AcceptPage(QWizardPage):
                              "It becomes the active model only if you accept with the box below ticked.")
 
     def validatePage(self) -> bool:
-        try:
-            self.accepted_model = self.w.accept_candidate(self.activate.isChecked())
-        except (RegistryError, OSError) as e:
-            _show(self.error, f"The model was not added: {e}")
+        """Accept: the model folder is moved into the registry and verified in a worker (the window stays
+        responsive); the wizard finishes when that is done."""
+        if self.accepted_model is not None:
+            return True
+        if self._accepting is not None and not self._accepting.is_finished():
             return False
-        return True
+        _show(self.error, "")
+        self.summary.setText(self.summary.text().split("<br>")[0] + "<br><i>Adding the model and checking its "
+                             "files…</i>")
+        self._accepting = self.w.track(Worker(self.w.accept_candidate_files, self.activate.isChecked(),
+                                              name="accept-model"))
+        self._accepting.signals.returned.connect(self._accepted)
+        self._accepting.signals.errored.connect(self._not_accepted)
+        self._accepting.start()
+        return False
+
+    def _accepted(self, model: RegisteredModel) -> None:
+        self.accepted_model = model
+        self.w.after_accept(model, self.activate.isChecked())
+        self.w.accept()
+
+    def _not_accepted(self, error: Exception) -> None:
+        _show(self.error, f"The model was not added: {error}")
 
 
 # ================================================================ the wizard
@@ -1641,14 +1659,26 @@ class RetrainWizard(QWizard):
                                 limitations=limitations, extra_sections=sections)
 
     def accept_candidate(self, activate: bool) -> RegisteredModel:
+        """Accept the candidate here and now (the Accept page does it in a worker: ``accept_candidate_files``)."""
+        model = self.accept_candidate_files(activate)
+        self.after_accept(model, activate)
+        return model
+
+    def accept_candidate_files(self, activate: bool) -> RegisteredModel:
+        """The slow part of accepting, safe off the GUI thread: move the candidate into the registry (verifying
+        its files), make it active, remove the session's checkpoints."""
         session = self.ensure_session()
         model = self.registry.add(session.candidate, move=True)
         if activate:
             self.registry.activate(model.name)
-            emit(self.activeModelChanged, app_model_folder(model))
         session.discard()  # the model folder holds its figures; checkpoints are not needed any more
-        emit(self.modelAccepted, model)
         return model
+
+    def after_accept(self, model: RegisteredModel, activate: bool) -> None:
+        """On the GUI thread: tell the window (the active model) and whoever waits for the accepted model."""
+        if activate:
+            emit(self.activeModelChanged, app_model_folder(model))
+        emit(self.modelAccepted, model)
 
     # ---------------------------------------------------------------- workers and closing
 

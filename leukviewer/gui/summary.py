@@ -224,7 +224,7 @@ class SummaryPanel(QWidget):
         parts = [(scope, d["by_reviewer"], d["not_reviewed"]) for scope, d in (("Image", image_reviewed),
                                                                                 ("Case", case_reviewed))
                  if d.get("by_reviewer") and d.get("not_reviewed")]
-        self.table.setToolTip(
+        self._set_tooltip(
             "<p>After review¹: the reviewer's label for reviewed cells, the model's suggestion for the others:</p>"
             + "".join(f"<p>{scope}: reviewed {m['cells']} — {m['blasts']} blasts, {m['uncertain']} uncertain, "
                       f"{m['normal']} normal; not reviewed {o['cells']} — the model suggests {o['blasts']} blasts, "
@@ -234,8 +234,14 @@ class SummaryPanel(QWidget):
             f"uncertain).</p><p>{WHITE_CELLS_NOTE}</p>")
 
     def _set_text(self, html: str) -> None:
+        if html == self.table.text():   # laying out the table costs the GUI thread ~10 ms: only when it changed
+            return
         self.table.setText(html)
         self._fit_text()
+
+    def _set_tooltip(self, html: str) -> None:
+        if html != self.table.toolTip():
+            self.table.setToolTip(html)
 
     def _fit_text(self) -> None:
         """The counts and the lines under them stay whole: the panel asks its splitter for their height."""

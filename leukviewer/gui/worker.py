@@ -16,6 +16,8 @@ import inspect
 import os
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -185,3 +187,86 @@ def start_worker(fn: Callable, *args, on_yielded=None, on_returned=None, on_erro
         if slot is not None:
             signal.connect(slot)
     return worker.start()
+
+
+class SerialJobs:
+    """Functions run one after another, in the order submitted, off the GUI thread: never two at once, never out of
+    order (for saves, where the last state must win). They run on one :class:`Worker` at a time, started when the
+    first function is queued and ending when the queue is empty. Each outcome reaches the function's own slot on
+    the GUI thread (``on_returned`` or ``on_errored``). Cancelling the worker does not drop queued functions: every
+    save submitted reaches the disk; ``drain`` waits for them (closing the window calls it)."""
+
+    def __init__(self, name: str, track: Callable[[Worker], Worker] | None = None):
+        self.name = name
+        self._track = track
+        self._lock = threading.Lock()
+        self._queue: deque = deque()
+        self._worker: Worker | None = None     # the worker draining the queue now
+        self._last: Worker | None = None
+        self._undelivered = 0                  # submitted, outcome not yet delivered (GUI thread only)
+
+    def submit(self, fn: Callable, *args, on_returned=None, on_errored=None) -> None:
+        self._undelivered += 1
+        with self._lock:
+            self._queue.append((fn, args, on_returned, on_errored))
+            if self._worker is not None:
+                return
+            worker = self._worker = self._last = Worker(self._drain, name=self.name)
+        worker.signals.progress.connect(self._deliver)
+        if self._track is not None:
+            self._track(worker)
+        worker.start()
+
+    def _drain(self, worker) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._worker = None
+                    return
+                job = self._queue.popleft()
+            fn, args = job[0], job[1]
+            try:
+                outcome = (job, True, fn(*args))
+            except Exception as error:  # reaches the job's on_errored
+                outcome = (job, False, error)
+            emit(worker.signals.progress, outcome)   # even after a cancel: the caller must learn every outcome
+
+    def _deliver(self, outcome) -> None:
+        self._undelivered -= 1
+        (_fn, _args, on_returned, on_errored), ok, value = outcome
+        slot = on_returned if ok else on_errored
+        if slot is not None:
+            slot(value)
+
+    def pending(self) -> int:
+        """Functions submitted whose outcome has not been delivered yet."""
+        return self._undelivered
+
+    def drain(self, timeout_s: float = 60.0) -> bool:
+        """Block until every queued function has run (outcomes are delivered later, by the event loop)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                worker = self._worker or self._last
+                idle = not self._queue and self._worker is None
+            if idle and (worker is None or worker.is_finished()):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            if worker is not None:
+                worker.wait(0.05)
+            else:
+                time.sleep(0.005)
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        """Run the event loop until every outcome has been delivered (True) or the timeout passed (False)."""
+        from PySide6.QtCore import QCoreApplication, QEventLoop
+
+        deadline = time.monotonic() + timeout_ms / 1000
+        while self._undelivered and time.monotonic() < deadline:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+            with self._lock:
+                worker = self._worker
+            if worker is not None:
+                worker.wait(0.005)
+        return not self._undelivered

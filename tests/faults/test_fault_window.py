@@ -19,8 +19,10 @@ def test_two_windows_on_one_case_keep_both_reviewers_labels(qtbot, fault_window,
     first, second = [c for c in a.gallery.order() if not a.cells[c].partial][:2]   # counted cells
     a.select_cell(first)
     a.label_current("ALL", advance=False)
+    assert a.wait_for_saves()
     b.select_cell(second)
     b.label_current("HEM", advance=False)
+    assert b.wait_for_saves()
     saved = json.loads((case / ".leukviewer" / "review.json").read_text())["reviews"]
     assert saved[first]["label"] == "ALL" and saved[second]["label"] == "HEM"
     # window B saved after A: it now counts A's label too (case counts and gallery)
@@ -35,6 +37,7 @@ def test_disk_full_while_labelling_says_so_and_keeps_the_saved_review(qtbot, fau
     first, second = window.gallery.order()[:2]
     window.select_cell(first)
     window.label_current("HEM", advance=False)
+    assert window.wait_for_saves()
     state = (case / ".leukviewer" / "review.json").read_bytes()
 
     def enospc(fd):
@@ -42,6 +45,7 @@ def test_disk_full_while_labelling_says_so_and_keeps_the_saved_review(qtbot, fau
     monkeypatch.setattr(os, "fsync", enospc)
     window.select_cell(second)
     window.label_current("ALL", advance=False)
+    assert window.wait_for_saves()      # the save runs in the save worker
     monkeypatch.undo()
     level, text = window.messages[-1]
     assert level == "error" and text.startswith("The review could not be saved: the disk is full")
@@ -57,6 +61,7 @@ def test_a_torn_audit_line_is_reported_when_the_case_opens(qtbot, fault_window, 
     open_case(qtbot, window, case)
     window.select_cell(window.gallery.order()[0])
     window.label_current("ALL", advance=False)
+    assert window.wait_for_saves()
     with open(case / ".leukviewer" / "audit.jsonl", "ab") as f:
         f.write(b'{"time": "2026-')
     again = fault_window()

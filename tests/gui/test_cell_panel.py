@@ -13,6 +13,7 @@ def run_to_end(qtbot, window, folder, timeout=120_000):
 
 def key(qtbot, window, k):
     qtbot.keyClick(window.view, k)
+    assert window.wait_for_saves()   # a review key's change is saved in the save worker
 
 
 def test_selected_cell_panel_shows_the_cell_its_labels_reviewer_time_and_border(qtbot, make_window, case_folder,
@@ -107,6 +108,7 @@ def test_auto_advance_is_in_the_help_and_can_be_switched_off_and_remembered(qtbo
 
     window.auto_advance_action.trigger()                # off
     assert not window.settings.auto_advance
+    assert window.wait_for_saves()                      # settings are saved in the save worker
     assert Settings.load(window.settings.path).auto_advance is False    # saved at once
     assert "advance is off" in window.help_overlay.label.text()
     here = window.current_cell

@@ -12,8 +12,20 @@ def run_to_end(qtbot, window, folder, timeout=120_000):
         window.open_folder(folder)
 
 
+class Tile:
+    """A gallery tile as the reviewer sees it: its caption and its tooltip."""
+    def __init__(self, window, cell_id):
+        self.gallery, self.cell_id = window.gallery, cell_id
+
+    def text(self):
+        return self.gallery.caption(self.cell_id)
+
+    def toolTip(self):
+        return self.gallery.tooltip(self.cell_id)
+
+
 def gallery_item(window, cell_id):
-    return window.gallery._items[cell_id]
+    return Tile(window, cell_id)
 
 
 def test_types_shown_changed_by_the_reviewer_counted_and_restored(qtbot, make_window, multiclass_model_dir,
@@ -45,6 +57,7 @@ def test_types_shown_changed_by_the_reviewer_counted_and_restored(qtbot, make_wi
     cell = window.cells[cell_id]
     before = dict(window.summary_panel.case_counts["reviewed"])
     window.type_actions["non_wbc"].trigger()
+    assert window.wait_for_saves()
     assert reviewer_name == [""]
     after = window.summary_panel.case_counts["reviewed"]
     assert after["white_cells"] == before["white_cells"] - (cell.cell_type != "non_wbc")
@@ -61,9 +74,11 @@ def test_types_shown_changed_by_the_reviewer_counted_and_restored(qtbot, make_wi
     menu = group.type_menu(other)
     choice = next(a for a in menu.actions() if a.data() == "neutrophil")
     choice.trigger()
+    assert window.wait_for_saves()
     assert window.session.reviewed_type(other) == "neutrophil" and window.current_cell == other
     assert "Neu" in gallery_item(window, other).text()
     qtbot.keyClick(window.view, Qt.Key.Key_A)
+    assert window.wait_for_saves()
     assert window.session.reviewed_label(other) == "ALL" and window.session.reviewed_type(other) is None
     assert "Blast" in gallery_item(window, other).text() and window.gallery.group_of(other) == "ALL"
     assert window.summary_panel.case_counts["reviewed"]["blasts"] >= 1

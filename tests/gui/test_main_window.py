@@ -1,5 +1,6 @@
 """The review window on real smear fields (BCCD fixtures) with the tiny model."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ def run_to_end(qtbot, window, folder, timeout=180_000):
 def test_bccd_case_overlays_summary_and_screenshot(qtbot, make_window, tiny_model_dir, bccd_images, tmp_path,
                                                    case_folder, stall_meter):
     case = case_folder("bccd")
+    # other jobs on the machine before this test starts (a shared 2-core CI runner, parallel test runs, training)
+    busy = os.getloadavg()[0] / (os.cpu_count() or 1) if hasattr(os, "getloadavg") else 0.0
     batch_out = tmp_path / "batch"
     batch = subprocess.run([sys.executable, "-m", "leukviewer", "batch", str(case), "--out", str(batch_out),
                             "--model", str(tiny_model_dir), "--quiet"], capture_output=True, text=True)
@@ -29,8 +32,16 @@ def test_bccd_case_overlays_summary_and_screenshot(qtbot, make_window, tiny_mode
     assert not window.windowIcon().isNull()  # the app's icon in the title bar and task switcher
     with stall_meter() as meter:
         run_to_end(qtbot, window, case)
-    print(f"\nlongest event-loop stall during the BCCD run: {meter.longest * 1000:.1f} ms ({meter.ticks} ticks; "
-          f"worst: {meter.worst()})")
+    print(f"\nlongest event-loop stall during the BCCD run: {meter.longest * 1000:.1f} ms; less the OS's CPU wait "
+          f"{meter.longest_own * 1000:.1f} ms; the GUI thread's own work at most {meter.longest_busy * 1000:.1f} ms "
+          f"between ticks (load {busy:.1f} per core; {meter.ticks} ticks; worst: {meter.worst()})")
+    # The window never freezes (README): no GUI-thread stall of 100 ms or more while the analysis streams in.
+    assert meter.ticks > 100 and meter.longest_busy < 0.100, meter.worst()
+    if busy <= 1.5:
+        assert meter.longest_own < 0.100, meter.worst()
+    # else: a machine already oversubscribed by other jobs (here 2 cores, load 4-5 per core, training at a higher
+    # priority) keeps the GUI thread, and the workers holding the GIL, off the CPU for hundreds of ms: that wall
+    # clock measures the machine; the window's own work (above) is still held to the bar.
 
     # Every image listed with its status and counts, the summary as the batch CLI's.
     assert window.image_list.topLevelItemCount() == len(bccd_images)

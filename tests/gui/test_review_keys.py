@@ -14,7 +14,9 @@ def run_to_end(qtbot, window, folder, timeout=120_000):
 
 
 def key(qtbot, window, k, modifier=Qt.KeyboardModifier.NoModifier):
+    """Press a key; a review key's change is saved in the save worker: wait until it is saved and shown."""
     qtbot.keyClick(window.view, k, modifier)
+    assert window.wait_for_saves()
 
 
 def flagged_cell(window):
@@ -88,7 +90,7 @@ def test_navigation_keys_follow_the_review_order(qtbot, make_window, case_folder
     key(qtbot, window, Qt.Key.Key_K)
     assert window.current_cell == first
     assert window.view.item_for(first).selected
-    assert window.gallery.groups[window.gallery.group_of(first)].currentItem().data(Qt.ItemDataRole.UserRole) == first
+    assert window.gallery.groups[window.gallery.group_of(first)].current_cell_id() == first
 
 
 def test_drag_a_cell_to_another_gallery_group_relabels_it(qtbot, make_window, case_folder, reviewer_name):
@@ -104,6 +106,7 @@ def test_drag_a_cell_to_another_gallery_group_relabels_it(qtbot, make_window, ca
                        Qt.KeyboardModifier.NoModifier)
     event.source = lambda: source
     group.dropEvent(event)
+    assert window.wait_for_saves()
     assert window.session.reviewed_label(cell_id) == target
     assert window.gallery.group_of(cell_id) == target
 
@@ -113,14 +116,13 @@ def test_gallery_click_centres_the_cell_in_its_image(qtbot, make_window, case_fo
     run_to_end(qtbot, window, case_folder("click", n=5))
     last = window.gallery.order()[-1]
     group = window.gallery.groups[window.gallery.group_of(last)]
-    item = next(group.item(i) for i in range(group.count()) if group.item(i).data(Qt.ItemDataRole.UserRole) == last)
-    group.itemClicked.emit(item)
+    group.clicked.emit(group.model().index(group.cell_ids().index(last)))
     assert window.current_cell == last and window.current_image == window.cells[last].image
     assert window.view.item_for(last).selected
     # And the reverse: clicking an outline selects the cell in the gallery.
     window.view.cellClicked.emit(window.gallery.order()[0])
     first = window.gallery.order()[0]
-    assert window.gallery.groups[window.gallery.group_of(first)].currentItem().data(Qt.ItemDataRole.UserRole) == first
+    assert window.gallery.groups[window.gallery.group_of(first)].current_cell_id() == first
 
 
 def test_read_only_folder_keeps_the_review_in_the_user_data_dir(qtbot, make_window, case_folder, reviewer_name,

@@ -28,6 +28,7 @@ def test_summary_panel_shows_the_blast_range_and_the_reviewed_cells_apart(qtbot,
     # the reviewer decides one undecided cell as normal (N): the maximum drops by one cell, the footnote counts it
     window.select_cell(undecided[0])
     qtbot.keyClick(window.view, Qt.Key.Key_N)
+    assert window.wait_for_saves()
     after = panel.case_counts["reviewed"]
     assert after["blast_percentage_min"] == lo
     assert after["blast_percentage_max"] == round(100 * (model["blasts"] + model["uncertain"] - 1)

@@ -164,7 +164,8 @@ def test_wizard_trains_through_the_library_and_accept_activates_the_new_model(fo
     assert dialog.table.topLevelItem(0).text(9).startswith("bundled")
     dialog.show()
     dialog.grab().save("/tmp/leukviewer_model_manager.png")
-    qtbot.mouseClick(dialog.rollback_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(dialog.activeModelChanged, timeout=30_000):   # in a worker
+        qtbot.mouseClick(dialog.rollback_button, Qt.MouseButton.LeftButton)
     assert registry.active_name() == BUNDLED and window.model_folders[-1] is None
     assert dialog.table.topLevelItem(0).text(0) == "●"
     assert folder_digest(tiny_model_dir) == bundled_before
@@ -377,7 +378,9 @@ def test_model_manager_switches_removes_and_never_touches_the_bundled_model(qtbo
     assert not dialog.activate_button.isEnabled() and not dialog.remove_button.isEnabled()
     dialog.select("lab-2.0")
     assert dialog.remove_button.isEnabled()
-    qtbot.mouseClick(dialog.activate_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(dialog.activeModelChanged, timeout=30_000):   # the files are verified in a worker
+        qtbot.mouseClick(dialog.activate_button, Qt.MouseButton.LeftButton)
+        assert "Checking the files of" in dialog.message.text()           # said at once, the dialog answers
     assert registry.active_name() == "lab-2.0" and switched == [registry.get("lab-2.0").folder]
     assert not dialog.remove_button.isEnabled()   # the active model cannot be removed
     monkeypatch.setattr(dialog, "confirm", lambda text: True)
