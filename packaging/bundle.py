@@ -36,6 +36,9 @@ EXCLUDED_MODULES = [
     # Ray (the optional cluster extra, ~0.2 GB): only `leukviewer batch --cluster` imports it, on a cluster's nodes
     # where leukviewer is pip-installed; the installer's app never runs there.
     "ray",
+    # Ray's own dependencies PyYAML and attrs: numpy.__config__.show_config (yaml) and rich.pretty / optree (attrs)
+    # import them only when present, and the app calls none of that; bundling them would grow the installer.
+    "yaml", "_yaml", "attr", "attrs",
     # GNU readline (GPL-3.0) is only for interactive prompts (pdb, the REPL); the app has none.
     "readline",
     # Pillow's AVIF codec (libavif, ~5 MB): the app reads BMP, PNG, JPEG and TIFF; Pillow skips a missing codec.
