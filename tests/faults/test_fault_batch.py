@@ -31,6 +31,16 @@ def fields(shared_data, tmp_path):
     return dest
 
 
+@pytest.fixture
+def long_case(fields):
+    """36 fields (the 12 real ones three times): long enough that Ctrl+C lands mid-run on a fast, idle machine
+    (results are written a classification batch of up to 8 images at a time)."""
+    for image in sorted(fields.glob("*.jpg")):
+        for copy in (2, 3):
+            shutil.copy2(image, fields / f"{image.stem}_copy{copy}.jpg")
+    return fields
+
+
 def batch_cmd(folder, out, model, *extra):
     return [sys.executable, "-m", "leukviewer", "batch", str(folder), "--out", str(out), "--model", str(model),
             "--quiet", *extra]
@@ -66,9 +76,9 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def test_ctrl_c_writes_what_was_done_marked_partial_and_resume_finishes(fields, tmp_path, tiny_model_dir,
+def test_ctrl_c_writes_what_was_done_marked_partial_and_resume_finishes(long_case, tmp_path, tiny_model_dir,
                                                                           child_env):
-    out = tmp_path / "out"
+    fields, out = long_case, tmp_path / "out"
     proc = subprocess.Popen(batch_cmd(fields, out, tiny_model_dir, "--geojson", "--csv"), env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_images(out, 3, proc)
@@ -77,10 +87,10 @@ def test_ctrl_c_writes_what_was_done_marked_partial_and_resume_finishes(fields, 
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     lines = stdout.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("stopped after ") and f"of 12 images; partial results in {out}" \
+    assert len(lines) == 1 and lines[0].startswith("stopped after ") and f"of 36 images; partial results in {out}" \
         in lines[0] and "--resume" in lines[0]
     done = int(lines[0].split()[2])
-    assert 3 <= done < 12
+    assert 3 <= done < 36
     summary = json.loads((out / "summary.json").read_text())
     assert summary["partial"] is True and summary["images_done"] == done and len(summary["images"]) == done
     assert summary["model"]["manifest_sha256"]                    # the report names the whole model folder
@@ -93,9 +103,9 @@ def test_ctrl_c_writes_what_was_done_marked_partial_and_resume_finishes(fields, 
                              env=child_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["partial"] is False and summary["case"]["images_total"] == 12
+    assert summary["partial"] is False and summary["case"]["images_total"] == 36
     images = [r["image"] for r in _rows(out / "images.csv")]
-    assert sorted(images) == sorted(set(images)) and len(images) == 12     # every image once
+    assert sorted(images) == sorted(set(images)) and len(images) == 36     # every image once
     cells_after = _rows(out / "cells.csv")
     assert cells_before == cells_after[:len(cells_before)]                # what was saved is kept as it was
     # the images done before were not analysed again: their timing is the one recorded by the first run
