@@ -564,7 +564,7 @@ def write_pdf(case, path: Path, max_gallery: int = 60, on_image: Callable[[str],
     from reportlab.lib.units import mm
     from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    from .reports import method_and_limitations
+    from .report_method import method_and_limitations
 
     st = _styles()
     doc = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=17 * mm,
