@@ -1,0 +1,32 @@
+"""The case histogram is drawn by matplotlib (pure Python) in a worker: while an analysis streams results it is
+redrawn at most once per gap, so the drawing thread does not keep the GIL from the GUI thread, and the last
+picture always shows the latest data."""
+import time
+
+from PySide6.QtCore import QTimer
+
+from leukviewer.gui.summary import ProbabilityHistogram
+
+
+def test_streaming_results_redraw_the_histogram_at_most_once_per_gap_and_end_on_the_latest(qtbot):
+    draws = []
+
+    def start(fn, *args, on_returned, on_finished, name):   # the window's worker starter, run on the next tick
+        draws.append((time.perf_counter(), list(args[0])))
+        QTimer.singleShot(0, lambda: (on_returned(fn(*args)), on_finished()))
+        return object()
+
+    histogram = ProbabilityHistogram(start=start)
+    qtbot.addWidget(histogram)
+    streamed = 0.0
+    t0 = time.perf_counter()
+    for i in range(40):                                   # a result every 25 ms for 1 s
+        histogram.set_probabilities([0.1 * (j % 10) for j in range(i + 1)], [])
+        qtbot.wait(25)
+    streamed = time.perf_counter() - t0
+    qtbot.waitUntil(lambda: not histogram.is_rendering(), timeout=5000)
+    gap = ProbabilityHistogram.REDRAW_GAP_MS / 1000
+    assert len(draws) <= streamed / gap + 2, f"{len(draws)} draws in {streamed:.1f} s"
+    starts = [t for t, _ in draws]
+    assert all(b - a >= gap * 0.9 for a, b in zip(starts, starts[1:]))
+    assert len(draws[-1][1]) == 40                         # the last picture has every cell
