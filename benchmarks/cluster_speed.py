@@ -7,7 +7,8 @@ It stages an archive of --fields BCCD fields (symbolic links) in cases of --per-
 ``leukviewer batch ARCHIVE --out OUT --cluster local:1`` and ``local:2`` (fresh --out each time, the bundled model
 unless --model), timing each end to end (Ray start, workers loading the model, every case, archive_summary.csv) and
 checking that both give the same cells.csv per case. The bar: 2 workers >= 1.6x faster than 1 on 2 cores for
->= 200 fields. The load average before and after is printed: other work on the machine skews the ratio.
+>= 200 fields. Each worker owns one CPU slot (LiteRT and the image readers use that many threads:
+``LEUKVIEWER_THREADS``). Ray's start and the model loads (~20 s) are in the figure: more fields dilute them. The load average before and after is printed: other work on the machine skews the ratio.
 """
 from __future__ import annotations
 
@@ -29,14 +30,14 @@ def data_root() -> Path:
 def stage(archive: Path, n_fields: int, per_case: int) -> int:
     fields = sorted((data_root() / "bccd" / "JPEGImages").glob("*.jpg"))
     if len(fields) < n_fields:
-        print(f"note: only {len(fields)} BCCD fields in {data_root()} (the full set has 364: "
-              f"LEUKVIEWER_DATA=~/leukviewer-data); using them all", file=sys.stderr)
-    fields = fields[:n_fields]
-    for i, field in enumerate(fields):
+        print(f"note: {len(fields)} BCCD fields in {data_root()}, cycled to make {n_fields} (each case still has "
+              f"distinct files)", file=sys.stderr)
+    for i in range(n_fields):
+        field = fields[i % len(fields)]
         case = archive / f"case-{i // per_case:04d}"
         case.mkdir(parents=True, exist_ok=True)
-        (case / field.name).symlink_to(field.resolve())
-    return len(fields)
+        (case / f"{i:05d}-{field.name}").symlink_to(field.resolve())
+    return n_fields
 
 
 def run(archive: Path, out: Path, cluster: str, model: str | None) -> float:

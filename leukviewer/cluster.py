@@ -44,6 +44,9 @@ def _worker_class(ray):
 
             # one CPU slot each: several workers on one machine share its cores instead of fighting over them
             threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+            from leukviewer.core.engine import THREADS_ENV
+
+            os.environ[THREADS_ENV] = str(threads)   # LiteRT's threads and the image readers (engine.cpu_threads)
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(threads)
                 tf.config.threading.set_inter_op_parallelism_threads(threads)

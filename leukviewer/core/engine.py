@@ -81,8 +81,18 @@ def find_conversion(folder: str | Path, name: str | None = None) -> Path | None:
     return next((p for p in conversion_places(folder, name) if conversion_verified(p)), None)
 
 
+THREADS_ENV = "LEUKVIEWER_THREADS"
+
+
 def cpu_threads() -> int:
-    """Threads for inference: every core the process may use."""
+    """Threads for inference and for reading images: ``$LEUKVIEWER_THREADS`` when set (e.g. by a cluster worker
+    that owns one CPU slot of a shared machine), else every core the process may use."""
+    try:
+        wanted = int(os.environ.get(THREADS_ENV, "0"))
+    except ValueError:
+        wanted = 0
+    if wanted > 0:
+        return wanted
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

@@ -83,3 +83,15 @@ def test_prepare_engine_command_is_instant_once_converted_and_explains_a_bad_fol
     bad = subprocess.run([sys.executable, "-m", "leukviewer", "--prepare-engine", "--model", str(tmp_path / "no")],
                          capture_output=True, text=True, env=dict(os.environ))
     assert bad.returncode == 1 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_leukviewer_threads_sets_the_threads_of_the_engine_and_the_readers(model, monkeypatch):
+    """A cluster worker that owns one CPU slot (or a user sharing a machine) limits leukviewer to that many threads."""
+    from leukviewer.batch import reader_threads
+    from leukviewer.core.engine import THREADS_ENV
+
+    monkeypatch.setenv(THREADS_ENV, "1")
+    engine = InferenceEngine(model, backend="tf")
+    assert engine.threads == 1 and reader_threads() == 1
+    monkeypatch.setenv(THREADS_ENV, "not a number")
+    assert reader_threads() >= 1
