@@ -84,6 +84,9 @@ EXCLUDED_FILES = [
     # The GTK3 platform theme: it would bring the build machine's GTK, Pango, Cairo and GLib into the bundle, where
     # they can clash with the workstation's own; Qt falls back to its xdg-desktop-portal or built-in theme.
     "PySide6/Qt/plugins/platformthemes/libqgtk3.so",
+    # LiteRT's WebGPU accelerator, NPU compiler plugins and command-line tools: the app runs its interpreter on
+    # the CPU (XNNPACK), which needs only the interpreter wrapper, libLiteRt and libpywrap_litert_common.
+    "ai_edge_litert/libLiteRtWebGpuAccelerator.so", "ai_edge_litert/vendors/*", "ai_edge_litert/tools/*",
     # matplotlib's example data (only its own tests and galleries read it).
     "matplotlib/mpl-data/sample_data/*",
     # matplotlib's fonts other than its default DejaVu Sans (and its last-resort glyph font): serif, monospace and

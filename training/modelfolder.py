@@ -22,7 +22,8 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -312,11 +313,27 @@ def verify_folder(folder: str | Path) -> tuple[dict, str | None]:
 
 @dataclass
 class LoadedModel:
-    """A verified model folder ready for inference; everything about the model comes from its folder."""
+    """A verified model folder ready for inference; everything about the model comes from its folder.
+
+    ``network`` is the Keras network. A folder opened with ``load_model_folder(..., network="lazy")`` loads it
+    (and imports TensorFlow, several seconds) only when first used, so a LiteRT engine starts without TensorFlow.
+    """
     folder: Path
     meta: dict
-    network: object
+    _network: object = None
     manifest_sha256: str | None = None   # SHA-256 of manifest.sha256 (covers model.json too); None: legacy folder
+    _network_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def network(self):
+        with self._network_lock:
+            if self._network is None:
+                self._network = _load_network(self.folder, self.meta)
+            return self._network
+
+    @property
+    def network_loaded(self) -> bool:
+        return self._network is not None
 
     @property
     def class_names(self) -> list[str]:
@@ -379,15 +396,26 @@ class LoadedModel:
         return softmax(logits, self.temperature)
 
 
-def load_model_folder(folder: str | Path) -> LoadedModel:
-    """Verify and load a model folder. Raises ModelFolderError with a clear reason on any problem."""
-    folder = Path(folder)
-    meta, manifest = verify_folder(folder)
+def _load_network(folder: Path, meta: dict):
     from .model import os as _  # noqa: F401  (sets the Keras backend before keras is imported)
     import keras
 
     try:
-        network = keras.saving.load_model(folder / meta["weights"]["file"], compile=False, safe_mode=True)
+        return keras.saving.load_model(folder / meta["weights"]["file"], compile=False, safe_mode=True)
     except Exception as e:  # a Keras file that verifies but will not load is still the user's problem to see
         raise ModelFolderError(f"the network in {folder} could not be loaded: {e}") from None
-    return LoadedModel(folder, meta, network, manifest)
+
+
+def load_model_folder(folder: str | Path, network: str = "eager") -> LoadedModel:
+    """Verify and load a model folder. Raises ModelFolderError with a clear reason on any problem.
+
+    ``network="lazy"``: everything is verified now (weights' and manifest's SHA-256), the Keras network is loaded
+    when first used (a LiteRT engine never needs it; Grad-CAM and TensorFlow inference do)."""
+    if network not in ("eager", "lazy"):
+        raise ValueError("network must be 'eager' or 'lazy'")
+    folder = Path(folder)
+    meta, manifest = verify_folder(folder)
+    model = LoadedModel(folder, meta, None, manifest)
+    if network == "eager":
+        model.network   # noqa: B018  (loads it now: a network that will not load is reported here)
+    return model

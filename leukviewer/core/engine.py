@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -99,7 +100,17 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _a_gpu_may_be_present() -> bool:
+    """False when TensorFlow cannot see a GPU here, found without importing it (several seconds): TensorFlow
+    uses only NVIDIA GPUs, through the Linux driver's device files (native Windows and macOS builds have none)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def _tensorflow_sees_a_gpu() -> bool:
+    if not _a_gpu_may_be_present():
+        return False
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
@@ -204,11 +215,11 @@ class InferenceEngine:
         self._load_tflite(path)
 
     def _load_tflite(self, path: Path) -> None:
-        import tensorflow as tf
-
-        try:  # the LiteRT package where installed; TensorFlow's own interpreter otherwise
+        try:  # the LiteRT package where installed (no TensorFlow import); TensorFlow's own interpreter otherwise
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
+            import tensorflow as tf
+
             Interpreter = tf.lite.Interpreter
         self._tflite_file = str(path)
         self._Interpreter = Interpreter
