@@ -9,8 +9,8 @@ from PIL import Image
 
 from leukviewer.core.classifier import CellClassifier
 from leukviewer.core.pipeline import analyze_folder
-from leukviewer.core.retrain_data import (FIRST_CASE_SUBJECT, check_data, combine_sources, export_reviewed_cells,
-                                          reviewed_cases)
+from leukviewer.core.retrain.data import (FIRST_CASE_SUBJECT, check_data, combine_sources, export_reviewed_cells,
+                                           reviewed_cases)
 from leukviewer.core.review import ReviewSession
 from leukviewer.core.store import ResultsStore
 from training.datasets import CNMC_NAME, load_dataset

@@ -10,13 +10,14 @@ import training
 from leukviewer.core.classifier import CellClassifier
 from leukviewer.core.models import BUNDLED, ModelRegistry
 from leukviewer.core.pipeline import analyze_folder
-from leukviewer.core.retrain_data import FIRST_CASE_SUBJECT
+from leukviewer.core.retrain.data import FIRST_CASE_SUBJECT
+from leukviewer.core.retrain.session import RetrainSession
 from leukviewer.core.review import ReviewSession
 from leukviewer.core.store import ResultsStore
 from leukviewer.gui import worker as worker_module
 from leukviewer.gui.model_manager import ModelManagerDialog
-from leukviewer.gui.retrain_wizard import (PAGE_ACCEPT, PAGE_EVALUATE, PAGE_SETTINGS, PAGE_TRAIN, RetrainSession,
-                                           RetrainWizard, install_menus, open_retrain_wizard)
+from leukviewer.gui.retrain.wizard import (PAGE_ACCEPT, PAGE_EVALUATE, PAGE_SETTINGS, PAGE_TRAIN, RetrainWizard,
+                                           install_menus, open_retrain_wizard)
 from training.modelfolder import load_model_folder, verify
 
 TINY = {"epochs": 1, "batch_size": 16, "patience": 0, "workers": 2}
@@ -396,7 +397,7 @@ def test_a_crafted_pending_session_outside_the_runs_folder_is_never_resumed_or_d
     import json
 
     from leukviewer.core.paths import OutsideFolderError
-    from leukviewer.gui.retrain_wizard import PENDING_FILE, SESSION_FILE, wizard_runs_dir
+    from leukviewer.core.retrain.session import PENDING_FILE, SESSION_FILE, wizard_runs_dir
 
     victim = tmp_path / "patient-archive"
     (victim / "run").mkdir(parents=True)

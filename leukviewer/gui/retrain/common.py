@@ -1,0 +1,36 @@
+"""What the wizard's pages share: their ids and the labels every page shows."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel
+
+from ... import RUO_NOTICE
+
+PAGE_DATA, PAGE_SETTINGS, PAGE_TRAIN, PAGE_EVALUATE, PAGE_ACCEPT = range(5)
+
+
+def ruo_label() -> QLabel:
+    label = QLabel(RUO_NOTICE)
+    label.setStyleSheet("color:#7a5b00; font-size:10px")
+    return label
+
+
+def message_label(colour: str) -> QLabel:
+    """A hidden, selectable, wrapping label for errors or warnings (shown by ``show_message``)."""
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setStyleSheet(f"color:{colour}")
+    label.hide()
+    return label
+
+
+def show_message(label: QLabel, text: str) -> None:
+    """Show ``text`` in the label, or hide the label when there is none."""
+    label.setText(text)
+    label.setVisible(bool(text))
+
+
+def sentence(message: str) -> str:
+    """A progress message as a status line: "reading x" -> "Reading x…"."""
+    return message[:1].upper() + message[1:] + "…"
