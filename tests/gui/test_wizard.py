@@ -7,13 +7,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMainWindow, QWizard
 
 import training
-from leukviewer.core.classifier import CellClassifier
 from leukviewer.core.models import BUNDLED, ModelRegistry
-from leukviewer.core.pipeline import analyze_folder
 from leukviewer.core.retrain.data import FIRST_CASE_SUBJECT
 from leukviewer.core.retrain.session import RetrainSession
-from leukviewer.core.review import ReviewSession
-from leukviewer.core.store import ResultsStore
 from leukviewer.gui import worker as worker_module
 from leukviewer.gui.model_manager import ModelManagerDialog
 from leukviewer.gui.retrain.wizard import (PAGE_ACCEPT, PAGE_EVALUATE, PAGE_SETTINGS, PAGE_TRAIN, RetrainWizard,
@@ -287,21 +283,10 @@ def test_bad_data_keeps_next_disabled_with_a_clear_message(qtbot, registry, cnmc
 
 
 def test_reviewed_cells_of_a_case_join_a_folder_with_the_case_as_subject(qtbot, registry, cnmc_root, shared_data,
-                                                                          tiny_model_dir, tmp_path, close_all):
-    case = tmp_path / "case-7"
-    case.mkdir()
-    for image in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2]:
-        shutil.copy2(image, case / image.name)
-    classifier = CellClassifier(tiny_model_dir)
-    session = ReviewSession.open(case, {"sha256": classifier.info.sha256})
-    store = ResultsStore(session.directory, classifier.info.sha256)
-    cells = []
-    for result in analyze_folder(case, classifier):
-        store.put(result)
-        cells += result.cells
-    assert len(cells) >= 3
-    for cell, label in zip(cells, ("ALL", "HEM", "UNCERTAIN")):
-        session.set_label(cell.cell_id, label, cell.label, "Dr. Test")
+                                                                          make_reviewed_case, tmp_path, close_all):
+    session, _ = make_reviewed_case(tmp_path / "case-7", sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2],
+                                 ("ALL", "HEM", "UNCERTAIN"))
+    case = session.folder
     unreviewed = tmp_path / "unreviewed"
     unreviewed.mkdir()
 

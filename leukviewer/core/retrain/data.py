@@ -47,6 +47,9 @@ CLASS_FOLDERS = {LABEL_BLAST: "all", LABEL_NORMAL: "hem"}
 IMBALANCE_RATIO = 0.25
 MIN_SUBJECTS_PER_CLASS = 3   # one each for training, validation and test
 MIN_IMAGES_PER_CLASS = 20
+# The fewest cells of a class ``leukviewer retrain`` trains on (the wizard warns below MIN_IMAGES_PER_CLASS and lets
+# the user decide): with fewer, validation and test get next to none of them.
+MIN_CELLS_TO_TRAIN = 10
 
 ProgressCallback = Callable[[str, float | None], None]
 
@@ -421,6 +424,16 @@ def check_data(root: str | Path, decode: bool = True, subject_split: bool = True
         check.errors.append(check.unreadable_message())
     check.warnings = data_warnings(check.summary, check.subjects_per_class, subject_split)
     return check
+
+
+def too_few_cells(summary: dict, minimum: int = MIN_CELLS_TO_TRAIN) -> str:
+    """Why the data is too small to train on headless ("" when it is not): a class with fewer than ``minimum``."""
+    per_class = summary.get("per_class", {})
+    if all(n >= minimum for n in per_class.values()):
+        return ""
+    counts = ", ".join(f"{c} {n}" for c, n in per_class.items())
+    return (f"too few labelled cells to train: {counts} (each class needs at least {minimum}). Review more cells "
+            "as ALL and HEM, add more cases, or add a labelled folder")
 
 
 def data_warnings(summary: dict, subjects_per_class: dict[str, int], subject_split: bool = True) -> list[str]:

@@ -6,8 +6,13 @@ The wizard's Settings page and ``leukviewer retrain`` fill the same :class:`Retr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import training
+
+if TYPE_CHECKING:
+    from ..models import RegisteredModel
 
 BACKBONE_CHOICES = ("EfficientNetB3", "EfficientNetB2", "EfficientNetB1", "EfficientNetB0")
 FREEZE_CHOICES = (("frozen_then_unfrozen", "Frozen first (head only), then unfrozen"),
@@ -75,6 +80,28 @@ def fine_tune_basis(meta: dict) -> tuple[str | None, int]:
     """(backbone, input size) of a model folder's model.json: fine-tuning keeps both."""
     backbone = meta.get("architecture", {}).get("backbone")
     return backbone, int(meta.get("preprocessing", {}).get("size", 128))
+
+
+def parent_model_of(folder: str | None, active: "RegisteredModel | None") -> "RegisteredModel":
+    """The model to fine-tune: the model folder given, else the active model. PlanError when it cannot be used."""
+    from training.modelfolder import ModelFolderError, read_meta
+
+    from ..models import RegisteredModel
+
+    if folder:
+        try:
+            model = RegisteredModel(Path(folder).name, Path(folder), False, read_meta(folder))
+        except ModelFolderError as e:
+            raise PlanError(f"the model to fine-tune cannot be read: {e}") from None
+    elif active is None or not active.usable:
+        reason = active.error if active is not None and active.error else "there is none"
+        raise PlanError(f"the active model cannot be fine-tuned ({reason})")
+    else:
+        model = active
+    if not model.is_blast_classifier:
+        raise PlanError(f"{model.display_name} is not an ALL/HEM classifier, so it cannot be fine-tuned on "
+                        "reviewed cells")
+    return model
 
 
 def train_config(choices: RetrainChoices, data: str, run_dir: str, output: str | None) -> "training.TrainConfig":

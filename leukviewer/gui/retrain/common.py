@@ -1,17 +1,41 @@
 """What the wizard's pages share: their ids and the labels every page shows."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLabel, QWizardPage
 
 from ... import RUO_NOTICE
 
+if TYPE_CHECKING:
+    from .wizard import RetrainWizard
+
 PAGE_DATA, PAGE_SETTINGS, PAGE_TRAIN, PAGE_EVALUATE, PAGE_ACCEPT = range(5)
+
+
+class RetrainPage(QWizardPage):
+    """A page of the retraining wizard: its title and subtitle, and the wizard (``self.w``) whose session, data and
+    workers it uses."""
+
+    def __init__(self, wizard: "RetrainWizard", title: str, subtitle: str):
+        super().__init__()
+        self.w = wizard
+        self.setTitle(title)
+        self.setSubTitle(subtitle)
 
 
 def ruo_label() -> QLabel:
     label = QLabel(RUO_NOTICE)
     label.setStyleSheet("color:#7a5b00; font-size:10px")
+    return label
+
+
+def wrapping_label(layout) -> QLabel:
+    """An empty label that wraps its text, added to ``layout``."""
+    label = QLabel()
+    label.setWordWrap(True)
+    layout.addWidget(label)
     return label
 
 

@@ -3,29 +3,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QCheckBox, QLabel, QTextBrowser, QVBoxLayout, QWizard, QWizardPage
+from PySide6.QtWidgets import QCheckBox, QTextBrowser, QVBoxLayout, QWizard
 
 from ....core.models import RegisteredModel
 from ...worker import Worker
-from ..common import message_label, ruo_label, show_message
+from ..common import RetrainPage, message_label, ruo_label, show_message, wrapping_label
 
 if TYPE_CHECKING:
     from ..wizard import RetrainWizard
 
 
-class AcceptPage(QWizardPage):
+class AcceptPage(RetrainPage):
     def __init__(self, wizard: "RetrainWizard"):
-        super().__init__()
-        self.w = wizard
-        self.setTitle("5 · Accept")
-        self.setSubTitle("Accepting puts the new model into your models with its model card. The bundled model is "
+        super().__init__(wizard, "5 · Accept",
+                         "Accepting puts the new model into your models with its model card. The bundled model is "
                          "kept; the model manager (Models menu) can switch back at any time.")
-        self.accepted_model: RegisteredModel | None = None
-        self._accepting: Worker | None = None
         layout = QVBoxLayout(self)
-        self.summary = QLabel()
-        self.summary.setWordWrap(True)
-        layout.addWidget(self.summary)
+        self.summary = wrapping_label(layout)
         self.activate = QCheckBox("Make it the active model now (new analyses use it)")
         self.activate.setChecked(True)
         layout.addWidget(self.activate)
@@ -36,6 +30,8 @@ class AcceptPage(QWizardPage):
         layout.addWidget(ruo_label())
         self.setButtonText(QWizard.WizardButton.FinishButton, "Accept")
         self.setFinalPage(True)
+        self.accepted_model: RegisteredModel | None = None
+        self._accepting: Worker | None = None
 
     def initializePage(self) -> None:
         show_message(self.error, "")

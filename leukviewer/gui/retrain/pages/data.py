@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView,
                                QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
-                               QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWizardPage)
+                               QTreeWidget, QTreeWidgetItem, QVBoxLayout)
 
 from ....core.retrain.data import PreparedData, prepare_data, reviewed_cases
 from ...signals import emit
 from ...worker import Worker
-from ..common import PAGE_SETTINGS, PAGE_TRAIN, message_label, ruo_label, sentence, show_message
+from ..common import RetrainPage, PAGE_SETTINGS, PAGE_TRAIN, message_label, ruo_label, sentence, show_message
 
 if TYPE_CHECKING:
     from ..wizard import RetrainWizard
@@ -25,12 +25,10 @@ def prepare_in_worker(folder: str | None, cases: list[str], session_root: Path, 
                         should_stop=worker.is_cancelled)
 
 
-class DataPage(QWizardPage):
+class DataPage(RetrainPage):
     def __init__(self, wizard: "RetrainWizard"):
-        super().__init__()
-        self.w = wizard
-        self.setTitle("1 · Data")
-        self.setSubTitle("Which labelled cells should the model learn from? A folder (C-NMC layout or one folder "
+        super().__init__(wizard, "1 · Data",
+                         "Which labelled cells should the model learn from? A folder (C-NMC layout or one folder "
                          "per class) and/or the cells reviewed in this app.")
         self.prepared: PreparedData | None = None
         self._scan: Worker | None = None

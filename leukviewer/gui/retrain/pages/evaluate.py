@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QHeaderView, QLabel, QProgressBar, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWizardPage)
+from PySide6.QtWidgets import QHeaderView, QProgressBar, QTableWidget, QTableWidgetItem, QVBoxLayout
 
 from ....core.retrain.compare import METRIC_ROWS, compare_models, comparison_notes, format_value
 from ...signals import emit
 from ...worker import Worker
-from ..common import message_label, ruo_label, show_message
+from ..common import RetrainPage, message_label, ruo_label, show_message, wrapping_label
 from ..plots import ConfusionMatrices
 
 if TYPE_CHECKING:
@@ -23,19 +22,13 @@ def compare_in_worker(candidate, active, run_dir, heldout, eval_dir, worker=None
     return compare_models(candidate, active, run_dir, heldout, eval_dir, on_progress=worker.report_progress)
 
 
-class EvaluatePage(QWizardPage):
+class EvaluatePage(RetrainPage):
     def __init__(self, wizard: "RetrainWizard"):
-        super().__init__()
-        self.w = wizard
-        self.setTitle("4 · Evaluate")
-        self.setSubTitle("The new model and the active model on the same held-out subjects, which the new model "
+        super().__init__(wizard, "4 · Evaluate",
+                         "The new model and the active model on the same held-out subjects, which the new model "
                          "never saw in training.")
-        self.comparison: dict | None = None
-        self._worker: Worker | None = None
         layout = QVBoxLayout(self)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
+        self.status = wrapping_label(layout)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.hide()
@@ -57,6 +50,8 @@ class EvaluatePage(QWizardPage):
         layout.addWidget(self.notes)
         layout.addWidget(self.error)
         layout.addWidget(ruo_label())
+        self.comparison: dict | None = None
+        self._worker: Worker | None = None
 
     def initializePage(self) -> None:
         self.comparison = None

@@ -6,14 +6,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWizardPage)
+                               QLineEdit, QPushButton, QRadioButton, QSpinBox, QVBoxLayout)
 
 from ....core.retrain.estimate import SpeedEstimate, measure_training_speed
 from ....core.retrain.plan import (BACKBONE_CHOICES, FREEZE_CHOICES, RetrainChoices, default_epochs, default_patience,
                                    fine_tune_basis, schedule, train_config)
 from ...signals import emit
 from ...worker import Worker
-from ..common import ruo_label, show_message
+from ..common import RetrainPage, ruo_label, show_message
 
 if TYPE_CHECKING:
     import training
@@ -26,12 +26,10 @@ def measure_in_worker(config: "training.TrainConfig", images: int, worker=None) 
     return measure_training_speed(config, images, on_progress=worker.report_progress, should_stop=worker.is_cancelled)
 
 
-class SettingsPage(QWizardPage):
+class SettingsPage(RetrainPage):
     def __init__(self, wizard: "RetrainWizard"):
-        super().__init__()
-        self.w = wizard
-        self.setTitle("2 · Settings")
-        self.setSubTitle("How to train. The defaults suit fine-tuning the active model on a lab's reviewed cells.")
+        super().__init__(wizard, "2 · Settings",
+                         "How to train. The defaults suit fine-tuning the active model on a lab's reviewed cells.")
         self.estimate: SpeedEstimate | None = None
         self._estimate_key = None
         self._pending_key = None

@@ -6,7 +6,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWizardPage
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout
 
 import training
 
@@ -16,7 +16,7 @@ from ....core.retrain.run import run_training
 from ....core.retrain.session import total_epochs
 from ...signals import emit
 from ...worker import Worker
-from ..common import message_label, ruo_label, sentence, show_message
+from ..common import RetrainPage, message_label, ruo_label, sentence, show_message
 from ..plots import LearningCurves
 
 if TYPE_CHECKING:
@@ -29,12 +29,10 @@ def train_in_worker(config: "training.TrainConfig", resume: bool, stop: threadin
                         should_stop=lambda: stop.is_set() or worker.is_cancelled())
 
 
-class TrainPage(QWizardPage):
+class TrainPage(RetrainPage):
     def __init__(self, wizard: "RetrainWizard"):
-        super().__init__()
-        self.w = wizard
-        self.setTitle("3 · Train")
-        self.setSubTitle("The model learns; training can be stopped and resumed later (also after closing "
+        super().__init__(wizard, "3 · Train",
+                         "The model learns; training can be stopped and resumed later (also after closing "
                          "leukviewer).")
         self.result = None
         self.state = "idle"    # idle | waiting | running | stopping | cancelled | failed | finished
