@@ -82,3 +82,26 @@ def test_retrain_refuses_an_existing_model_folder_and_an_unusable_parent(reviewe
     assert "must be a new (or empty) folder" in capsys.readouterr().err
     assert main(["retrain", str(reviewed_case), "--out", str(tmp_path / "m"), "--parent", str(tmp_path), *TINY]) == 2
     assert "the model to fine-tune cannot be read" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_training_after_the_current_batch_and_writes_no_model(reviewed_case, cnmc_root, tiny_model_dir,
+                                                                            tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    real = training.train
+
+    def interrupted(config, on_progress=None, **kwargs):
+        def progress(event):
+            if event.stage == "train" and event.batch == 1 and not event.message:
+                os.kill(os.getpid(), signal.SIGINT)   # the user presses Ctrl+C during the first batch
+            on_progress(event)
+        return real(config, on_progress=progress, **kwargs)
+
+    monkeypatch.setattr(training, "train", interrupted)
+    out = tmp_path / "m"
+    code = main(["retrain", str(reviewed_case), "--data", str(cnmc_root), "--out", str(out),
+                 "--parent", str(tiny_model_dir), *TINY, "--epochs", "3"])
+    assert code == 130 and f"stopped; no model folder was written to {out}" in capsys.readouterr().err
+    assert not out.exists() and not [p for p in wizard_runs_dir().iterdir() if not p.name.startswith(".")]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handler is put back

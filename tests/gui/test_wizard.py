@@ -284,8 +284,8 @@ def test_bad_data_keeps_next_disabled_with_a_clear_message(qtbot, registry, cnmc
 
 def test_reviewed_cells_of_a_case_join_a_folder_with_the_case_as_subject(qtbot, registry, cnmc_root, shared_data,
                                                                           make_reviewed_case, tmp_path, close_all):
-    session, _ = make_reviewed_case(tmp_path / "case-7", sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2],
-                                 ("ALL", "HEM", "UNCERTAIN"))
+    fields = sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2]
+    session, _ = make_reviewed_case(tmp_path / "case-7", fields, ("ALL", "HEM", "UNCERTAIN"))
     case = session.folder
     unreviewed = tmp_path / "unreviewed"
     unreviewed.mkdir()
