@@ -1,4 +1,5 @@
-"""``leukviewer [FOLDER]`` (the review window), ``leukviewer batch ...`` and ``leukviewer report ...`` (headless),
+"""``leukviewer [FOLDER]`` (the review window), ``leukviewer batch ...``, ``leukviewer report ...`` and
+``leukviewer retrain ...`` (headless),
 ``leukviewer --self-test`` / ``--smoke-test`` (installation checks, see ``selftest.py``): one entry point, the same
 in a checkout and in the frozen bundle."""
 from __future__ import annotations
@@ -12,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from . import RUO_NOTICE, __version__  # noqa: E402
 
-COMMANDS = ("batch", "report")
+COMMANDS = ("batch", "report", "retrain")
 
 
 def _prepare_engine(model_dir: str | None) -> int:
@@ -58,20 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in COMMANDS:
         parser = argparse.ArgumentParser(prog="leukviewer", description=f"leukviewer {__version__}. {RUO_NOTICE}")
         sub = parser.add_subparsers(dest="command", required=True)
-        from . import batch, report_cli
+        from . import batch, report_cli, retrain_cli
 
         batch.add_arguments(sub.add_parser("batch", help="analyse a folder headless: cells.csv, images.csv, "
                                                          "summary.json"))
         report_cli.add_arguments(sub.add_parser("report", help="PDF/CSV/GeoJSON report of a reviewed folder"))
+        retrain_cli.add_arguments(sub.add_parser("retrain", help="train a new model on the cells reviewed in "
+                                                                 "case folders (the retraining wizard, headless)"))
         args = parser.parse_args(argv)
         if args.command == "batch":
             return batch.run(args)
+        if args.command == "retrain":
+            return retrain_cli.run(args)
         return report_cli.run(args)
 
     parser = argparse.ArgumentParser(
         prog="leukviewer", description=f"leukviewer {__version__}: review blood smears for leukemic blasts. "
                                        f"{RUO_NOTICE}",
-        epilog="headless commands: leukviewer batch --help, leukviewer report --help")
+        epilog="headless commands: leukviewer batch --help, leukviewer report --help, leukviewer retrain --help")
     parser.add_argument("--version", action="version", version=f"leukviewer {__version__}")
     parser.add_argument("folder", nargs="?", help="case folder to open")
     parser.add_argument("--model", help="model folder (default: the bundled model)")

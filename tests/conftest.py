@@ -129,3 +129,35 @@ def make_window(qtbot, tiny_model_dir):
     from leukviewer.gui import worker
 
     worker.wait_for_workers(60_000)
+
+
+@pytest.fixture
+def make_reviewed_case(tiny_model_dir):
+    """Factory: a case folder as the review window leaves it — the images copied in, analysed with the tiny model,
+    the results stored — with its first cells reviewed as ``labels`` (by "Dr. Test"). Returns its review session
+    (``.folder``: the case folder) and every cell found."""
+    import shutil
+
+    from leukviewer.core.classifier import CellClassifier
+    from leukviewer.core.pipeline import analyze_folder
+    from leukviewer.core.review import ReviewSession
+    from leukviewer.core.store import ResultsStore
+
+    def make(folder: Path, images, labels=()):
+        folder.mkdir(parents=True)
+        for image in images:
+            shutil.copy2(image, folder / image.name)
+        classifier = CellClassifier(tiny_model_dir)
+        info = classifier.info
+        session = ReviewSession.open(folder, {"name": info.name, "version": info.version, "sha256": info.sha256})
+        store = ResultsStore(session.directory, info.sha256)
+        cells = []
+        for result in analyze_folder(folder, classifier):
+            store.put(result)
+            cells += result.cells
+        assert len(cells) >= len(labels)
+        for cell, label in zip(cells, labels):
+            session.set_label(cell.cell_id, label, cell.label, "Dr. Test")
+        return session, cells
+
+    return make

@@ -6,7 +6,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 QT = ("PySide6", "shiboken6", "PyQt5", "PyQt6", "matplotlib.backends.backend_qtagg")
-HEADLESS_COMMANDS = ("leukviewer/batch.py", "leukviewer/report_cli.py")
+HEADLESS_COMMANDS = ("leukviewer/batch.py", "leukviewer/report_cli.py", "leukviewer/retrain_cli.py")
 
 
 def module_name(path: Path) -> str:

@@ -47,7 +47,7 @@ BLOCKED_RUN = textwrap.dedent("""
     from training import TrainConfig, train
     result = train(TrainConfig(data={cnmc!r}, run_dir={run!r}, output={out!r}, backbone="tiny", input_size=32,
                                epochs=1, batch_size=16, patience=0, workers=2))
-    import leukviewer.gui.main_window, leukviewer.gui.retrain_wizard, leukviewer.gui.model_manager
+    import leukviewer.gui.main_window, leukviewer.gui.retrain.wizard, leukviewer.gui.model_manager
     import leukviewer.gui.export_dialog, leukviewer.core.gradcam, leukviewer.core.report_pdf, leukviewer.report_cli
     from leukviewer.core.classifier import CellClassifier
     from leukviewer.core.gradcam import GradCam

@@ -403,7 +403,7 @@ class MainWindow(QMainWindow):
             action = self.type_menu.addAction(words)
             action.triggered.connect(lambda _=False, t=cell_type: self.type_current(t))
             self.type_actions[cell_type] = action
-        from .retrain_wizard import install_menus
+        from .retrain.wizard import install_menus
 
         install_menus(self)
         help_menu = menu.addMenu("&Help")

@@ -7,29 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leukviewer.core.classifier import CellClassifier
-from leukviewer.core.pipeline import analyze_folder
-from leukviewer.core.retrain_data import (FIRST_CASE_SUBJECT, check_data, combine_sources, export_reviewed_cells,
-                                          reviewed_cases)
-from leukviewer.core.review import ReviewSession
-from leukviewer.core.store import ResultsStore
+from leukviewer.core.retrain.data import (FIRST_CASE_SUBJECT, check_data, combine_sources, export_reviewed_cells,
+                                           reviewed_cases)
 from training.datasets import CNMC_NAME, load_dataset
-
-
-def analysed_case(folder, images, model_dir):
-    """A case folder as the app leaves it: images, stored results of the model, an empty review session."""
-    folder.mkdir(parents=True)
-    for image in images:
-        shutil.copy2(image, folder / image.name)
-    classifier = CellClassifier(model_dir)
-    info = classifier.info
-    session = ReviewSession.open(folder, {"name": info.name, "version": info.version, "sha256": info.sha256})
-    store = ResultsStore(session.directory, info.sha256)
-    cells = []
-    for result in analyze_folder(folder, classifier):
-        store.put(result)
-        cells += result.cells
-    return session, cells
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +18,8 @@ def bccd_fields(shared_data):
 
 
 def test_reviewed_cells_become_a_cnmc_style_data_set_with_the_case_as_subject(tmp_path, bccd_fields,
-                                                                              tiny_model_dir):
-    session, cells = analysed_case(tmp_path / "case-A", bccd_fields, tiny_model_dir)
+                                                                              make_reviewed_case):
+    session, cells = make_reviewed_case(tmp_path / "case-A", bccd_fields)
     assert len(cells) >= 4
     plan = {cells[0].cell_id: "ALL", cells[1].cell_id: "HEM", cells[2].cell_id: "HEM",
             cells[3].cell_id: "UNCERTAIN"}
@@ -76,7 +56,7 @@ def test_reviewed_cells_become_a_cnmc_style_data_set_with_the_case_as_subject(tm
     assert dataset.summary()["per_class"] == {"HEM": 2, "ALL": 1}
 
     # Subject numbers are stable per case; a new case gets the next one; the export is replaced whole.
-    other, other_cells = analysed_case(tmp_path / "case-C", bccd_fields[:1], tiny_model_dir)
+    other, other_cells = make_reviewed_case(tmp_path / "case-C", bccd_fields[:1])
     other.set_label(other_cells[0].cell_id, "ALL", "HEM", "Dr. Test")
     again = export_reviewed_cells([other.folder, session.folder], root)
     assert {c.folder: c.subject for c in again.cases} == {str(other.folder): str(FIRST_CASE_SUBJECT + 1),

@@ -83,7 +83,7 @@ def test_read_only_folder_saves_in_user_data_dir_when_folder_not_writable(tmp_pa
 
 
 def test_opening_a_folder_only_to_read_it_leaves_no_trace_in_it(tmp_path):
-    from leukviewer.core.retrain_data import read_saved_review
+    from leukviewer.core.retrain.data import read_saved_review
 
     s = ReviewSession.open(tmp_path, MODEL)
     assert s.reviews == {} and s.audit_entries() == [] and read_saved_review(tmp_path) is None

@@ -75,7 +75,7 @@ note = s.location_note()
 s.set_label(sys.argv[2], "UNCERTAIN", "HEM", "Dr. Bo")
 again = ReviewSession.open(sys.argv[1])
 from leukviewer.core.reports import load_case
-from leukviewer.core.retrain_data import export_reviewed_cells
+from leukviewer.core.retrain.data import export_reviewed_cells
 case = load_case(sys.argv[1], sys.argv[3])      # reopened: the results stored beside the archive are reused
 cells = export_reviewed_cells([sys.argv[1]], sys.argv[4])   # and the reviewed cells can train a model
 print(json.dumps({"opened": opened, "note": note, "directory": str(again.directory),

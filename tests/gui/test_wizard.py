@@ -7,16 +7,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMainWindow, QWizard
 
 import training
-from leukviewer.core.classifier import CellClassifier
 from leukviewer.core.models import BUNDLED, ModelRegistry
-from leukviewer.core.pipeline import analyze_folder
-from leukviewer.core.retrain_data import FIRST_CASE_SUBJECT
-from leukviewer.core.review import ReviewSession
-from leukviewer.core.store import ResultsStore
+from leukviewer.core.retrain.data import FIRST_CASE_SUBJECT
+from leukviewer.core.retrain.session import RetrainSession
 from leukviewer.gui import worker as worker_module
 from leukviewer.gui.model_manager import ModelManagerDialog
-from leukviewer.gui.retrain_wizard import (PAGE_ACCEPT, PAGE_EVALUATE, PAGE_SETTINGS, PAGE_TRAIN, RetrainSession,
-                                           RetrainWizard, install_menus, open_retrain_wizard)
+from leukviewer.gui.retrain.wizard import (PAGE_ACCEPT, PAGE_EVALUATE, PAGE_SETTINGS, PAGE_TRAIN, RetrainWizard,
+                                           install_menus, open_retrain_wizard)
 from training.modelfolder import load_model_folder, verify
 
 TINY = {"epochs": 1, "batch_size": 16, "patience": 0, "workers": 2}
@@ -286,21 +283,10 @@ def test_bad_data_keeps_next_disabled_with_a_clear_message(qtbot, registry, cnmc
 
 
 def test_reviewed_cells_of_a_case_join_a_folder_with_the_case_as_subject(qtbot, registry, cnmc_root, shared_data,
-                                                                          tiny_model_dir, tmp_path, close_all):
-    case = tmp_path / "case-7"
-    case.mkdir()
-    for image in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2]:
-        shutil.copy2(image, case / image.name)
-    classifier = CellClassifier(tiny_model_dir)
-    session = ReviewSession.open(case, {"sha256": classifier.info.sha256})
-    store = ResultsStore(session.directory, classifier.info.sha256)
-    cells = []
-    for result in analyze_folder(case, classifier):
-        store.put(result)
-        cells += result.cells
-    assert len(cells) >= 3
-    for cell, label in zip(cells, ("ALL", "HEM", "UNCERTAIN")):
-        session.set_label(cell.cell_id, label, cell.label, "Dr. Test")
+                                                                          make_reviewed_case, tmp_path, close_all):
+    fields = sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2]
+    session, _ = make_reviewed_case(tmp_path / "case-7", fields, ("ALL", "HEM", "UNCERTAIN"))
+    case = session.folder
     unreviewed = tmp_path / "unreviewed"
     unreviewed.mkdir()
 
@@ -396,7 +382,7 @@ def test_a_crafted_pending_session_outside_the_runs_folder_is_never_resumed_or_d
     import json
 
     from leukviewer.core.paths import OutsideFolderError
-    from leukviewer.gui.retrain_wizard import PENDING_FILE, SESSION_FILE, wizard_runs_dir
+    from leukviewer.core.retrain.session import PENDING_FILE, SESSION_FILE, wizard_runs_dir
 
     victim = tmp_path / "patient-archive"
     (victim / "run").mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""Training data for retraining: the cells hematologists reviewed in this app, and checks of a data folder.
+"""Training data for retraining: the cells hematologists reviewed in this app, checks of a data folder, and
+the data of one retraining (``prepare_data``: reviewed cells and/or a folder, combined and checked).
 
 ``export_reviewed_cells`` turns saved reviews into a C-NMC-style data set that ``training.datasets.load_dataset``
 reads: every reviewed cell becomes a crop (the cell on black, as the classifier sees it) named
@@ -26,15 +27,15 @@ from PIL import Image
 
 from training.datasets import CNMC_CLASSES, DatasetError, load_dataset
 
-from .atomic import atomic_write_text, replace_folder
-from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
-from .imageio import UnreadableImage, read_image
-from .localize import CellRegion, crop_cell
-from .results import ImageResult
-from .review import FORMAT as REVIEW_FORMAT
-from .paths import STATE_FILE, review_dirs, saved_review_dir, user_data_dir
-from .review import CellReview
-from .store import ResultsStore
+from ..atomic import atomic_write_text, replace_folder
+from ..classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from ..imageio import UnreadableImage, read_image
+from ..localize import CellRegion, crop_cell
+from ..results import ImageResult
+from ..review import FORMAT as REVIEW_FORMAT
+from ..paths import STATE_FILE, review_dirs, saved_review_dir, user_data_dir
+from ..review import CellReview
+from ..store import ResultsStore
 
 # Case subjects are numbered from here so they never clash with C-NMC subject numbers (1-99, H1-H99) when the
 # reviewed cells are trained together with a C-NMC folder.
@@ -46,6 +47,9 @@ CLASS_FOLDERS = {LABEL_BLAST: "all", LABEL_NORMAL: "hem"}
 IMBALANCE_RATIO = 0.25
 MIN_SUBJECTS_PER_CLASS = 3   # one each for training, validation and test
 MIN_IMAGES_PER_CLASS = 20
+# The fewest cells of a class ``leukviewer retrain`` trains on (the wizard warns below MIN_IMAGES_PER_CLASS and lets
+# the user decide): with fewer, validation and test get next to none of them.
+MIN_CELLS_TO_TRAIN = 10
 
 ProgressCallback = Callable[[str, float | None], None]
 
@@ -422,6 +426,16 @@ def check_data(root: str | Path, decode: bool = True, subject_split: bool = True
     return check
 
 
+def too_few_cells(summary: dict, minimum: int = MIN_CELLS_TO_TRAIN) -> str:
+    """Why the data is too small to train on headless ("" when it is not): a class with fewer than ``minimum``."""
+    per_class = summary.get("per_class", {})
+    if all(n >= minimum for n in per_class.values()):
+        return ""
+    counts = ", ".join(f"{c} {n}" for c, n in per_class.items())
+    return (f"too few labelled cells to train: {counts} (each class needs at least {minimum}). Review more cells "
+            "as ALL and HEM, add more cases, or add a labelled folder")
+
+
 def data_warnings(summary: dict, subjects_per_class: dict[str, int], subject_split: bool = True) -> list[str]:
     """Imbalance, too few subjects for a subject-disjoint validation and test, duplicates, small classes."""
     out = []
@@ -450,3 +464,53 @@ def data_warnings(summary: dict, subjects_per_class: dict[str, int], subject_spl
         out.append(f"{summary['duplicates_dropped']} byte-identical duplicate image(s) are dropped before the "
                    "split (they would otherwise sit on both sides of it).")
     return out
+
+
+# ================================================================ the data of one retraining
+
+
+@dataclass
+class PreparedData:
+    """The data training will read (``root``), where it came from, and what the check found."""
+    root: Path | None
+    check: DataCheck | None
+    export: ReviewedCellsExport | None = None
+    sources: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def prepare_data(folder: str | None, cases: list[str], session_root: str | Path,
+                 on_progress: ProgressCallback | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> PreparedData:
+    """Export the reviewed cells, combine them with the folder if both are chosen, and check the result."""
+    progress = on_progress or (lambda message, fraction: None)
+    stop = should_stop or (lambda: False)
+    session = Path(session_root)
+    sources: dict = {"folder": folder, "cases": list(cases)}
+    export = None
+    roots = []
+    if folder:
+        roots.append(Path(folder))
+    if cases:
+        export = export_reviewed_cells(cases, session / "reviewed", on_progress=progress, should_stop=stop)
+        if export.cancelled:
+            return PreparedData(None, None, export, sources, "cancelled")
+        sources["reviewed"] = export.to_dict()
+        if export.images:
+            roots.append(export.root)
+        elif not folder:
+            return PreparedData(None, None, export, sources,
+                                "The chosen cases have no cells reviewed as ALL or HEM "
+                                f"({export.uncertain_excluded} reviewed as UNCERTAIN, which are not used).")
+    if not roots:
+        return PreparedData(None, None, export, sources, "Choose a folder of labelled cells and/or reviewed cases.")
+    if len(roots) == 1:
+        root = roots[0]
+    else:
+        progress("combining the folder with the reviewed cells", None)
+        try:
+            root = combine_sources(session / "data", roots)
+        except DatasetError as e:
+            return PreparedData(None, None, export, sources, str(e))
+    check = check_data(root, decode=True, on_progress=progress, should_stop=stop)
+    return PreparedData(root, check, export, sources)
