@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import POSITIVE_CLASS, DatasetError, load_dataset
-from .loop import ProgressEvent, TrainConfig, _jsonable, train
+from .loop import ProgressEvent, TrainConfig, train
+from .runfolder import jsonable
 from .metrics import classification_metrics, save_figures
 from .modelfolder import atomic_write_text, load_model_folder
 from .preprocess import preprocess_cell, read_rgb
@@ -66,7 +67,7 @@ def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "metrics.json", json.dumps(m, indent=2, default=_jsonable))
+        atomic_write_text(out / "metrics.json", json.dumps(m, indent=2, default=jsonable))
         save_figures(out, y, proba, names, positive, model.threshold if len(names) == 2 else None)
     return m
 
@@ -108,7 +109,7 @@ def cross_validate(config: TrainConfig, k: int = 3, on_progress=None, should_sto
         if values:
             summary["mean"][key] = float(np.mean(values))
             summary["sd"][key] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    atomic_write_text(base / "cv_summary.json", json.dumps(summary, indent=2, default=_jsonable))
+    atomic_write_text(base / "cv_summary.json", json.dumps(summary, indent=2, default=jsonable))
     return summary
 
 
