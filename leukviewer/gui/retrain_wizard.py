@@ -372,7 +372,7 @@ def heldout_folder(run_dir: Path, class_names: list[str], dest: Path) -> tuple[P
 def compare_models(candidate: Path, active: RegisteredModel | None, run_dir: Path, heldout: Path,
                    eval_dir: Path, worker=None) -> dict:
     """Both models on exactly the new model's held-out test images (``training.evaluate.evaluate_folder``)."""
-    from training.evaluate import evaluate_folder
+    from ..core.evaluation import evaluate_folder
     from training.modelfolder import read_meta
 
     progress = worker.report_progress if worker else None
