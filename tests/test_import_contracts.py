@@ -59,7 +59,8 @@ def test_core_and_the_headless_commands_never_import_qt_or_the_gui():
 def test_the_training_library_never_imports_the_app():
     """training is the lower layer: the app imports it, never the reverse. What a training step needs of the app
     (its localiser, its scale measure) the app passes in (``leukviewer/training_cli.py``)."""
-    bad = [f"{p.relative_to(REPO)}: {m}" for p in files("training") for m, _ in imports(p) if starts(m, ["leukviewer"])]
+    bad = [f"{p.relative_to(REPO)}: {m}" for p in files("training") for m, _ in imports(p)
+           if starts(m, ["leukviewer"])]
     assert not bad, bad
 
 

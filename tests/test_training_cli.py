@@ -26,7 +26,8 @@ def physical_scale_model(tiny_model_dir, tmp_path_factory):
 def fields_and_crops(shared_data, tmp_path_factory):
     """One folder per class: PBC fields (red cells around the cell) as HEM, C-NMC crops on black as ALL."""
     root = tmp_path_factory.mktemp("labelled")
-    for label, folder, pattern in (("HEM", "pbc/lymphocyte", "*.jpg"), ("ALL", "cnmc/training_data/fold_1/all", "*.png")):
+    for label, folder, pattern in (("HEM", "pbc/lymphocyte", "*.jpg"),
+                                   ("ALL", "cnmc/training_data/fold_1/all", "*.png")):
         (root / label).mkdir()
         for image in sorted((shared_data / folder).glob(pattern))[:3]:
             (root / label / image.name).symlink_to(image)
@@ -59,8 +60,9 @@ def test_a_physical_scale_model_is_evaluated_by_the_app_and_refused_by_training_
 
 def test_the_cell_table_is_built_by_the_app_in_worker_processes(shared_data, tmp_path, capsys):
     root = tmp_path / "staged"
-    for folder, pattern, n in (("cnmc/training_data/fold_1/all", "*.png", 1), ("cnmc/training_data/fold_1/hem", "*.png", 1),
-                               ("pbc/lymphocyte", "*.jpg", 2), ("bccd/JPEGImages", "BloodImage_00010.jpg", 1),
+    for folder, pattern, n in (("cnmc/training_data/fold_1/all", "*.png", 1),
+                               ("cnmc/training_data/fold_1/hem", "*.png", 1), ("pbc/lymphocyte", "*.jpg", 2),
+                               ("bccd/JPEGImages", "BloodImage_00010.jpg", 1),
                                ("bccd/Annotations", "BloodImage_00010.xml", 1)):
         (root / folder).mkdir(parents=True)
         for source in sorted((shared_data / folder).glob(pattern))[:n]:

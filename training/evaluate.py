@@ -11,9 +11,8 @@ import numpy as np
 from .datasets import POSITIVE_CLASS, DatasetError, load_dataset
 from .loop import ProgressEvent, TrainConfig, train
 from .metrics import classification_metrics, save_figures
-from .modelfolder import atomic_write_text, load_model_folder
+from .modelfolder import atomic_write_text, jsonable, load_model_folder
 from .preprocess import preprocess_cell, read_rgb
-from .runfolder import jsonable
 
 log = logging.getLogger(__name__)
 

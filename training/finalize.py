@@ -15,8 +15,8 @@ from .config import RUO, TrainConfig, TrainResult, ProgressEvent
 from .epochs import positive_index, predict_logits
 from .metrics import (choose_threshold, choose_uncertainty_band, classification_metrics,
                       expected_calibration_error, fit_temperature, save_figures)
-from .modelfolder import atomic_write_text, save_model_folder, softmax
-from .runfolder import RunFolder, jsonable
+from .modelfolder import atomic_write_text, jsonable, save_model_folder, softmax
+from .runfolder import RunFolder
 from .schedule import initial_model, load_weights
 from .splits import LEAK_WARNING
 from .traindata import PreparedData, prepare_data

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .modelfolder import atomic_write_text
+from .modelfolder import atomic_write_text, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,3 @@ class RunFolder:
         for v, s in zip(optimizer.variables, values):
             v.assign(s)
         return True
-
-
-def jsonable(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
