@@ -39,7 +39,7 @@ def main() -> int:
     import numpy as np
     import tensorflow as tf
 
-    from training.loop import _compile
+    from training.schedule import compile_model
     from training.model import build_classifier, set_trainable
 
     x = np.zeros((args.batch, args.size, args.size, 3), np.float32)
@@ -48,7 +48,7 @@ def main() -> int:
     for mode in ("head", "all"):
         model = build_classifier(args.backbone, args.size, 2)
         set_trainable(model, mode)
-        _compile(model, 1e-3, 1e-5)
+        compile_model(model, 1e-3, 1e-5)
         ips, first = measure(model, x, y, args.steps, args.warmup)
         results[mode] = ips
         print(f"{args.backbone} {args.size}px batch {args.batch}, backbone {'frozen' if mode == 'head' else 'unfrozen'}: "

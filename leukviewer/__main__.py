@@ -56,6 +56,10 @@ def _window_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("evaluate", "cells"):   # training steps run with the app's image code
+        from .training_cli import main as training_command
+
+        return training_command(argv)
     if argv and argv[0] in COMMANDS:
         parser = argparse.ArgumentParser(prog="leukviewer", description=f"leukviewer {__version__}. {RUO_NOTICE}")
         sub = parser.add_subparsers(dest="command", required=True)
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="leukviewer", description=f"leukviewer {__version__}: review blood smears for leukemic blasts. "
                                        f"{RUO_NOTICE}",
-        epilog="headless commands: leukviewer batch --help, leukviewer report --help, leukviewer retrain --help")
+        epilog="headless commands: leukviewer batch --help, leukviewer report --help, leukviewer retrain --help; "
+               "for training: leukviewer evaluate --help, leukviewer cells --help")
     parser.add_argument("--version", action="version", version=f"leukviewer {__version__}")
     parser.add_argument("folder", nargs="?", help="case folder to open")
     parser.add_argument("--model", help="model folder (default: the bundled model)")

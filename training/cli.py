@@ -20,7 +20,8 @@ examples:
   python -m training fit --data ~/leukviewer-data/cnmc --out ~/models/b3 --run-dir ~/runs/b3 --resume
   # 3-fold leave-subjects-out cross-validation of the same recipe
   python -m training cv --data ~/leukviewer-data/cnmc --folds 3 --run-dir ~/runs/b3-cv
-  # metrics of a model folder on a labelled folder
+  # metrics of a model folder on a labelled folder (C-NMC crops, or a model that ignores scale; a model that
+  # keeps physical cell size on other images: python -m leukviewer evaluate, the same options)
   python -m training evaluate --model assets/models/leukviewer-b3 --data ~/other-lab-cells --out /tmp/eval
 
 For Research Use Only. Not for use in diagnostic procedures.
@@ -143,9 +144,12 @@ class _Bar:
             self.key = None
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, prog: str = "python -m training", um_per_px_of=None, cell_finder=None) -> int:
+    """Run one command. The app runs its training commands through here, passing what only it has: its scale
+    measure for ``evaluate`` (``um_per_px_of``, see ``evaluate.evaluate_folder``) and its localiser for
+    ``wbc cells`` (``cell_finder``, see ``sources.CellFinder``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m training", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Train, cross-validate, evaluate, export and describe leukviewer's blast (ALL) / normal (HEM) "
                     "classifier. Splits keep each patient on one side unless told otherwise.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -164,7 +168,8 @@ def main(argv=None) -> int:
     _add_recipe(p)
     p.add_argument("--k", "--cv-folds", dest="k", type=int, default=3, help="number of subject folds")
 
-    p = sub.add_parser("evaluate", help="metrics of a model folder on a labelled folder")
+    p = sub.add_parser("evaluate", help="metrics of a model folder on a labelled folder (a physical-scale model on "
+                                        "images other than C-NMC crops: python -m leukviewer evaluate)")
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--data", required=True, help="labelled data folder")
     p.add_argument("--out", help="folder for metrics.json and figures")
@@ -220,7 +225,8 @@ def main(argv=None) -> int:
         elif args.command == "evaluate":
             from .evaluate import evaluate_folder
 
-            m = evaluate_folder(args.model, args.data, args.out, tta=args.tta, on_progress=bar)
+            m = evaluate_folder(args.model, args.data, args.out, tta=args.tta, on_progress=bar,
+                                um_per_px_of=um_per_px_of)
             bar.close()
             _print_metrics({"evaluation": m})
             if m.get("warning"):
@@ -248,7 +254,7 @@ def main(argv=None) -> int:
         elif args.command == "wbc":
             from .wbc import run as run_wbc
 
-            return run_wbc(args)
+            return run_wbc(args, cell_finder)
         elif args.command == "manifest":
             from .modelfolder import MANIFEST_FILE, ModelFolderError, verify_folder, write_manifest
 

@@ -19,9 +19,16 @@ Early stopping is off with several workers (each would decide from its own valid
 would leave the others waiting in a collective); the best epoch is still the one kept."""
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, replace
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 STRATEGIES = ("none", "mirrored", "multiworker")
 
@@ -72,6 +79,28 @@ def make_distribution(name: str | None) -> Distribution | None:
     workers, _, chief = _tf_config()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     return Distribution(name, strategy, strategy.num_replicas_in_sync, workers, chief)
+
+
+@contextlib.contextmanager
+def this_workers_run(config, dist: Distribution | None, resume: bool):
+    """The config this process trains with: as given on the chief (or without a strategy); on another worker the
+    same recipe writing into a scratch folder (a copy of the chief's run when resuming), deleted afterwards. With
+    several workers early stopping is off (see the module docstring)."""
+    if dist is not None and dist.workers > 1 and config.patience:
+        # each worker would decide from its own validation pass; a split decision would leave the others waiting
+        log.warning("early stopping is off with several workers (patience %d ignored); the best epoch is kept",
+                    config.patience)
+        config = replace(config, patience=0)
+    if dist is None or dist.chief:   # every worker trains; only the chief writes the run and the model
+        yield config
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="leukviewer-worker-"))
+    try:
+        if resume and config.resolved_run_dir().is_dir():
+            shutil.copytree(config.resolved_run_dir(), scratch / "run")
+        yield replace(config, run_dir=str(scratch / "run"), output=str(scratch / "model") if config.output else None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def scaled(config, replicas: int):

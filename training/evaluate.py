@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import POSITIVE_CLASS, DatasetError, load_dataset
-from .loop import ProgressEvent, TrainConfig, _jsonable, train
+from .loop import ProgressEvent, TrainConfig, train
 from .metrics import classification_metrics, save_figures
-from .modelfolder import atomic_write_text, load_model_folder
+from .modelfolder import atomic_write_text, jsonable, load_model_folder
 from .preprocess import preprocess_cell, read_rgb
 
 log = logging.getLogger(__name__)
@@ -19,22 +19,21 @@ log = logging.getLogger(__name__)
 # The figures a cross-validation summary reports as mean +- sd over folds.
 CV_KEYS = ("weighted_f1", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "ece", "accuracy")
 
-
-def _um_per_px(rgb, path, layout: str) -> float:
-    """The scale of a labelled image, found as the app finds it (C-NMC crops: the C-NMC calibration)."""
-    from .scale import CNMC_UM_PER_PX
-
-    if layout == "cnmc":
-        return CNMC_UM_PER_PX
-    from leukviewer.core.localize import classify_image_kind
-    from leukviewer.core.scale import image_scale
-
-    return image_scale(rgb, classify_image_kind(rgb), path).um_per_px
+# The app's command that evaluates with each image's scale measured as the app measures it.
+APP_COMMAND = "python -m leukviewer evaluate"
 
 
 def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path | None = None,
-                    tta: bool = False, batch_size: int = 32, on_progress=None) -> dict:
-    """Metrics of a model folder on every image of a labelled data set (preprocessing from the folder)."""
+                    tta: bool = False, batch_size: int = 32, on_progress=None, um_per_px_of=None) -> dict:
+    """Metrics of a model folder on every image of a labelled data set (preprocessing from the folder).
+
+    ``um_per_px_of(rgb, path) -> float`` gives an image's micrometres per pixel. Only a model that keeps physical
+    cell size needs it, and only on data other than C-NMC crops (those carry the C-NMC calibration); the app passes
+    its own measure (``leukviewer.core.evaluation``, ``python -m leukviewer evaluate``), so that images are scaled
+    as the app scales them. Without it such an evaluation stops with a DatasetError that says so.
+    """
+    from .scale import CNMC_UM_PER_PX
+
     report = on_progress or (lambda e: None)
     model = load_model_folder(model_dir)
     dataset = load_dataset(data)
@@ -43,11 +42,16 @@ def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path
     if unknown:
         raise DatasetError(f"the data has class(es) {', '.join(sorted(unknown))} that the model does not know "
                            f"(it knows {', '.join(names)})")
+    if dataset.layout == "cnmc":
+        um_per_px_of = lambda rgb, path: CNMC_UM_PER_PX   # noqa: E731 (C-NMC crops: the C-NMC calibration)
+    if model.preprocessing.needs_scale and um_per_px_of is None:
+        raise DatasetError("this model keeps physical cell size, so each image's scale must be measured as the app "
+                           f"measures it (metadata, red cells): evaluate with '{APP_COMMAND}' (the same options)")
     images = np.zeros((len(dataset.samples), *model.meta["input_size"], 3), np.uint8)
     for i, s in enumerate(dataset.samples):
         rgb = read_rgb(s.path)
-        images[i] = preprocess_cell(rgb, model.preprocessing, _um_per_px(rgb, s.path, dataset.layout)
-                                    if model.preprocessing.needs_scale else None)
+        images[i] = preprocess_cell(rgb, model.preprocessing,
+                                    um_per_px_of(rgb, s.path) if model.preprocessing.needs_scale else None)
         if i % 100 == 0:
             report(ProgressEvent("evaluate", f"preprocessing {i + 1}/{len(images)}", fraction=i / len(images)))
     y = np.array([names.index(s.label) for s in dataset.samples])
@@ -66,7 +70,7 @@ def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "metrics.json", json.dumps(m, indent=2, default=_jsonable))
+        atomic_write_text(out / "metrics.json", json.dumps(m, indent=2, default=jsonable))
         save_figures(out, y, proba, names, positive, model.threshold if len(names) == 2 else None)
     return m
 
@@ -108,7 +112,7 @@ def cross_validate(config: TrainConfig, k: int = 3, on_progress=None, should_sto
         if values:
             summary["mean"][key] = float(np.mean(values))
             summary["sd"][key] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    atomic_write_text(base / "cv_summary.json", json.dumps(summary, indent=2, default=_jsonable))
+    atomic_write_text(base / "cv_summary.json", json.dumps(summary, indent=2, default=jsonable))
     return summary
 
 

@@ -216,7 +216,7 @@ def save_model_folder(model, folder: str | Path, meta: dict, overwrite: bool = F
         meta.setdefault("version", "0.0.0")
         meta.setdefault("input_size", [int(meta["preprocessing"]["size"])] * 2)
         meta.setdefault("temperature", 1.0)
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False, default=_json_default),
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False, default=jsonable),
                                          encoding="utf-8")
         write_manifest(staging)
         replace_folder(staging, folder)
@@ -236,7 +236,8 @@ def _without_optimizer(model):
     return clone
 
 
-def _json_default(o):
+def jsonable(o):
+    """What ``json.dumps`` cannot write itself (numpy numbers and arrays, paths), as JSON values."""
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

@@ -206,7 +206,8 @@ def preprocess_cell(rgb: np.ndarray, config: PreprocessConfig = PreprocessConfig
 
 
 def read_rgb(path) -> np.ndarray:
-    """Read an image file as RGB uint8 with the app's own reader, so training and inference decode alike."""
-    from leukviewer.core.imageio import read_image
+    """Read an image file as RGB uint8 with the project's one decoder (``training.imageio.read_image``, which the
+    app reads with too), so training and inference decode alike."""
+    from .imageio import read_image
 
     return read_image(path)

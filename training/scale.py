@@ -14,7 +14,7 @@ RBC_DIAMETER_UM = 7.5
 #: equivalent diameter of its healthy donors' lymphoid cells (fold_0 + fold_1 HEM, 2,293 cells: 174.2 px) to that
 #: of PBC's lymphocytes measured by the same localiser against their red cells (499 cells: 11.3 µm), which gives
 #: 0.0651 µm/px; the value kept, 0.0655, is 0.6% from it and makes 23 µm the 1.x models' 352-pixel canvas
-#: (``python -m training wbc cells`` records every cell's diameter in µm to redo this).
+#: (``python -m leukviewer cells`` records every cell's diameter in µm to redo this).
 CNMC_UM_PER_PX = 0.0655
 
 #: Where an image's scale came from (``images.csv`` / ``summary.json`` column ``scale_source``).

@@ -1,8 +1,8 @@
 """Every staged source as white cells with a type, cut and scaled exactly as the app cuts and scales them.
 
 The multi-class model learns from several labs at once, so every source goes through ONE crop and scale
-convention: the app's own localiser finds the cells of a smear field and cuts each onto black
-(``leukviewer.core.pipeline.locate``), C-NMC crops are used whole (as the app uses a single-cell crop), and each
+convention: the app's own localiser finds the cells of a smear field and cuts each onto black (as
+``leukviewer.core.pipeline.locate`` does), C-NMC crops are used whole (as the app uses a single-cell crop), and each
 image's micrometres per pixel comes from its red cells (fields) or the C-NMC calibration (crops on black), as in
 the app. Sources and the labels they give (data staged by ``../shared/tools/stage-data``):
 
@@ -15,8 +15,9 @@ the app. Sources and the labels they give (data staged by ``../shared/tools/stag
 - ``bccd``  BCCD fields: detections on an annotated WBC box -> ``wbc`` (type unknown; for evaluation only, BCCD
             donors have no leukaemia), other detections and annotated red cells -> non_wbc.
 
-This module reads images with the app's reader and localiser (imported late, as ``preprocess.read_rgb`` does), so
-that training sees what the app sees.
+This module holds the rules (which cell of which source gets which label); the localiser is passed in as a
+:class:`CellFinder`: the training library never imports the app, and the app's ``python -m leukviewer cells``
+passes its own (``leukviewer.core.localize``), so that training sees what the app sees.
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ import random
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from .imageio import read_image
 from .preprocess import PreprocessConfig, preprocess_cell
 from .scale import CNMC_UM_PER_PX, um_per_px_from_rbc
 
@@ -36,6 +39,20 @@ ARIA_TYPES = {"Benign": "lymphoid", "Early": "blast", "Pre": "blast", "Pro": "bl
 CNMC_TYPES = {"all": "blast", "hem": "lymphoid"}
 #: a detection smaller than this (equivalent diameter, µm) is not taken as a white cell of a weakly labelled field
 MIN_WBC_DIAMETER_UM = 6.0
+
+
+class CellFinder(Protocol):
+    """How cells are found and cut in an image: the app's localiser, as ``leukviewer.core.localize`` names it. A
+    region has ``area`` (px), ``centroid`` (x, y) and ``partial`` (cut by the image border). Picklable: the table
+    is built in worker processes."""
+
+    def find_single_cell(self, rgb: np.ndarray): ...
+
+    def estimate_rbc_diameter(self, rgb: np.ndarray) -> float | None: ...
+
+    def find_white_cells(self, rgb: np.ndarray, *, rbc_diameter: float | None = None) -> list: ...
+
+    def crop_cell(self, rgb: np.ndarray, region, mask_background: bool = True) -> np.ndarray: ...
 
 
 @dataclass
@@ -103,16 +120,14 @@ def _ellipse_crop(rgb: np.ndarray, box) -> np.ndarray:
     return cv2.bitwise_and(patch, patch, mask=mask)
 
 
-def image_cells(item: SourceImage, config: PreprocessConfig, red_cells_per_field: int = 2):
-    """(prepared cells, rows) for one source image; rows describe each cell (type, scale, size, border)."""
-    from leukviewer.core.imageio import read_image
-    from leukviewer.core.localize import crop_cell, estimate_rbc_diameter, find_single_cell, find_white_cells
-
+def image_cells(item: SourceImage, config: PreprocessConfig, finder: CellFinder, red_cells_per_field: int = 2):
+    """(prepared cells, rows) for one source image, its cells found by ``finder``; rows describe each cell (type,
+    scale, size, border)."""
     rgb = read_image(item.path)
     rows, cells = [], []
     base = {"source": item.source, "group": item.group, "field": item.field}
     if item.source == "cnmc":
-        region = find_single_cell(rgb)
+        region = finder.find_single_cell(rgb)
         if region is None:
             return cells, rows
         um = CNMC_UM_PER_PX
@@ -120,11 +135,11 @@ def image_cells(item: SourceImage, config: PreprocessConfig, red_cells_per_field
         rows.append({**base, "cell_type": item.label, "um_per_px": um, "scale_source": "cnmc_calibration",
                      "diameter_um": float(np.sqrt(4 * region.area / np.pi)) * um, "partial": False})
         return cells, rows
-    rbc = estimate_rbc_diameter(rgb)
+    rbc = finder.estimate_rbc_diameter(rgb)
     if rbc is None:
         return cells, rows  # no trustworthy scale: left out of training (the app flags such images)
     um = um_per_px_from_rbc(rbc)
-    regions = find_white_cells(rgb, rbc_diameter=rbc)
+    regions = finder.find_white_cells(rgb, rbc_diameter=rbc)
     height, width = rgb.shape[:2]
     picked: list[tuple[object, str]] = []
     if item.source == "pbc":
@@ -150,7 +165,7 @@ def image_cells(item: SourceImage, config: PreprocessConfig, red_cells_per_field
             rows.append({**base, "cell_type": "non_wbc", "um_per_px": um, "scale_source": "red_cells",
                          "diameter_um": float(d * um), "partial": False, "detected": False})
     for region, cell_type in picked:
-        cells.append(preprocess_cell(crop_cell(rgb, region, mask_background=True), config, um))
+        cells.append(preprocess_cell(finder.crop_cell(rgb, region, mask_background=True), config, um))
         rows.append({**base, "cell_type": cell_type, "um_per_px": um, "scale_source": "red_cells",
                      "diameter_um": float(np.sqrt(4 * region.area / np.pi)) * um, "partial": bool(region.partial),
                      "detected": True})
@@ -158,9 +173,9 @@ def image_cells(item: SourceImage, config: PreprocessConfig, red_cells_per_field
 
 
 def _work(args):
-    item, config = args
+    item, config, finder = args
     try:
-        return image_cells(item, config)
+        return image_cells(item, config, finder)
     except Exception as e:  # one unreadable image must not end the table; it is counted
         return [], [{"error": f"{item.path}: {type(e).__name__}: {e}"}]
 
@@ -180,14 +195,14 @@ class _InProcess:
 
 
 def build_cell_table(items: list[SourceImage], config: PreprocessConfig, out: str | Path, workers: int = 2,
-                     progress=None) -> dict:
-    """Cut, scale and preprocess every cell of ``items``; write ``out`` (.npz: ``x`` uint8 cells and one array per
-    row field). Returns counts per source and type."""
+                     progress=None, *, finder: CellFinder) -> dict:
+    """Cut (with ``finder``), scale and preprocess every cell of ``items``; write ``out`` (.npz: ``x`` uint8 cells
+    and one array per row field). Returns counts per source and type."""
     import json
     from multiprocessing import get_context
 
     xs, rows, errors = [], [], []
-    jobs = [(it, config) for it in items]
+    jobs = [(it, config, finder) for it in items]
     pool = get_context("spawn").Pool(workers) if workers > 1 else None
     with pool or _InProcess() as runner:
         for i, (cells, rws) in enumerate(runner.imap(_work, jobs, chunksize=16)):

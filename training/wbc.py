@@ -1,7 +1,8 @@
 """The white-cell-type model: every source's cells -> cached backbone features -> a head -> a model folder.
 
-``python -m training wbc cells|features|fit`` (see ``--help``). The three steps are separate because each one is
-expensive in a different way: cutting cells reads ~12,000 images with the app's localiser (minutes), features run
+``python -m leukviewer cells``, then ``python -m training wbc features|fit`` (see ``--help``). The three steps are
+separate because each one is expensive in a different way: cutting cells reads ~12,000 images with the app's
+localiser (minutes; so the app runs that step, handing its localiser to ``training.sources``), features run
 the backbone once per view (tens of minutes on a CPU), and a head fit takes seconds, so the evaluation below fits
 one head per fold and per held-out source.
 
@@ -19,6 +20,7 @@ What ``evaluate`` measures (each figure from heads that never saw the cells they
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,7 +256,8 @@ SOURCES = {
 def add_parser(sub) -> None:
     p = sub.add_parser("wbc", help="the white-cell-type model: cut cells of every source, features, head, folder")
     wsub = p.add_subparsers(dest="wbc_command", required=True)
-    c = wsub.add_parser("cells", help="cut, scale and preprocess the cells of every staged source")
+    c = wsub.add_parser("cells", help="cut, scale and preprocess the cells of every staged source (needs the app's "
+                                      "localiser: run it as 'python -m leukviewer cells')")
     c.add_argument("--data", required=True, help="data root written by stage-data (cnmc/, pbc/, aria/, bccd/)")
     c.add_argument("--out", required=True, help="cell table to write (.npz)")
     c.add_argument("--pbc-per-class", type=int, default=500)
@@ -288,14 +291,25 @@ def add_parser(sub) -> None:
     k.add_argument("--model", required=True)
 
 
-def run(args) -> int:
+#: the app's command that builds the cell table with its own localiser
+CELLS_COMMAND = "python -m leukviewer cells"
+
+
+def run(args, cell_finder=None) -> int:
+    """One ``wbc`` command. ``cell_finder`` (``training.sources.CellFinder``): the app's localiser, which the
+    ``cells`` command needs and only the app can pass (``python -m leukviewer cells``)."""
     if args.wbc_command == "cells":
         from .preprocess import PreprocessConfig
         from .sources import build_cell_table, list_source_images
 
+        if cell_finder is None:
+            print(f"error: the cells of smear fields are found by the app's localiser: run '{CELLS_COMMAND}' "
+                  "with the same options", file=sys.stderr)
+            return 2
         items = list_source_images(args.data, pbc_per_class=args.pbc_per_class, aria_per_class=args.aria_per_class)
         summary = build_cell_table(items, PreprocessConfig.physical_scale(args.input_size, args.canvas_um), args.out,
-                                   workers=args.workers, progress=lambda i, n: print(f"{i}/{n} images", flush=True))
+                                   workers=args.workers, progress=lambda i, n: print(f"{i}/{n} images", flush=True),
+                                   finder=cell_finder)
         print(json.dumps({k: v for k, v in summary.items() if k != "errors"}, indent=1))
         print(f"{len(summary['errors'])} unreadable image(s)")
     elif args.wbc_command == "features":
@@ -389,7 +403,8 @@ def write_card(folder: str | Path, extra_sections: dict[str, str] | None = None)
         counts = data.get("per_source", {}).get(key, {})
         lines.append(f"- **{key}**: {text}. Cells: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
     lines += [
-        "- Cells of the field sources were found and cut by the app's own localiser (`training/sources.py`); the "
+        "- Cells of the field sources were found and cut by the app's own localiser (`python -m leukviewer cells`, "
+        "rules in `training/sources.py`); the "
         "Aria-style fields carry one label per field, given to every whole white cell of the field (weak labels: a "
         "B-ALL field may hold a normal cell; no patient IDs, so its held-out figures are per field). BCCD white "
         "cells have no type here and are used only to measure false blast flags on another lab's healthy smears.",
@@ -397,7 +412,7 @@ def write_card(folder: str | Path, extra_sections: dict[str, str] | None = None)
         "## How it was measured (every head measured never saw the cells it is measured on)",
         "Commands (data staged by `../shared/tools/stage-data`):",
         "```",
-        "python -m training wbc cells --data ~/leukviewer-data --out cells.npz",
+        "python -m leukviewer cells --data ~/leukviewer-data --out cells.npz",
         "python -m training wbc features --cells cells.npz --parent <leukviewer-b3 1.1.0> --views 2 --out feats.npy",
         "python -m training wbc fit --cells cells.npz --features feats.npy --parent <leukviewer-b3 1.1.0> "
         "--evaluation evaluation.json --out <model folder>",

@@ -103,3 +103,12 @@ def image_scale(rgb: np.ndarray, kind: str, path: str | Path | None = None, user
 
     assumed = FALLBACK_RBC_FRACTION * min(rgb.shape[:2])
     return ImageScale(RBC_DIAMETER_UM / assumed, SCALE_ASSUMED, None)
+
+
+def measured_um_per_px(rgb: np.ndarray, path: str | Path | None = None) -> float:
+    """µm per pixel of one image as the app measures it without a user setting: its kind (single cell or field),
+    then its metadata, its red cells or the C-NMC calibration. What ``training.evaluate.evaluate_folder`` is given
+    as ``um_per_px_of``, so a physical-scale model is evaluated on images scaled as the app scales them."""
+    from .localize import classify_image_kind
+
+    return image_scale(rgb, classify_image_kind(rgb), path).um_per_px

@@ -100,12 +100,13 @@ def test_the_red_cells_of_a_huge_field_are_measured_at_full_resolution(shared_da
     import cv2
 
     import leukviewer.core.localize as localize
+    import leukviewer.core.localize_stain as localize_stain
 
     fields = [cv2.resize(read_image(p), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
               for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))]
     truth = float(np.median([d for d in map(localize.estimate_rbc_diameter, fields[:10]) if d]))
     mosaic = np.ascontiguousarray(np.concatenate(
         [np.concatenate([fields[(i * 8 + j) % len(fields)] for j in range(8)], axis=1) for i in range(8)], axis=0))
-    monkeypatch.setattr(localize, "MAX_PREVIEW_PIXELS", 1_000_000)
+    monkeypatch.setattr(localize_stain, "MAX_PREVIEW_PIXELS", 1_000_000)
     measured = localize.estimate_rbc_diameter(mosaic)
     assert measured is not None and abs(measured / truth - 1) < 0.05, (measured, truth)

@@ -222,7 +222,7 @@ def test_cross_validation_reports_each_fold_and_mean_sd(cnmc_root, tmp_path):
 def test_batchnorm_recalibration_updates_trainable_statistics_only(cnmc_root):
     import keras
 
-    from training.loop import recalibrate_batchnorm
+    from training.epochs import recalibrate_batchnorm
     from training.model import build_classifier, set_trainable
 
     model = build_classifier("tiny", 32, 2)
@@ -254,7 +254,8 @@ def test_best_epoch_can_follow_validation_auc_of_unseen_subjects(cnmc_root, tmp_
 
 
 def test_low_resolution_phase_hands_its_weights_to_the_full_size_network(cnmc_root, tmp_path):
-    from training.loop import RunFolder, _initial_model
+    from training.runfolder import RunFolder
+    from training.schedule import initial_model
 
     cfg = tiny_config(cnmc_root, tmp_path, lowres_size=16, lowres_epochs=2, epochs=1, max_steps_per_epoch=2)
     epochs_seen = []
@@ -265,7 +266,7 @@ def test_low_resolution_phase_hands_its_weights_to_the_full_size_network(cnmc_ro
     # stop when the full-size phase is about to start: the checkpoint holds the low-resolution weights
     result = train(cfg, on_progress=lambda e: epochs_seen.append(e.epoch), should_stop=stop_after_lowres)
     assert result.cancelled and RunFolder(tmp_path / "run").load_state()["epochs_done"] == 2
-    full = _initial_model(cfg, 2)
+    full = initial_model(cfg, 2)
     fresh = [w.copy() for w in full.get_weights()]
     full.load_weights(tmp_path / "run" / "last.weights.h5")     # 16-px weights load into the 32-px network
     assert any(not np.array_equal(a, b) for a, b in zip(fresh, full.get_weights()))

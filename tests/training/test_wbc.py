@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from leukviewer.training_cli import AppCellFinder
 from training.heads import WBC_CLASSES
 from training.preprocess import PreprocessConfig
 from training.sources import build_cell_table, list_source_images
@@ -15,7 +16,8 @@ from training.sources import build_cell_table, list_source_images
 def cell_table(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("wbc") / "cells.npz"
     items = list_source_images(shared_data, sources=("cnmc", "pbc", "bccd"), pbc_per_class=3, bccd_fields=8)
-    summary = build_cell_table(items, PreprocessConfig.physical_scale(32, 23.0), out, workers=1)
+    summary = build_cell_table(items, PreprocessConfig.physical_scale(32, 23.0), out, workers=1,
+                               finder=AppCellFinder())
     return out, summary
 
 

@@ -63,7 +63,7 @@ def compare_models(candidate: Path, active: RegisteredModel | None, run_dir: Pat
     Returns {"subjects", "new", "active"} (figures per model), with "active_error" when the active model could not
     be evaluated, or {"error"} when the split left no held-out test subjects.
     """
-    from training.evaluate import evaluate_folder
+    from ..evaluation import evaluate_folder
     from training.modelfolder import read_meta
 
     meta = read_meta(candidate)
