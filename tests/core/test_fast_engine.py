@@ -68,3 +68,27 @@ def test_batch_cli_says_in_one_line_when_auto_runs_on_tensorflow(tiny_model_dir,
     tf_rows = (tmp_path / "tf" / "cells.csv").read_text().splitlines()
     lite_rows = (tmp_path / "litert" / "cells.csv").read_text().splitlines()
     assert len(tf_rows) == len(lite_rows) == 4
+
+
+def test_a_model_with_its_conversion_is_ready_without_tensorflow(tiny_model_dir, tmp_path, crops, monkeypatch):
+    """The window and the batch CLI start on LiteRT in about a second: neither TensorFlow nor the Keras network is
+    loaded until something needs them (Grad-CAM, the TensorFlow engine)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny")
+    monkeypatch.setenv("LEUKVIEWER_CACHE_DIR", str(tmp_path / "cache"))
+    env = dict(os.environ)
+    InferenceEngine(load_model_folder(folder), "tflite", batch_size=8)   # (converted here, as at install)
+    probe = ("import json, sys; from leukviewer.core.classifier import CellClassifier; "
+             "from training.preprocess import read_rgb; "
+             f"c = CellClassifier({str(folder)!r}); "
+             f"p = c.blast_probabilities(__import__('numpy').stack([c.model.preprocess(read_rgb({str(crops[0])!r}))])); "
+             "print(json.dumps([c.device, 'tensorflow' in sys.modules, 'keras' in sys.modules, "
+             "c.model.network_loaded, float(p[0])]))")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    device, tf_imported, keras_imported, network_loaded, p = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "LiteRT" in device and not tf_imported and not keras_imported and not network_loaded
+    assert 0.0 <= p <= 1.0
