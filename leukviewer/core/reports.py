@@ -382,23 +382,10 @@ def export_case(results: Iterable[ImageResult], session: ReviewSession | None, m
 # ---------------------------------------------------------------------------------------------------- loading
 
 
-@dataclass
-class LoadedCase:
-    case: Case           # the folder's images in order, their results, the review and the model
-    reused: int          # images whose stored results were used
-    analysed: int        # images analysed now (no stored result, or the image changed)
-
-    @property
-    def results(self) -> list[ImageResult]:
-        return self.case.results
-
-    @property
-    def session(self) -> ReviewSession:
-        return self.case.session
-
-    @property
-    def model(self) -> ReportModel:
-        return self.case.model
+class LoadedCase(Case):
+    """A folder's case as the app left it (``load_case``)."""
+    reused = 0           # images whose stored results were used
+    analysed = 0         # images analysed now (no stored result, or the image changed)
 
 
 def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive: bool = False,
@@ -441,5 +428,6 @@ def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive
             except OSError:
                 pass  # a read-only store only costs a re-run next time
     ordered = [results[p] for p in images if p in results]
-    case = Case.of(ordered, folder=str(folder), session=session, model=model)
-    return LoadedCase(case, reused, len(ordered) - reused)
+    case = LoadedCase.of(ordered, folder=str(folder), session=session, model=model)
+    case.reused, case.analysed = reused, len(ordered) - reused
+    return case

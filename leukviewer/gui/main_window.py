@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
@@ -23,14 +22,16 @@ from ..core.review import ReviewError, ReviewSession, final_label, final_type
 from ..core.settings import Settings
 from . import jobs
 from .cell_panel import SelectedCell
+from .analysis_control import AnalysisControl
 from .dialogs import AboutDialog
 from .gallery import GalleryCell
+from .export_control import ExportControl
 from .gradcam_control import GradcamControl
+from .model_control import ModelControl, registry_model as _registry_model
 from .review_control import ReviewControl
 from .signals import emit
 from .views.case_views import CaseViews
-from .views.image_list import (STATUS_CANCELLED, STATUS_NO_MODEL, distinguishable_names,  # noqa: F401 (re-exported)
-                               no_images_message, row_status)
+from .views.image_list import distinguishable_names, row_status  # noqa: F401 (distinguishable_names re-exported)
 from .views.menus import build_actions
 from .views.status_area import StatusArea
 from .worker import LatestJob, SerialJobs, Worker, start_worker, wait_for_workers
@@ -40,20 +41,7 @@ log = logging.getLogger(__name__)
 REFRESH_MS = 300          # counts refresh while results stream in (the gallery changes tile by tile)
 HISTOGRAM_MS = 1000       # the histogram is redrawn (in a worker) at most this often during a run
 POSITION_SAVE_MS = 800    # the reviewer's position is saved after they stop moving
-GRADCAM_WARM_UP_DELAY_MS = 1500   # after the model loads, unless an analysis is running (then after it)
 PREFERRED_SIZE = QSize(1500, 900)
-
-
-def _registry_model() -> tuple[Path | None, str | None]:
-    """The active model of the model manager (None: the bundled one) and, when the bundled one stands in for a
-    damaged or dangling registry, why (shown in the window)."""
-    from ..core.models import ModelRegistry, app_model_folder
-
-    try:
-        registry = ModelRegistry()
-        return app_model_folder(registry.active()), registry.fallback_reason()
-    except (OSError, ValueError) as e:   # RegistryError and ModelFolderError are ValueErrors
-        return None, f"The model registry cannot be read ({e}). The bundled model is used."
 
 
 def initial_window_size(available: QSize | None) -> QSize:
@@ -87,15 +75,12 @@ class MainWindow(QMainWindow):
         self.current_image: str | None = None
         self.current_cell: str | None = None
         self.messages: list[tuple[str, str]] = []   # (level, text), newest last
-        self._pending_position: dict | None = None
+        self.pending_position: dict | None = None
         self._workers: set[Worker] = set()
         self._closed = False
-        self._run_started = 0.0
         # The jobs of which only the latest counts; the review changes, position and settings are saved one after
         # another (two fsyncs each) in one worker, in order.
-        self._analysis = LatestJob("analyse-case", track=self.track)
         self._display = LatestJob("display-image", track=self.track)
-        self._model_job = LatestJob("load-model", track=self.track)
         self._saves = SerialJobs("save-review", track=self.track)
 
         self.setWindowTitle(f"leukviewer {__version__} — {RUO_NOTICE}")
@@ -111,6 +96,11 @@ class MainWindow(QMainWindow):
             setattr(self, name, getattr(self.views, name))
         self.image_details = self.image_list.details
         self.gradcam = GradcamControl(self)
+        self.model = ModelControl(self)
+        self.exporter = ExportControl(self)
+        self.choose_model_folder, self.export_report = self.model.choose, self.exporter.export
+        self.analysis = AnalysisControl(self)
+        self.cancel_analysis, self.is_analysing = self.analysis.cancel, self.analysis.is_running
         self.review = ReviewControl(self, self._saves)
         for name in ("label_current", "type_current", "confirm_current", "undo", "redo", "reviewer",
                      "change_reviewer"):
@@ -120,13 +110,13 @@ class MainWindow(QMainWindow):
         for name in ("model_label", "device_label", "progress_bar", "progress_label", "cancel_button"):
             setattr(self, name, getattr(self.status_area, name))
         self._connect_views()
-        self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_MS, timeout=self._refresh_views)
+        self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_MS, timeout=self.refresh_views)
         self._histogram_timer = QTimer(self, singleShot=True, interval=HISTOGRAM_MS, timeout=self._update_histogram)
         self._position_timer = QTimer(self, singleShot=True, interval=POSITION_SAVE_MS, timeout=self._save_position)
-        self._refresh_views()
+        self.refresh_views()
         if registry_note:
             self.show_message(registry_note, "warning")
-        self.load_model()
+        self.model.load()
 
     def _connect_views(self) -> None:
         self.image_list.imageChosen.connect(self.show_image)
@@ -165,57 +155,7 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------- the model
 
     def model_folder(self) -> Path:
-        return jobs.resolve_model_dir(self.model_dir)
-
-    def load_model(self) -> None:
-        identity = jobs.model_identity(self.model_dir)
-        self.model_label.setText(f"Model: {identity.get('name', self.model_folder().name)} "
-                                 f"{identity.get('version', '')} (loading…)")
-        self._model_job.start(jobs.load_model, self.model_dir,
-                              on_returned=self._on_model_loaded, on_errored=self._on_model_failed)
-
-    def _on_model_loaded(self, model: jobs.LoadedModel) -> None:
-        if self._closed or model.folder != self.model_folder():
-            return
-        self.loaded_model = model
-        info = model.classifier.info
-        self.status_area.show_model(
-            f"Model: {info.name} {info.version} ({info.short_hash})",
-            f"{model.folder}\nthreshold {info.threshold:.3f}, uncertain between {info.uncertainty_band[0]:.3f} and "
-            f"{info.uncertainty_band[1]:.3f}\nmanifest SHA-256 "
-            f"{info.manifest_sha256 or 'none (model.json not verified)'}", model.device)
-        if model.classifier.integrity_warning:
-            self.show_message(f"Warning: {model.classifier.integrity_warning}.", "warning")
-        self.summary_panel.histogram.set_decision(info.threshold, info.uncertainty_band)
-        self.gallery.set_cell_types(info.cell_types)
-        self.gradcam.ready = False
-        # A moment later, so a case opened at once analyses first; during an analysis it waits for its end.
-        QTimer.singleShot(GRADCAM_WARM_UP_DELAY_MS, self, self.gradcam.warm_up)
-        if jobs.wants_engine_conversion(model):   # LiteRT converted in the background, used once ready
-            self.start_job(jobs.convert_engine, model, name="engine-conversion",
-                           on_returned=lambda switched: switched and self._on_engine_converted(model),
-                           on_errored=lambda error: log.warning("background LiteRT conversion failed: %s", error))
-        emit(self.modelLoaded)
-
-    def _on_engine_converted(self, model: jobs.LoadedModel) -> None:
-        if not self._closed and model is self.loaded_model:
-            self.device_label.setText(f"Device: {model.device}")
-        emit(self.engineConverted)
-
-    def _on_model_failed(self, error: Exception) -> None:
-        if self._closed:
-            return
-        self.loaded_model = None
-        self.status_area.show_model("Model: none", device="–")
-        self.show_message(f"The model could not be loaded: {error}\n"
-                          "Choose a model folder with File → Choose model folder….", "error")
-        emit(self.modelFailed, str(error))
-
-    def choose_model_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder (with model.json)",
-                                                  str(self.model_folder().parent))
-        if folder:
-            self.set_model_folder(folder)
+        return self.model.folder()
 
     def set_model_folder(self, folder: str | Path | None) -> None:
         """Use another model (None: the bundled one); an open case is analysed again with it."""
@@ -224,7 +164,7 @@ class MainWindow(QMainWindow):
         self.save_settings()
         self.banner.hide()
         self.gradcam.model_changed()
-        self.load_model()
+        self.model.load()
         if self.folder is not None:
             self.open_folder(self.folder)
 
@@ -280,125 +220,23 @@ class MainWindow(QMainWindow):
             if session.location_note():
                 self.show_message(session.location_note(), "info")
             if session.position.get("image"):
-                self._pending_position = dict(session.position)
+                self.pending_position = dict(session.position)
             session.audit_entries()
             if session.audit_damage:
                 self.show_message(session.audit_damage, "warning")
-        self._run_started = time.perf_counter()
-        self.status_area.begin("Listing images…")
-        # Only the latest run reaches these slots: events of a cancelled or replaced run are dropped.
-        self._analysis.start(jobs.analyse_case, self.folder, self.model_dir,
-                             session.directory if session else review_dir(self.folder),
-                             recursive=self.settings.include_subfolders, on_yielded=self._on_analysis_event,
-                             on_errored=self._on_analysis_error, on_finished=self._on_analysis_finished)
+        self.analysis.start(session.directory if session else review_dir(self.folder))
 
     def _reset_case(self) -> None:
         self.case = Case()
         self.views.clear()
         self.current_image = self.current_cell = None
-        self._pending_position = None
+        self.pending_position = None
         self.gradcam.clear()
-        self._refresh_views()
-
-    def cancel_analysis(self, quiet: bool = False) -> None:
-        if not self.is_analysing():
-            return
-        self._analysis.cancel()
-        self.summary.cancelled = True
-        self.image_list.mark_waiting_rows(self.results, STATUS_CANCELLED)
-        self.status_area.end(f"Analysis cancelled: {len(self.results)} of {len(self.image_names)} images done.")
-        if not quiet:
-            self.statusBar().showMessage("Analysis cancelled.", 8000)
-            emit(self.analysisFinished)
-
-    def is_analysing(self) -> bool:
-        return self._analysis.is_running()
-
-    # ---------------------------------------------------------------- analysis events (GUI thread)
-
-    def _on_analysis_event(self, event) -> None:
-        if self._closed:
-            return
-        if isinstance(event, jobs.CaseListing):
-            self._on_listing(event)
-        elif isinstance(event, jobs.ImageDone):
-            self._on_image_done(event)
-
-    def _on_listing(self, listing: jobs.CaseListing) -> None:
-        self.case.set_listing(listing.images, listing.skipped)
-        self.image_list.set_images(listing.images, self.folder)
-        if self._pending_position and self._pending_position.get("image") not in self.rows:
-            self._pending_position = None
-        if listing.images and self.current_image is None:
-            # The pixels at once (a worker decodes them); the outlines follow when the analysis reaches it.
-            self.show_image(self._pending_position["image"] if self._pending_position else listing.images[0])
-        self.status_area.set_total(len(listing.images))
-        if not listing.images:
-            self.show_message(no_images_message(self.folder, self.settings.include_subfolders,
-                                                listing.in_subfolders), "warning")
-
-    def _on_image_done(self, event: jobs.ImageDone) -> None:
-        result = event.result
-        self.case.add(result)
-        self.gallery.add_thumbnails(event.thumbnails)
-        self.gallery.update_cells([self._gallery_cell(c) for c in result.cells])
-        self._update_row(result.image)
-        if not result.ok:   # unreadable, or an analysis fault
-            failures = self.case.failures()
-            n = len(failures)
-            self.show_message(f"{n} image{'s' if n > 1 else ''} could not be analysed (marked in the list):\n"
-                              + "\n".join(failures[-5:]), "warning")
-        self.status_area.image_done(event.done, event.total, event.cached)
-        if result.image == self.current_image:  # shown before its analysis: its outlines arrive now
-            if result.width and result.height:
-                self.view.set_size(result.width, result.height)
-            self.view.set_cells(result.cells, self._states_for(result.cells))
-            self.view.select_cell(self.current_cell, centre=False)
-        pending = self._pending_position
-        if pending is not None and pending.get("image") == result.image:
-            self._pending_position = None
-            self.show_image(result.image)
-            if pending.get("cell_id") in self.cells:
-                self.select_cell(pending["cell_id"])
-        elif self.current_image is None and pending is None:
-            self.show_image(result.image)
-        self._schedule_refresh()
-        emit(self.imageAnalysed, result.image)
-
-    def _on_analysis_error(self, error: Exception) -> None:
-        if self._closed:
-            return
-        from training.modelfolder import ModelFolderError
-
-        if isinstance(error, ModelFolderError):
-            status = STATUS_NO_MODEL
-            text = (f"The images cannot be analysed: {error}\n"
-                    "Choose a model folder with File → Choose model folder….")
-        else:
-            log.error("analysis failed", exc_info=error)
-            status = f"not analysed ({type(error).__name__})"
-            text = f"The analysis stopped: {error}"
-        self.image_list.mark_waiting_rows(self.results, status)
-        self.show_message(text, "error")
-
-    def _on_analysis_finished(self) -> None:
-        if self._closed:
-            return
-        self._analysis.forget()
-        summary = self.summary
-        if summary.images_processed + summary.images_failed < summary.images_total:
-            summary.cancelled = True
-        n_cells = sum(len(r.cells) for r in self.results.values())
-        self.status_area.end(f"{len(self.results)} of {len(self.image_names)} images · {n_cells} white cells · "
-                             f"{time.perf_counter() - self._run_started:.1f} s")
-        self._pending_position = None
-        self._refresh_views()
-        self.gradcam.warm_up()
-        emit(self.analysisFinished)
+        self.refresh_views()
 
     # ---------------------------------------------------------------- showing images and cells
 
-    def _states_for(self, cells) -> dict:
+    def states_for(self, cells) -> dict:
         return {c.cell_id: (final_label(c, self.session), bool(self.case.reviewed_label(c.cell_id)),
                             final_type(c, self.session)) for c in cells}
 
@@ -409,12 +247,12 @@ class MainWindow(QMainWindow):
         if image != self.current_image:
             self.current_image = image
             self.current_cell = None
-            if self._pending_position and self._pending_position.get("image") != image:
-                self._pending_position = None
+            if self.pending_position and self.pending_position.get("image") != image:
+                self.pending_position = None
             result = self.case.result(image)
             cells = result.cells if result else []
             self.view.show_image(image, result.width if result else 0, result.height if result else 0, cells,
-                                 self._states_for(cells))
+                                 self.states_for(cells))
             self._display.start(jobs.load_display_image, self.folder / image, image,
                                 on_returned=self._on_display_image, on_errored=self._on_display_error)
             self._position_timer.start()
@@ -439,7 +277,7 @@ class MainWindow(QMainWindow):
         cell = self.case.cell(cell_id)
         if cell is None:
             return
-        self._pending_position = None
+        self.pending_position = None
         if cell.image != self.current_image:
             self.show_image(cell.image)
         self.current_cell = cell_id
@@ -496,10 +334,10 @@ class MainWindow(QMainWindow):
             return
         reviewed = self.case.reviewed_label(cell_id)
         self.view.set_cell_state(cell_id, reviewed or cell.label, bool(reviewed), final_type(cell, self.session))
-        self.gallery.update_cells([self._gallery_cell(cell)])
-        self._update_row(cell.image)
+        self.gallery.update_cells([self.gallery_cell(cell)])
+        self.update_row(cell.image)
         if refresh:
-            self._refresh_views()
+            self.refresh_views()
         if cell_id == self.current_cell:
             self._update_cell_panel()
 
@@ -518,7 +356,7 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- refreshing the views
 
-    def _update_row(self, image: str) -> None:
+    def update_row(self, image: str) -> None:
         result = self.case.result(image)
         if result is None:
             return
@@ -526,11 +364,11 @@ class MainWindow(QMainWindow):
         if image == self.current_image:
             self.image_list.show_details(image)
 
-    def _schedule_refresh(self) -> None:
+    def schedule_refresh(self) -> None:
         if not self._refresh_timer.isActive():
             self._refresh_timer.start()
 
-    def _gallery_cell(self, c) -> GalleryCell:
+    def gallery_cell(self, c) -> GalleryCell:
         """What the cell's gallery tile shows: its label and type after review."""
         return GalleryCell(c.cell_id, c.image, c.blast_probability, c.label, final_label(c, self.session),
                            bool(self.case.reviewed_label(c.cell_id)), final_type(c, self.session), c.cell_type)
@@ -554,7 +392,7 @@ class MainWindow(QMainWindow):
         if self.current_cell in thumbnails:
             self._update_cell_panel(thumbnails[self.current_cell])
 
-    def _refresh_views(self) -> None:
+    def refresh_views(self) -> None:
         """The counts and the histogram (the gallery changes tile by tile: ``_on_image_done``, reviews)."""
         if self._closed:
             return
@@ -593,7 +431,7 @@ class MainWindow(QMainWindow):
                     self.statusBar().showMessage(f"The position could not be saved: {error}", 8000)
             self._saves.submit(self.session.set_position, position["image"], position["cell_id"], on_errored=failed)
 
-    # ---------------------------------------------------------------- dialogs and the report
+    # ---------------------------------------------------------------- dialogs
 
     def show_about(self) -> AboutDialog:
         dialog = AboutDialog(self, self.model_folder())
@@ -601,49 +439,9 @@ class MainWindow(QMainWindow):
         dialog.show()  # not modal: the review goes on behind it
         return dialog
 
-    def export_report(self) -> None:
-        """File → Export report…: choose where and what, then write it in the worker."""
-        from .export_dialog import ExportDialog
-
-        if not self.folder or not self.results:
-            self.show_message("Open and analyse a folder before exporting a report.", "info")
-            return
-        if self.is_analysing():
-            self.show_message("The analysis is still running: export when it has finished.", "info")
-            return
-        self._saves.drain()   # every label given so far is in the report
-        from ..core.reports import export_case, review_status
-
-        results = self.case.results
-        choice = ExportDialog.ask(self, image_folder=self.folder,
-                                  review=review_status([c for r in results for c in r.cells], self.session))
-        if choice is None:
-            return
-        model = self.loaded_model
-        info = model.classifier.info if model else jobs.model_identity(self.model_dir)
-        session, folder, model_dir, reviewer = self.session, self.folder, self.model_folder(), self.settings.reviewer
-
-        def run(worker=None):
-            return export_case(results, session, info, choice.out_dir, formats=choice.formats,
-                               reviewer=reviewer or None, overwrite=choice.overwrite, folder=folder,
-                               model_dir=model_dir, should_stop=worker.is_cancelled,
-                               on_progress=(lambda done, total, message: worker.report_progress(message)))
-
-        self.statusBar().showMessage("Exporting the report…")
-        self.export_worker = self.start_job(run, name="export-report", on_returned=self._on_exported,
-                                            on_errored=self._on_export_failed,
-                                            on_progress=lambda message: self.statusBar().showMessage(str(message)))
-
-    def _on_exported(self, paths) -> None:
-        names = ", ".join(Path(p).name for p in paths)
-        folder = Path(paths[0]).parent if paths else ""
-        self.statusBar().showMessage(f"Report written: {names}", 10000)
-        emit(self.reportExported, [str(p) for p in paths])
-        self.show_message(f"Report written to {folder}: {names}", "info")
-
-    def _on_export_failed(self, error: Exception) -> None:
-        self.statusBar().clearMessage()
-        self.show_message(f"The report was not written: {error}")
+    def wait_for_saves_on_disk(self) -> None:
+        """Block until every queued review change is on disk (their outcomes reach the views later)."""
+        self._saves.drain()
 
     # ---------------------------------------------------------------- workers and window life
 
