@@ -37,6 +37,7 @@ class Case:
         self.created = created
         self.notes: list[str] = list(notes or [])
         self.image_names: list[str] = []
+        self._listed: set[str] = set()
         self.by_image: dict[str, ImageResult] = {}
         self.cells_by_id: dict[str, Cell] = {}
         self.summary = CaseSummary(folder=self.folder)
@@ -46,13 +47,15 @@ class Case:
     def set_listing(self, images: list[str], skipped: list[str] | None = None) -> None:
         """Every image of the folder, in the order the list shows them, and the files that are not images."""
         self.image_names = list(images)
+        self._listed = set(self.image_names)
         self.summary.images_total = len(self.image_names)
         self.summary.skipped_files = list(skipped or [])
 
     def add(self, result: ImageResult) -> None:
         """An image's result arrived (analysed now or read back from the store)."""
-        if result.image not in self.image_names:
+        if result.image not in self._listed:   # a set: a case of thousands of images is filled in linear time
             self.image_names.append(result.image)
+            self._listed.add(result.image)
             self.summary.images_total = max(self.summary.images_total, len(self.image_names))
         self.by_image[result.image] = result
         self.summary.add(result)
