@@ -217,3 +217,34 @@ def test_a_fault_in_the_analysis_is_not_passed_off_as_an_unreadable_image(shared
     assert status.startswith("analysis failed: TypeError") and "not in the image" in status, status
     assert "unreadable" not in status and not results[broken].ok
     assert summary.images_failed == 1 and summary.failures[0]["reason"] == status
+
+
+def test_the_batch_command_counts_an_analysis_fault_apart_from_unreadable_files(shared_data, tiny_model_dir, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """A readable image the analysis failed on is a fault to report, not an unreadable file: the batch command's
+    summary line and summary.json count the two apart."""
+    from leukviewer.__main__ import main
+    from leukviewer.core import pipeline
+
+    case = tmp_path / "case"
+    case.mkdir()
+    for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2]:
+        shutil.copy(p, case)
+    (case / "zz-truncated.jpg").write_bytes((shared_data / "bccd" / "JPEGImages" / "BloodImage_00010.jpg")
+                                            .read_bytes()[:2000])
+    real, calls = pipeline.classify_image_kind, []
+
+    def kind_with_a_bug(rgb):      # images are read in name order: the first one meets the bug
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
+        return real(rgb)
+
+    monkeypatch.setattr(pipeline, "classify_image_kind", kind_with_a_bug)
+    monkeypatch.setattr(pipeline, "log", type("Quiet", (), {"exception": staticmethod(lambda *a, **k: None)}))
+    assert main(["batch", str(case), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "1 of 3 images analysed (1 unreadable, 1 failed in the analysis (a fault in leukviewer)," in said, said
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    case_summary = summary.get("case", summary)
+    assert (case_summary["images_unreadable"], case_summary["images_analysis_failed"]) == (1, 1), case_summary
