@@ -284,13 +284,13 @@ class MainWindow(QMainWindow):
         self.view.select_cell(cell_id, centre=centre)
         self.gallery.set_current(cell_id)
         self.view.set_heatmap(None)
-        self._update_cell_panel()
+        self.update_cell_panel()
         if self.gradcam_action.isChecked():
             self.gradcam.request()
         self._update_summary()
         self._position_timer.start()
 
-    def _update_cell_panel(self, thumbnail=None) -> None:
+    def update_cell_panel(self, thumbnail=None) -> None:
         """The selected-cell panel: the cell, its image, P(blast), the model's and the reviewer's label."""
         cell = self.case.cell(self.current_cell)
         if cell is None:
@@ -314,32 +314,11 @@ class MainWindow(QMainWindow):
     def previous_cell(self) -> None:
         self._step(-1)
 
-    # ---------------------------------------------------------------- after a review change
+    # ---------------------------------------------------------------- review settings and overlays
 
     def wait_for_saves(self, timeout_ms: int = 30_000) -> bool:
         """Block (running the event loop) until every queued review change is saved and shown."""
         return self._saves.wait(timeout_ms)
-
-    def show_review_changes(self, known: dict, cell_id: str) -> None:
-        """Show a saved change, and any label another window saved meanwhile (merged in by the save)."""
-        now = self.session.reviews if self.session else {}
-        changed = {k for k in set(known) | set(now) if known.get(k) != now.get(k)} | {cell_id}
-        for other in sorted(changed - {cell_id}):
-            self._show_review_change(other, refresh=False)
-        self._show_review_change(cell_id)
-
-    def _show_review_change(self, cell_id: str, refresh: bool = True) -> None:
-        cell = self.case.cell(cell_id)
-        if cell is None:
-            return
-        reviewed = self.case.reviewed_label(cell_id)
-        self.view.set_cell_state(cell_id, reviewed or cell.label, bool(reviewed), final_type(cell, self.session))
-        self.gallery.update_cells([self.gallery_cell(cell)])
-        self.update_row(cell.image)
-        if refresh:
-            self.refresh_views()
-        if cell_id == self.current_cell:
-            self._update_cell_panel()
 
     def on_auto_advance_toggled(self, checked: bool) -> None:
         """Review → Advance after a label: remembered, and said in the ? help."""
@@ -390,7 +369,7 @@ class MainWindow(QMainWindow):
             return
         self.gallery.add_thumbnails(thumbnails)
         if self.current_cell in thumbnails:
-            self._update_cell_panel(thumbnails[self.current_cell])
+            self.update_cell_panel(thumbnails[self.current_cell])
 
     def refresh_views(self) -> None:
         """The counts and the histogram (the gallery changes tile by tile: ``_on_image_done``, reviews)."""

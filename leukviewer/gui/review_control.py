@@ -7,7 +7,7 @@ import logging
 
 from training.celltypes import CELL_TYPES
 
-from ..core.review import ReviewError
+from ..core.review import ReviewError, final_type
 from .dialogs import ReviewerDialog
 from .worker import SerialJobs
 
@@ -67,7 +67,7 @@ class ReviewControl:
             if w.is_closed() or session is not w.session:
                 return
             if isinstance(value, str):
-                w.show_review_changes(known, value)
+                self.show_changes(known, value)
             if on_saved is not None:
                 on_saved(value)
 
@@ -81,6 +81,28 @@ class ReviewControl:
                 on_failed()
 
         self.saves.submit(run, on_returned=saved, on_errored=failed)
+
+    def show_changes(self, known: dict, cell_id: str) -> None:
+        """Show a saved change, and any label another window saved meanwhile (merged in by the save)."""
+        now = self.w.session.reviews if self.w.session else {}
+        changed = {k for k in set(known) | set(now) if known.get(k) != now.get(k)} | {cell_id}
+        for other in sorted(changed - {cell_id}):
+            self._show_change(other, refresh=False)
+        self._show_change(cell_id)
+
+    def _show_change(self, cell_id: str, refresh: bool = True) -> None:
+        w = self.w
+        cell = w.case.cell(cell_id)
+        if cell is None:
+            return
+        reviewed = w.case.reviewed_label(cell_id)
+        w.view.set_cell_state(cell_id, reviewed or cell.label, bool(reviewed), final_type(cell, w.session))
+        w.gallery.update_cells([w.gallery_cell(cell)])
+        w.update_row(cell.image)
+        if refresh:
+            w.refresh_views()
+        if cell_id == w.current_cell:
+            w.update_cell_panel()
 
     def label_current(self, label: str, advance: bool = True) -> None:
         """Record ``label`` for the selected cell (saved at once) and move to the next cell."""
