@@ -1,8 +1,9 @@
 """The review window: wiring only. The case (``core.case.Case``: images, results, cells, summary, review order)
-lives outside it; the views (``views/``) hold layout; every slow step runs in the one worker pattern
-(``worker.py``: ``LatestJob`` for a job of which only the latest counts, ``SerialJobs`` for the saves); the
-review keys (``review_control.py``) and Grad-CAM (``gradcam_control.py``) have their own controllers. The window
-connects them and applies what the workers report on the GUI thread.
+lives outside it; the views (``views/``) hold layout; the controllers hold behaviour: the analysis run
+(``analysis_control``), the model (``model_control``), the review keys (``review_control``), Grad-CAM
+(``gradcam_control``) and the report (``export_control``). Every slow step runs in the one worker pattern
+(``worker.py``: ``LatestJob`` where only the latest run counts, ``SerialJobs`` for the saves). The window builds
+them, connects them and keeps the selection (image, cell) they share.
 """
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from ..core.paths import review_dir
 from ..core.review import ReviewError, ReviewSession, final_label, final_type
 from ..core.settings import Settings
 from . import jobs
-from .cell_panel import SelectedCell
 from .analysis_control import AnalysisControl
+from .cell_panel import SelectedCell
 from .dialogs import AboutDialog
-from .gallery import GalleryCell
 from .export_control import ExportControl
+from .gallery import GalleryCell
 from .gradcam_control import GradcamControl
 from .model_control import ModelControl, registry_model as _registry_model
 from .review_control import ReviewControl
@@ -372,7 +373,7 @@ class MainWindow(QMainWindow):
             self.update_cell_panel(thumbnails[self.current_cell])
 
     def refresh_views(self) -> None:
-        """The counts and the histogram (the gallery changes tile by tile: ``_on_image_done``, reviews)."""
+        """The counts and the histogram (the gallery changes tile by tile: the analysis run, the reviews)."""
         if self._closed:
             return
         self._update_summary()
@@ -384,10 +385,10 @@ class MainWindow(QMainWindow):
 
     def _update_summary(self) -> None:
         result = self.case.result(self.current_image)
-        self.summary_panel.set_counts(
-            self.current_image, result.counts() if result else {}, self.case.reviewed_counts(self.current_image)
-            if result else {}, self.summary.to_dict() if self.folder else {},
-            self.case.reviewed_counts() if self.folder else {})
+        image_reviewed = self.case.reviewed_counts(self.current_image) if result else {}
+        self.summary_panel.set_counts(self.current_image, result.counts() if result else {}, image_reviewed,
+                                      self.summary.to_dict() if self.folder else {},
+                                      self.case.reviewed_counts() if self.folder else {})
 
     def views_settled(self) -> bool:
         """No deferred refresh and no histogram draw pending: what is on screen now is final (for screenshots)."""
