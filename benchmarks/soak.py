@@ -89,7 +89,7 @@ def measure(case: str, model: str | None) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     held = getattr(window.gallery, "thumbnails", None)
     held = held if held is not None else window.gallery._thumbnails   # (the gallery before the bounded cache)
-    result = {"images": window._analysed, "cells": len(window.cells), "thumbnails": len(held),
+    result = {"images": window.status_area.analysed, "cells": len(window.cells), "thumbnails": len(held),
               "seconds": round(seconds, 1), "peak_bytes": peak, "longest_stall_ms": round(gaps["longest"] * 1000),
               "longest_own_stall_ms": round(gaps["own"] * 1000), "load_per_core": round(
                   os.getloadavg()[0] / (os.cpu_count() or 1), 1) if hasattr(os, "getloadavg") else None}

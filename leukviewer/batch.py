@@ -417,7 +417,9 @@ def _run(args, classifier=None) -> int:
         print(f"stopped after {s.images_processed + s.images_failed} of {s.images_total} images; partial results in "
               f"{out}: {', '.join(p.name for p in written)} (rerun with --resume to continue). {RUO_NOTICE}")
         return 130
-    print(f"{s.images_processed} of {s.images_total} images analysed ({s.images_failed} unreadable, "
+    failed = s.images_failed - s.images_unreadable
+    print(f"{s.images_processed} of {s.images_total} images analysed ({s.images_unreadable} unreadable, "
+          + (f"{failed} failed in the analysis (a fault in leukviewer), " if failed else "") +
           f"{len(s.skipped_files)} non-image files skipped): {s.white_cells} white cells, {s.blasts} blasts, "
           f"{s.uncertain} uncertain" + (f", blasts per 100 white cells {blast_percentage_text(s.to_dict())}"
                                         if s.blast_percentage is not None else "")

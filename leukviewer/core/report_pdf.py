@@ -15,7 +15,7 @@ from training.celltypes import CELL_TYPES, is_white_cell
 
 from .. import RUO_NOTICE, __version__
 from .labels import LABEL_BLAST, LABEL_HEX, LABEL_NORMAL, LABEL_UNCERTAIN, LABEL_WORDS
-from .results import WHITE_CELLS_NOTE, blast_percentage_text, percentage_text
+from .results import IMAGE_COUNT_WORDS, WHITE_CELLS_NOTE, blast_percentage_text, percentage_text
 
 THUMB_PX = 160
 GALLERY_COLUMNS = 6
@@ -297,9 +297,8 @@ def _header_block(case, st, width):
         *([("Cell types", _p(", ".join(CELL_TYPES[t] for t in CELL_TYPES if t in case.cell_types())
                               + " (each cell gets its most probable type; a cell flagged ALL is a blast)"))]
           if multiclass else []),
-        ("Images", f"{counts['analysed']} analysed of {counts['images']}"
-                   + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
-                   + (f", {counts['without_cells']} without white cells" if counts["without_cells"] else "")),
+        ("Images", f"{counts['analysed']} analysed of {counts['images']}" + "".join(
+            f", {counts[key]} {words}" for key, words in IMAGE_COUNT_WORDS.items() if counts[key])),
     ]
     data = [[Paragraph(k, st["cellbold"]), Paragraph(v, st["cell"])] for k, v in rows]
     return _table(data, [38 * mm, width - 38 * mm], header_rows=0, zebra=False)
@@ -368,9 +367,10 @@ def _summary_block(case, st, width):
     notes = list(case.notes)
     if flagged_open:
         notes.insert(0, f"{flagged_open} flagged cell(s) (ALL or UNCERTAIN) have not been reviewed.")
-    failed = [res for res in case.results if not res.ok]
-    if failed:
-        notes.append(f"{len(failed)} image(s) could not be read and are not counted (see the per-image table).")
+    images = case.image_counts()
+    notes += [f"{n} image(s) {why} and are not counted (see the per-image table)." for n, why in (
+        (images["unreadable"], "could not be read"),
+        (images["failed"], "failed in the analysis (a fault in leukviewer, not in the image)")) if n]
     for note in notes:
         flow.append(Paragraph("⚠ " + _p(note), st["note"]))
     return flow

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import RUO_NOTICE
-from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
-from training.celltypes import cell_type_of_class
+from .classifier import LABEL_NORMAL
 
-from .results import ImageResult, count_cells, counted_cells
+from .case import Case  # noqa: F401 (re-exported: the one case, core/case.py)
+from .results import ImageResult
 from .report_method import FALLBACK_LIMITATIONS, FALLBACK_METHOD, method_and_limitations  # noqa: F401 (re-exported)
 from .review import ReviewSession, final_label, reviewed_counts
 
@@ -127,76 +126,6 @@ def _read_card(folder: Path) -> str | None:
 # ---------------------------------------------------------------------------------------------------- the case
 
 
-def label_after_review(cell, session: ReviewSession | None) -> str:
-    return final_label(cell, session)
-
-
-@dataclass
-class Case:
-    """Everything a report shows: the results of one folder, its review and the model, with the counts."""
-    folder: str
-    name: str
-    results: list[ImageResult]
-    session: ReviewSession | None
-    model: ReportModel
-    reviewer: str
-    created: str
-    notes: list[str] = field(default_factory=list)
-
-    def cells(self):
-        return [c for r in self.results for c in r.cells]
-
-    def review_of(self, cell):
-        return self.session.reviews.get(cell.cell_id) if self.session else None
-
-    def cell_types(self) -> tuple[str, ...]:
-        """The white-cell types the model can give (its classes, from model.json; else those its cells carry)."""
-        names = (self.model.meta or {}).get("class_names")
-        if names:
-            try:
-                return tuple(cell_type_of_class(c) for c in names)
-            except ValueError:
-                pass
-        seen: dict[str, None] = {}
-        for cell in self.cells():
-            seen.update(dict.fromkeys(cell.type_probabilities))
-        return tuple(seen)
-
-    def suggested_counts(self) -> dict:
-        """The model's counts over the counted cells (``counted_cells``: cells cut by the border are left out)."""
-        everything = self.cells()
-        cells = counted_cells(everything)
-        return {**count_cells((c.label, c.cell_type) for c in cells),
-                "border_cells_excluded": len(everything) - len(cells)}
-
-    def reviewed_counts(self) -> dict:
-        return reviewed_counts(self.cells(), self.session)
-
-    def is_reviewed(self) -> bool:
-        """Has anyone reviewed a cell of this case? If not, a report is the model's analysis, not a review."""
-        return self.reviewed_counts()["reviewed"] > 0
-
-    def image_counts(self) -> dict:
-        ok = [r for r in self.results if r.ok]
-        return {"images": len(self.results), "analysed": len(ok), "unreadable": len(self.results) - len(ok),
-                "without_cells": sum(1 for r in ok if not r.cells)}
-
-    def flagged_cells(self) -> list:
-        """Cells the model or the reviewer called ALL or UNCERTAIN: blasts first, then uncertain, then cells
-        the reviewer cleared; most probable first within each."""
-        order = {LABEL_BLAST: 0, LABEL_UNCERTAIN: 1, LABEL_NORMAL: 2}
-        flagged = [c for c in self.cells()
-                   if c.label != LABEL_NORMAL or label_after_review(c, self.session) != LABEL_NORMAL]
-        return sorted(flagged, key=lambda c: (order.get(label_after_review(c, self.session), 3),
-                                              -c.blast_probability, c.image, c.cell_id))
-
-    def reviewers(self) -> list[str]:
-        if not self.session:
-            return []
-        counts = Counter(r.reviewer for r in self.session.reviews.values() if r.reviewer)
-        return [name for name, _ in counts.most_common()]
-
-
 def make_case(results: Iterable[ImageResult], session: ReviewSession | None, model_info,
               folder: str | Path | None = None, reviewer: str | None = None, case_name: str | None = None,
               model_dir: str | Path | None = None) -> Case:
@@ -214,8 +143,8 @@ def make_case(results: Iterable[ImageResult], session: ReviewSession | None, mod
             folder = Path.cwd()
     folder = Path(folder)
     model = ReportModel.of(model_info, model_dir)
-    case = Case(str(folder), case_name or folder.name or str(folder), results, session, model, "",
-                datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"))
+    case = Case.of(results, folder=str(folder), session=session, name=case_name or folder.name or str(folder),
+                   model=model, created=datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"))
     case.reviewer = reviewer if reviewer is not None else ", ".join(case.reviewers())
     if session is not None and session.saved_model.get("sha256") and model.sha256 and \
             session.saved_model["sha256"] != model.sha256:
@@ -328,7 +257,7 @@ def is_inside(path: str | Path, folder: str | Path) -> bool:
 def review_status(cells, session: ReviewSession | None) -> dict:
     """How far the review of these cells went, as the export dialog and the report's title tell it: flagged
     cells (ALL or UNCERTAIN by the model or the reviewer), how many of those nobody reviewed, reviewed cells."""
-    flagged = [c for c in cells if c.label != LABEL_NORMAL or label_after_review(c, session) != LABEL_NORMAL]
+    flagged = [c for c in cells if c.label != LABEL_NORMAL or final_label(c, session) != LABEL_NORMAL]
     unreviewed = [c for c in flagged if not (session and session.reviewed_label(c.cell_id))]
     return {"flagged": len(flagged), "flagged_unreviewed": len(unreviewed),
             "reviewed": reviewed_counts(cells, session)["reviewed"]}
@@ -453,13 +382,10 @@ def export_case(results: Iterable[ImageResult], session: ReviewSession | None, m
 # ---------------------------------------------------------------------------------------------------- loading
 
 
-@dataclass
-class LoadedCase:
-    results: list[ImageResult]
-    session: ReviewSession
-    model: ReportModel
-    reused: int          # images whose stored results were used
-    analysed: int        # images analysed now (no stored result, or the image changed)
+class LoadedCase(Case):
+    """A folder's case as the app left it (``load_case``)."""
+    reused = 0           # images whose stored results were used
+    analysed = 0         # images analysed now (no stored result, or the image changed)
 
 
 def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive: bool = False,
@@ -502,4 +428,6 @@ def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive
             except OSError:
                 pass  # a read-only store only costs a re-run next time
     ordered = [results[p] for p in images if p in results]
-    return LoadedCase(ordered, session, model, reused, len(ordered) - reused)
+    case = LoadedCase.of(ordered, folder=str(folder), session=session, model=model)
+    case.reused, case.analysed = reused, len(ordered) - reused
+    return case

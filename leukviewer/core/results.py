@@ -13,6 +13,9 @@ STATUS_OK = "ok"
 STATUS_NO_CELLS = "no cells found"
 STATUS_UNREADABLE = "unreadable"          # the file could not be decoded (the image's fault)
 STATUS_FAILED = "analysis failed"         # leukviewer failed on a readable image (a fault to report, not the image's)
+#: ``Case.image_counts()`` keys of the images that add no cell to the counts, as a report names them.
+IMAGE_COUNT_WORDS = {"unreadable": "unreadable", "failed": "failed (analysis fault)",
+                     "without_cells": "without white cells"}
 
 WHITE_CELLS_NOTE = (f"Cells of type {NON_WBC} ({CELL_TYPES[NON_WBC].lower()}: platelet, debris, red cell) are not "
                     "white cells: they are excluded from white_cells, blasts, uncertain and normal, and from the "
@@ -175,7 +178,8 @@ class CaseSummary:
     folder: str
     images_total: int = 0
     images_processed: int = 0
-    images_failed: int = 0
+    images_failed: int = 0             # not analysed: unreadable files and analysis faults together
+    images_unreadable: int = 0         # of those, the files that could not be decoded
     images_without_cells: int = 0
     cells: int = 0
     white_cells: int = 0
@@ -190,6 +194,7 @@ class CaseSummary:
     def add(self, result: ImageResult) -> None:
         if not result.ok:
             self.images_failed += 1
+            self.images_unreadable += result.status.startswith(STATUS_UNREADABLE)
             self.failures.append({"image": result.image, "reason": result.status})
             return
         self.images_processed += 1
@@ -215,6 +220,8 @@ class CaseSummary:
     def to_dict(self) -> dict:
         return {"folder": self.folder, "images_total": self.images_total,
                 "images_processed": self.images_processed, "images_failed": self.images_failed,
+                "images_unreadable": self.images_unreadable,
+                "images_analysis_failed": self.images_failed - self.images_unreadable,
                 "images_without_cells": self.images_without_cells, "cells": self.cells,
                 "white_cells": self.white_cells, "non_white_cells": self.cells - self.white_cells,
                 "blasts": self.blasts, "uncertain": self.uncertain,

@@ -9,6 +9,11 @@ worker itself, to call ``worker.report_progress(...)`` or pass ``worker.is_cance
 always emitted last.
 
 Signals are delivered on the GUI thread (queued), so slots may touch widgets.
+
+Two ways of running many: :class:`LatestJob`, for work of which only the latest run counts (the analysis, the
+image on display, a Grad-CAM map, the model load): a new run cancels the old one and a generation number drops
+anything the old one still had queued; :class:`SerialJobs`, for saves, one after another in order, every outcome
+delivered. (The retraining wizard still starts a plain thread inside its workers: `on_own_thread`.)
 """
 from __future__ import annotations
 
@@ -187,6 +192,53 @@ def start_worker(fn: Callable, *args, on_yielded=None, on_returned=None, on_erro
         if slot is not None:
             signal.connect(slot)
     return worker.start()
+
+
+class LatestJob:
+    """One job of a kind at a time (the analysis, the image on display, a Grad-CAM map): starting one cancels the
+    one before, and only the latest, uncancelled run reaches its slots. Each run is stamped with a generation; a
+    signal of an older one (still draining its queue on the GUI thread) is dropped, so a replaced run can never
+    show its results over the new one's."""
+
+    def __init__(self, name: str, track: Callable[[Worker], Worker] | None = None):
+        self.name = name
+        self._track = track
+        self.generation = 0
+        self.worker: Worker | None = None
+
+    def start(self, fn: Callable, *args, on_yielded=None, on_returned=None, on_errored=None, on_progress=None,
+              on_finished=None, **kwargs) -> Worker:
+        self.cancel()
+        self.generation += 1
+        worker = Worker(fn, *args, name=self.name, **kwargs)
+        for signal, slot in ((worker.signals.yielded, on_yielded), (worker.signals.returned, on_returned),
+                             (worker.signals.errored, on_errored), (worker.signals.progress, on_progress),
+                             (worker.signals.finished, on_finished)):
+            if slot is not None:
+                signal.connect(self._only_latest(self.generation, worker, slot))
+        self.worker = worker
+        if self._track is not None:
+            self._track(worker)
+        return worker.start()
+
+    def _only_latest(self, generation: int, worker: Worker, slot):
+        def deliver(*value):   # finished carries no value, the others one
+            if generation == self.generation and not worker.is_cancelled():
+                slot(*value)
+        return deliver
+
+    def cancel(self) -> None:
+        """Cancel the running job; none of its later signals reach a slot."""
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def forget(self) -> None:
+        """The job's outcome was taken: it is no longer the running one (its later signals are dropped)."""
+        self.generation += 1
+        self.worker = None
+
+    def is_running(self) -> bool:
+        return self.worker is not None and not self.worker.is_finished() and not self.worker.is_cancelled()
 
 
 class SerialJobs:

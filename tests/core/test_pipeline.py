@@ -190,20 +190,13 @@ def test_missing_model_is_a_clear_error(tmp_path, shared_data):
     assert run.returncode == 2 and "model folder not found" in run.stderr
 
 
-def test_a_fault_in_the_analysis_is_not_passed_off_as_an_unreadable_image(shared_data, classifier, tmp_path,
-                                                                        monkeypatch):
-    """Only a file that cannot be decoded is "unreadable"; a bug while analysing a good image says so (and the
-    other images are still analysed)."""
+def a_bug_in_the_first_image(monkeypatch):
+    """A bug in leukviewer that meets the first image analysed (images are read in name order), logged quietly."""
     from leukviewer.core import pipeline
 
-    for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2]:
-        shutil.copy(p, tmp_path)
-    broken = sorted(p.name for p in tmp_path.iterdir())[0]
-    real = pipeline.classify_image_kind
+    real, calls = pipeline.classify_image_kind, []
 
-    calls = []
-
-    def kind_with_a_bug(rgb):      # images are read in name order: the first one meets the bug
+    def kind_with_a_bug(rgb):
         calls.append(1)
         if len(calls) == 1:
             raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
@@ -211,9 +204,41 @@ def test_a_fault_in_the_analysis_is_not_passed_off_as_an_unreadable_image(shared
 
     monkeypatch.setattr(pipeline, "classify_image_kind", kind_with_a_bug)
     monkeypatch.setattr(pipeline, "log", type("Quiet", (), {"exception": staticmethod(lambda *a, **k: None)}))
+
+
+def test_a_fault_in_the_analysis_is_not_passed_off_as_an_unreadable_image(shared_data, classifier, tmp_path,
+                                                                        monkeypatch):
+    """Only a file that cannot be decoded is "unreadable"; a bug while analysing a good image says so (and the
+    other images are still analysed)."""
+
+    for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2]:
+        shutil.copy(p, tmp_path)
+    broken = sorted(p.name for p in tmp_path.iterdir())[0]
+    a_bug_in_the_first_image(monkeypatch)
     summary = CaseSummary(str(tmp_path))
     results = {r.image: r for r in analyze_folder(tmp_path, classifier, summary=summary)}
     status = results[broken].status
     assert status.startswith("analysis failed: TypeError") and "not in the image" in status, status
     assert "unreadable" not in status and not results[broken].ok
     assert summary.images_failed == 1 and summary.failures[0]["reason"] == status
+
+
+def test_the_batch_command_counts_an_analysis_fault_apart_from_unreadable_files(shared_data, tiny_model_dir, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """A readable image the analysis failed on is a fault to report, not an unreadable file: the batch command's
+    summary line and summary.json count the two apart."""
+    from leukviewer.__main__ import main
+
+    case = tmp_path / "case"
+    case.mkdir()
+    for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:2]:
+        shutil.copy(p, case)
+    (case / "zz-truncated.jpg").write_bytes((shared_data / "bccd" / "JPEGImages" / "BloodImage_00010.jpg")
+                                            .read_bytes()[:2000])
+    a_bug_in_the_first_image(monkeypatch)
+    assert main(["batch", str(case), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "1 of 3 images analysed (1 unreadable, 1 failed in the analysis (a fault in leukviewer)," in said, said
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    case_summary = summary.get("case", summary)
+    assert (case_summary["images_unreadable"], case_summary["images_analysis_failed"]) == (1, 1), case_summary

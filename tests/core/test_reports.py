@@ -486,3 +486,20 @@ def test_a_report_from_the_models_name_and_hash_takes_the_threshold_from_its_fol
     assert list(model.uncertainty_band) == meta["decision"]["uncertainty_band"]
     with pytest.raises(ValueError, match="decision threshold .* is unknown"):
         ReportModel.of(identity)
+
+
+def test_the_pdf_counts_an_analysis_fault_apart_from_unreadable_images(case, tmp_path):
+    """An image the analysis failed on is readable: the report must not call it unreadable (it is a fault to
+    report), and says so apart from the files that could not be decoded."""
+    from leukviewer.core.results import STATUS_FAILED, STATUS_UNREADABLE, ImageResult
+
+    folder, results, session, info = case
+    unreadable = ImageResult(str(folder / "broken.jpg"), "broken.jpg", f"{STATUS_UNREADABLE}: truncated JPEG")
+    failed = ImageResult(str(folder / "field.jpg"), "field.jpg",
+                         f"{STATUS_FAILED}: TypeError: boom (a fault in leukviewer, not in the image)")
+    export_case([*results, unreadable, failed], session, info, tmp_path, folder=folder, model_dir=None,
+                formats={"pdf"}, reviewer=REVIEWER)
+    text = " ".join(_pdf_pages(tmp_path / "report.pdf"))
+    assert f"{len(results)} analysed of {len(results) + 2}, 1 unreadable, 1 failed (analysis fault)" in text
+    assert "1 image(s) could not be read and are not counted" in text
+    assert "1 image(s) failed in the analysis (a fault in leukviewer, not in the image)" in text

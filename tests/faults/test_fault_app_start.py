@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
     QTimer.singleShot(180_000, done.quit)
     window.open_folder(sys.argv[1])
     done.exec()
-    print("analysed", window._analysed, "cells", len(window.cells))
+    print("analysed", window.status_area.analysed, "cells", len(window.cells))
     window.close()
 """)
 

@@ -89,6 +89,6 @@ def test_types_shown_changed_by_the_reviewer_counted_and_restored(qtbot, make_wi
 
     again = make_window(model_dir=multiclass_model_dir)
     run_to_end(qtbot, again, case)
-    assert again._analysed == 0 and again.session.reviewed_type(cell_id) == "non_wbc"
+    assert again.status_area.analysed == 0 and again.session.reviewed_type(cell_id) == "non_wbc"
     assert "nWBC" in gallery_item(again, cell_id).text()
     assert again.summary_panel.case_counts["reviewed"]["non_white_cells"] == 1

@@ -16,10 +16,10 @@ def show_gradcam(qtbot, window, cell_id):
     window.select_cell(cell_id)
     with qtbot.waitSignal(window.gradcamShown, timeout=60_000):
         if window.gradcam_action.isChecked():
-            window._request_gradcam()
+            window.gradcam.request()
         else:
             qtbot.keyClick(window.view, Qt.Key.Key_G)
-    return window._heatmaps[cell_id]
+    return window.gradcam.heatmaps[cell_id]
 
 
 def test_gradcam_explains_the_decided_class_translucent_with_a_scale_and_an_opacity_slider(
@@ -41,9 +41,9 @@ def test_gradcam_explains_the_decided_class_translucent_with_a_scale_and_an_opac
             assert window.view.has_heatmap()
     # The low-P(blast) cell is explained by HEM, whose map is not blank (the ALL map used to be all zeros).
     if cells[0].blast_probability < threshold:
-        assert window._heatmaps[cells[0].cell_id].class_name == "HEM"
+        assert window.gradcam.heatmaps[cells[0].cell_id].class_name == "HEM"
 
-    shown = next((h for h in window._heatmaps.values() if not h.empty), None)
+    shown = next((h for h in window.gradcam.heatmaps.values() if not h.empty), None)
     assert shown is not None, "no cell of the case has a non-empty Grad-CAM map"
     window.select_cell(shown.cell_id)
     qtbot.waitUntil(lambda: window.view.has_heatmap(), timeout=10_000)
@@ -99,8 +99,8 @@ def test_an_empty_map_is_said_in_words(qtbot, make_window, case_folder, monkeypa
 
 def test_gradcam_is_warmed_up_in_a_worker_after_the_model_loads(qtbot, make_window):
     window = make_window()
-    qtbot.waitUntil(lambda: window._gradcam_warm_up is not None, timeout=10_000)   # started in a worker
-    qtbot.waitUntil(lambda: window._gradcam_ready, timeout=60_000)
+    qtbot.waitUntil(lambda: window.gradcam.warm_up_worker is not None, timeout=10_000)   # started in a worker
+    qtbot.waitUntil(lambda: window.gradcam.ready, timeout=60_000)
     assert window.loaded_model._gradcam is not None      # built (and traced) before anyone pressed G
 
 
@@ -110,10 +110,10 @@ def test_gradcam_warm_up_waits_for_the_analysis_and_closing_cancels_it(qtbot, ma
         window.open_folder(case_folder("warm-later", n=4))
     qtbot.wait(1_600)                                     # past the warm-up's delay, during the analysis
     if window.is_analysing():
-        assert window._gradcam_warm_up is None            # the analysis has the cores first
+        assert window.gradcam.warm_up_worker is None            # the analysis has the cores first
     qtbot.waitUntil(lambda: not window.is_analysing(), timeout=120_000)
-    qtbot.waitUntil(lambda: window._gradcam_warm_up is not None, timeout=10_000)
-    worker = window._gradcam_warm_up
+    qtbot.waitUntil(lambda: window.gradcam.warm_up_worker is not None, timeout=10_000)
+    worker = window.gradcam.warm_up_worker
     assert worker is not None                             # started when the analysis ended
     window.close()                                        # cancels it and waits: nothing left running
     assert worker.is_finished()

@@ -29,7 +29,7 @@ def test_label_with_keys_autosave_audit_undo_redo_and_restore(qtbot, make_window
     case = case_folder("review", n=4)
     window = make_window()
     run_to_end(qtbot, window, case)
-    assert window._analysed == 4
+    assert window.status_area.analysed == 4
     cell_id = flagged_cell(window)
     window.select_cell(cell_id)
     before = dict(window.summary_panel.case_counts["reviewed"])
@@ -69,7 +69,7 @@ def test_label_with_keys_autosave_audit_undo_redo_and_restore(qtbot, make_window
     # Reopen: no re-analysis (results store), the review and the position are back.
     again = make_window()
     run_to_end(qtbot, again, case)
-    assert again._analysed == 0 and len(again.results) == 4
+    assert again.status_area.analysed == 0 and len(again.results) == 4
     assert again.session.reviewed_label(cell_id) == "HEM"
     assert again.current_cell == other and again.current_image == window.cells[other].image
     assert again.gallery.group_of(cell_id) == "HEM"

@@ -97,7 +97,7 @@ def test_gradcam_toggle_shows_a_heat_map_for_the_selected_cell(qtbot, make_windo
     with qtbot.waitSignal(window.gradcamShown, timeout=60_000) as blocker:
         qtbot.keyClick(window.view, Qt.Key.Key_G)
     assert blocker.args == [cell_id] and window.view.has_heatmap()
-    heat = window._heatmaps[cell_id]
+    heat = window.gradcam.heatmaps[cell_id]
     assert not heat.qimage.isNull() and heat.qimage.hasAlphaChannel()
     qtbot.keyClick(window.view, Qt.Key.Key_G)
     assert not window.view.has_heatmap()

@@ -86,3 +86,35 @@ def test_emitting_many_signals_keeps_the_reference_to_true(qtbot):
     for _ in range(5000):
         emit(worker.signals.progress, 1)
     assert sys.getrefcount(True) >= before
+
+
+def test_a_new_job_of_a_kind_cancels_the_old_one_and_only_the_latest_reaches_its_slots(qtbot):
+    """The image on display, the analysis, a Grad-CAM map: the reviewer moved on, so the previous run's values
+    (even those already queued for the GUI thread) must never show over the new one's."""
+    from leukviewer.gui.worker import LatestJob
+
+    release = threading.Event()
+
+    def show(image, worker):
+        if image == "first.jpg":
+            release.wait(5)     # the first image is slow to decode: it finishes after the second one
+        worker.report_progress(f"decoding {image}")
+        return image
+
+    job = LatestJob("display-image")
+    shown, progress, finished = [], [], []
+    first = job.start(show, "first.jpg", on_returned=shown.append, on_progress=progress.append,
+                      on_finished=lambda: finished.append(1))
+    second = job.start(show, "second.jpg", on_returned=shown.append, on_progress=progress.append,
+                       on_finished=lambda: finished.append(2))
+    assert first.is_cancelled() and not second.is_cancelled()
+    release.set()
+    qtbot.waitUntil(lambda: first.is_finished() and second.is_finished() and bool(finished), timeout=10_000)
+    qtbot.wait(50)   # anything the first run queued has been delivered (or dropped) by now
+    assert shown == ["second.jpg"] and progress == ["decoding second.jpg"] and finished == [2]
+
+    third = job.start(show, "third.jpg", on_returned=shown.append)
+    job.forget()     # e.g. the case was closed: its outcome is no longer wanted
+    qtbot.waitUntil(third.is_finished, timeout=10_000)
+    qtbot.wait(50)
+    assert shown == ["second.jpg"] and not job.is_running()
