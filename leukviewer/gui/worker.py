@@ -13,7 +13,8 @@ Signals are delivered on the GUI thread (queued), so slots may touch widgets.
 Two ways of running many: :class:`LatestJob`, for work of which only the latest run counts (the analysis, the
 image on display, a Grad-CAM map, the model load): a new run cancels the old one and a generation number drops
 anything the old one still had queued; :class:`SerialJobs`, for saves, one after another in order, every outcome
-delivered. (The retraining wizard still starts a plain thread inside its workers: `on_own_thread`.)
+delivered. (The retraining wizard's comparison runs the two evaluations side by side on plain threads inside its
+worker: `core/retrain/run.on_own_thread`, core code that knows no Qt.)
 """
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def click_next(qtbot, wizard):
 
 
 def wait_data(qtbot, wizard):
-    qtbot.waitUntil(lambda: wizard.data_page.prepared is not None and wizard.data_page._scan is None,
+    qtbot.waitUntil(lambda: wizard.data_page.prepared is not None and not wizard.data_page.is_checking(),
                     timeout=LONG)
 
 

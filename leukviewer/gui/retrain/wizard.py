@@ -140,8 +140,7 @@ class RetrainWizard(QWizard):
         self.resuming = True
         self.data_page.resume_box.hide()
         self.data_page._timer.stop()
-        if self.data_page._scan is not None:
-            self.data_page._scan.cancel()
+        self.data_page.scan.cancel()
         self.data_page.prepared = PreparedData(Path(self.config.data), None, None,
                                                pending.info.get("sources") or {})
         self.data_page.status.setText(f"Resuming the training of {pending.info.get('created', '')[:16]} on "

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFrame, QGridLayout, QGro
 
 from ....core.retrain.data import PreparedData, prepare_data, reviewed_cases
 from ...signals import emit
-from ...worker import Worker
+from ...worker import LatestJob
 from ..common import RetrainPage, PAGE_SETTINGS, PAGE_TRAIN, message_label, ruo_label, sentence, show_message
 
 if TYPE_CHECKING:
@@ -31,8 +31,8 @@ class DataPage(RetrainPage):
                          "Which labelled cells should the model learn from? A folder (C-NMC layout or one folder "
                          "per class) and/or the cells reviewed in this app.")
         self.prepared: PreparedData | None = None
-        self._scan: Worker | None = None
-        self._generation = 0
+        # A newer check replaces an older one still running; only the latest one's signals arrive.
+        self.scan = LatestJob("retrain-data", track=lambda worker: self.w.track(worker))
         self._timer = QTimer(self, singleShot=True, interval=250, timeout=self.check_now)
 
         layout = QVBoxLayout(self)
@@ -174,24 +174,27 @@ class DataPage(RetrainPage):
 
     def initializePage(self) -> None:
         self.w.refresh_pending_banner()
-        if self.prepared is None and self._scan is None:
+        if self.prepared is None and not self.is_checking():
             self.schedule_check()
+
+    def is_checking(self) -> bool:
+        return self.scan.is_running()
 
     def schedule_check(self, *args) -> None:
         self.prepared = None
-        self._generation += 1
+        self.scan.cancel()
+        self.scan.forget()   # the data changed: what a running check finds no longer counts
         emit(self.completeChanged)
         self._timer.start()
 
     def check_now(self) -> None:
         """Check the chosen data in a worker; a newer check replaces an older one still running."""
         self._timer.stop()
-        if self._scan is not None:
-            self._scan.cancel()
         self.w.resuming = False
         if self.w.session is not None and self.w.session.info.get("config"):
             self.w.session = None   # that session trained on the earlier data; it stays resumable from the banner
-        generation = self._generation
+        self.scan.cancel()
+        self.scan.forget()
         self.prepared = None
         self.counts.clear()
         show_message(self.errors, "")
@@ -208,16 +211,10 @@ class DataPage(RetrainPage):
         self.progress.setRange(0, 0)
         self.progress.show()
         session = self.w.ensure_session()
-        worker = Worker(prepare_in_worker, folder, cases, session.root, name="retrain-data")
-        worker.signals.progress.connect(lambda p, g=generation: self._on_progress(g, p))
-        worker.signals.returned.connect(lambda r, g=generation: self._on_prepared(g, r))
-        worker.signals.errored.connect(lambda e, g=generation: self._on_error(g, e))
-        worker.signals.finished.connect(lambda w=worker: self._on_finished(w))
-        self._scan = self.w.track(worker).start()
+        self.scan.start(prepare_in_worker, folder, cases, session.root, on_progress=self._on_progress,
+                        on_returned=self._on_prepared, on_errored=self._on_error, on_finished=self._on_finished)
 
-    def _on_progress(self, generation: int, progress) -> None:
-        if generation != self._generation:
-            return
+    def _on_progress(self, progress) -> None:
         message, fraction = progress
         self.status.setText(sentence(message))
         if fraction is None:
@@ -226,21 +223,16 @@ class DataPage(RetrainPage):
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(fraction * 1000))
 
-    def _on_error(self, generation: int, error: Exception) -> None:
-        if generation != self._generation:
-            return
+    def _on_error(self, error: Exception) -> None:
         self.status.setText("The data could not be read.")
         show_message(self.errors, f"{type(error).__name__}: {error}")
 
-    def _on_finished(self, worker: Worker) -> None:
-        if self._scan is worker:
-            self._scan = None
-            self.progress.hide()
+    def _on_finished(self) -> None:
+        self.scan.forget()
+        self.progress.hide()
         emit(self.w.dataChecked, self.prepared)
 
-    def _on_prepared(self, generation: int, prepared: PreparedData) -> None:
-        if generation != self._generation:
-            return
+    def _on_prepared(self, prepared: PreparedData) -> None:
         self.prepared = prepared
         self.progress.hide()
         notes = prepared.export.notes() if prepared.export else []
