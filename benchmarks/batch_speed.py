@@ -83,9 +83,9 @@ def main() -> int:
 
     import numpy as np
 
-    from leukviewer.core.classifier import CellClassifier, bundled_model_dir
-    from leukviewer.core.imageio import greyscale_reason, read_image
-    from leukviewer.core.localize import classify_image_kind, find_single_cell
+    from leukviewer.core.model.classifier import CellClassifier, bundled_model_dir
+    from leukviewer.core.analysis.imageio import greyscale_reason, read_image
+    from leukviewer.core.analysis.localize import classify_image_kind, find_single_cell
 
     model_dir = Path(args.model) if args.model else bundled_model_dir()
     env = {**os.environ, "PYTHONPATH": str(CODE)}
@@ -94,7 +94,7 @@ def main() -> int:
           f"{os.nice(0)}; load average {os.getloadavg()[0]:.1f} (a shared machine: compare ratios within this run)")
 
     # 1. the engine a user gets
-    from leukviewer.core import engine as engine_module
+    from leukviewer.core.model import engine as engine_module
     find = getattr(engine_module, "find_conversion", None)
     converted = find(model_dir) if find else None
     if find is not None and converted is None:

@@ -27,8 +27,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from leukviewer.core.imageio import read_image  # noqa: E402
-from leukviewer.core.localize import CellRegion, find_white_cells  # noqa: E402
+from leukviewer.core.analysis.imageio import read_image  # noqa: E402
+from leukviewer.core.analysis.localize import CellRegion, find_white_cells  # noqa: E402
 
 
 def data_root() -> Path:

@@ -29,8 +29,8 @@ def build(megapixels: float, path: Path, field_scale: float = 1.0) -> tuple[int,
     import cv2
     from PIL import Image
 
-    from leukviewer.core.imageio import read_image
-    from leukviewer.core.localize import find_white_cells
+    from leukviewer.core.analysis.imageio import read_image
+    from leukviewer.core.analysis.localize import find_white_cells
 
     data = Path(os.environ.get("LEUKVIEWER_DATA", REPO.parent / "shared" / "data"))
     fields = [read_image(p) for p in sorted((data / "bccd" / "JPEGImages").glob("*.jpg"))]
@@ -53,8 +53,8 @@ def build(megapixels: float, path: Path, field_scale: float = 1.0) -> tuple[int,
 
 
 def measure(path: str) -> None:
-    from leukviewer.core.imageio import read_image
-    from leukviewer.core.pipeline import locate
+    from leukviewer.core.analysis.imageio import read_image
+    from leukviewer.core.analysis.pipeline import locate
 
     t0 = time.perf_counter()
     rgb = read_image(path)

@@ -59,8 +59,8 @@ def rate(fn, n_items: int, repeat: int = 1) -> float:
 
 def child_peak_rss(model: Path, folder: Path) -> float:
     # VmHWM of the child's own address space (ru_maxrss would carry the parent's peak across fork/exec).
-    code = ("from leukviewer.core.classifier import CellClassifier; "
-            "from leukviewer.core.pipeline import analyze_folder; "
+    code = ("from leukviewer.core.model.classifier import CellClassifier; "
+            "from leukviewer.core.analysis.pipeline import analyze_folder; "
             f"c = CellClassifier({str(model)!r}); n = sum(1 for _ in analyze_folder({str(folder)!r}, c)); "
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; print(n, hwm)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
@@ -83,8 +83,8 @@ def report_memory(model_dir: Path) -> None:
 def profile_stages(bccd: Path, clf) -> None:
     """Seconds per stage over the BCCD fields, each stage run alone (the pipeline overlaps decode/localise with
     classification in a reader thread; this shows which one bounds it)."""
-    from leukviewer.core.imageio import read_image
-    from leukviewer.core.pipeline import locate
+    from leukviewer.core.analysis.imageio import read_image
+    from leukviewer.core.analysis.pipeline import locate
 
     paths = sorted(bccd.glob("*.jpg"))
     t = {"decode": 0.0, "localise": 0.0, "preprocess": 0.0, "classify": 0.0}
@@ -173,9 +173,9 @@ def main() -> int:
     import numpy as np
     import tensorflow as tf
 
-    from leukviewer.core.classifier import CellClassifier, bundled_model_dir
-    from leukviewer.core.engine import InferenceEngine
-    from leukviewer.core.pipeline import analyze_folder
+    from leukviewer.core.model.classifier import CellClassifier, bundled_model_dir
+    from leukviewer.core.model.engine import InferenceEngine
+    from leukviewer.core.analysis.pipeline import analyze_folder
     from training.modelfolder import load_model_folder
     from training.preprocess import read_rgb
 

@@ -1,6 +1,6 @@
 """``leukviewer [FOLDER]`` (the review window), ``leukviewer batch ...``, ``leukviewer report ...`` and
 ``leukviewer retrain ...`` (headless),
-``leukviewer --self-test`` / ``--smoke-test`` (installation checks, see ``selftest.py``): one entry point, the same
+``leukviewer --self-test`` / ``--smoke-test`` (installation checks, see ``cli/selftest.py``): one entry point, the same
 in a checkout and in the frozen bundle."""
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def _prepare_engine(model_dir: str | None) -> int:
     """Convert the model folder to LiteRT unless a verified conversion of it exists (then this is instant)."""
     import time
 
-    from .core.classifier import CellClassifier, bundled_model_dir
-    from .core.engine import find_conversion
+    from .core.model.classifier import CellClassifier, bundled_model_dir
+    from .core.model.engine import find_conversion
 
     t0 = time.perf_counter()
     folder = model_dir or bundled_model_dir()
@@ -31,7 +31,7 @@ def _prepare_engine(model_dir: str | None) -> int:
             classifier = CellClassifier(model_dir, backend="tflite", warm_up=True)
             name, version, found = classifier.info.name, classifier.info.version, classifier.engine.tflite_path()
         else:
-            from .core.classifier import describe_model
+            from .core.model.classifier import describe_model
 
             meta = describe_model(folder)
             name, version = meta.get("name", ""), meta.get("version", "")
@@ -57,13 +57,13 @@ def _window_size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in ("evaluate", "cells"):   # training steps run with the app's image code
-        from .training_cli import main as training_command
+        from .cli.training import main as training_command
 
         return training_command(argv)
     if argv and argv[0] in COMMANDS:
         parser = argparse.ArgumentParser(prog="leukviewer", description=f"leukviewer {__version__}. {RUO_NOTICE}")
         sub = parser.add_subparsers(dest="command", required=True)
-        from . import batch, report_cli, retrain_cli
+        from .cli import batch, report as report_cli, retrain as retrain_cli
 
         batch.add_arguments(sub.add_parser("batch", help="analyse a folder headless: cells.csv, images.csv, "
                                                          "summary.json"))
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare_engine:
         return _prepare_engine(args.model)
     if args.self_test or args.smoke_test:
-        from . import selftest
+        from .cli import selftest
 
         if args.self_test:
             code = selftest.run_self_test(model_dir=args.model)

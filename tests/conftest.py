@@ -138,10 +138,10 @@ def make_reviewed_case(tiny_model_dir):
     (``.folder``: the case folder) and every cell found."""
     import shutil
 
-    from leukviewer.core.classifier import CellClassifier
-    from leukviewer.core.pipeline import analyze_folder
-    from leukviewer.core.review import ReviewSession
-    from leukviewer.core.store import ResultsStore
+    from leukviewer.core.model.classifier import CellClassifier
+    from leukviewer.core.analysis.pipeline import analyze_folder
+    from leukviewer.core.review.session import ReviewSession
+    from leukviewer.core.analysis.store import ResultsStore
 
     def make(folder: Path, images, labels=()):
         folder.mkdir(parents=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from leukviewer import RUO_NOTICE, __version__
-from leukviewer.core.classifier import assets_dir
+from leukviewer.core.model.classifier import assets_dir
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = assets_dir() / "models" / "leukviewer-b3"
@@ -41,16 +41,17 @@ BLOCKED_RUN = textwrap.dedent("""
             return None
 
     sys.meta_path.insert(0, AsBundled())
-    from leukviewer import selftest
+    from leukviewer.cli import selftest
     assert selftest.run_self_test() == 0
     # The retraining wizard's path: the training library, its metrics and figures, Grad-CAM, a PDF report.
     from training import TrainConfig, train
     result = train(TrainConfig(data={cnmc!r}, run_dir={run!r}, output={out!r}, backbone="tiny", input_size=32,
                                epochs=1, batch_size=16, patience=0, workers=2))
     import leukviewer.gui.main_window, leukviewer.gui.retrain.wizard, leukviewer.gui.model_manager
-    import leukviewer.gui.export_dialog, leukviewer.core.gradcam, leukviewer.core.report_pdf, leukviewer.report_cli
-    from leukviewer.core.classifier import CellClassifier
-    from leukviewer.core.gradcam import GradCam
+    import leukviewer.gui.export_dialog, leukviewer.core.model.gradcam, leukviewer.core.reports.pdf
+    import leukviewer.cli.report
+    from leukviewer.core.model.classifier import CellClassifier
+    from leukviewer.core.model.gradcam import GradCam
     classifier = CellClassifier(result.model_folder)
     GradCam(classifier.model.network)
     # The headless commands on smear fields and single cells: cell finding, every report format.
@@ -235,8 +236,8 @@ FROZEN_TRAINING = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from training import TrainConfig, train
-    from leukviewer.core.classifier import CellClassifier
-    from leukviewer.core.gradcam import GradCam
+    from leukviewer.core.model.classifier import CellClassifier
+    from leukviewer.core.model.gradcam import GradCam
     data, run, out = sys.argv[1:4]
     result = train(TrainConfig(data=data, run_dir=run, output=out, backbone="EfficientNetB3", input_size=32,
                                epochs=1, batch_size=16, patience=0, workers=2))

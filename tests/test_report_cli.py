@@ -7,11 +7,11 @@ import pytest
 
 from leukviewer import RUO_NOTICE
 from leukviewer.__main__ import main
-from leukviewer.core import classifier as classifier_module
-from leukviewer.core.classifier import CellClassifier
-from leukviewer.core.pipeline import analyze_folder
-from leukviewer.core.review import ReviewSession
-from leukviewer.core.store import ResultsStore
+from leukviewer.core.model import classifier as classifier_module
+from leukviewer.core.model.classifier import CellClassifier
+from leukviewer.core.analysis.pipeline import analyze_folder
+from leukviewer.core.review.session import ReviewSession
+from leukviewer.core.analysis.store import ResultsStore
 
 
 @pytest.fixture

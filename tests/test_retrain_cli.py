@@ -5,7 +5,7 @@ import pytest
 import training
 from leukviewer import RUO_NOTICE
 from leukviewer.__main__ import main
-from leukviewer.core.models import ModelRegistry
+from leukviewer.core.model.registry import ModelRegistry
 from leukviewer.core.retrain.data import FIRST_CASE_SUBJECT
 from leukviewer.core.retrain.session import wizard_runs_dir
 from training.modelfolder import verify

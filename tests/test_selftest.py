@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from leukviewer import RUO_NOTICE, selftest
+from leukviewer import RUO_NOTICE
+from leukviewer.cli import selftest
 from training.modelfolder import read_meta
 
 
@@ -46,7 +47,7 @@ def test_self_test_fails_clearly_without_the_model(tmp_path):
 
 def test_self_test_names_the_missing_bundled_model(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("LEUKVIEWER_MODEL", raising=False)
-    monkeypatch.setattr("leukviewer.core.classifier.assets_dir", lambda: tmp_path / "assets")
+    monkeypatch.setattr("leukviewer.core.model.classifier.assets_dir", lambda: tmp_path / "assets")
     assert selftest.run_self_test() == 1
     err = capsys.readouterr().err
     assert "the bundled model is missing" in err and "leukviewer-b3" in err and "--model DIR" in err

@@ -35,9 +35,9 @@ def fields_and_crops(shared_data, tmp_path_factory):
 
 
 def test_the_app_measures_each_image_scale_as_it_does_when_it_analyses(shared_data):
-    from leukviewer.core.imageio import read_image
-    from leukviewer.core.localize import estimate_rbc_diameter
-    from leukviewer.core.scale import measured_um_per_px
+    from leukviewer.core.analysis.imageio import read_image
+    from leukviewer.core.analysis.localize import estimate_rbc_diameter
+    from leukviewer.core.analysis.scale import measured_um_per_px
     from training.scale import CNMC_UM_PER_PX, um_per_px_from_rbc
 
     field = read_image(next((shared_data / "pbc" / "lymphocyte").glob("*.jpg")))

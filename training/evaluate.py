@@ -29,7 +29,7 @@ def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path
 
     ``um_per_px_of(rgb, path) -> float`` gives an image's micrometres per pixel. Only a model that keeps physical
     cell size needs it, and only on data other than C-NMC crops (those carry the C-NMC calibration); the app passes
-    its own measure (``leukviewer.core.evaluation``, ``python -m leukviewer evaluate``), so that images are scaled
+    its own measure (``leukviewer.core.model.evaluation``, ``python -m leukviewer evaluate``), so that images are scaled
     as the app scales them. Without it such an evaluation stops with a DatasetError that says so.
     """
     from .scale import CNMC_UM_PER_PX

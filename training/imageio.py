@@ -1,7 +1,7 @@
 """Reading microscope images into RGB arrays, with one clear error for anything unusable.
 
-The one decoder of the project: the app (``leukviewer.core.imageio``) and training both read every image through
-:func:`read_image` (or :func:`read_image_scaled` for previews of very large fields), so a cell is decoded alike
+The one decoder of the project: the app (``leukviewer.core.analysis.imageio``) and training both read every image
+through :func:`read_image` (or :func:`read_image_scaled` for previews of very large fields), so a cell is decoded alike
 when a model learns from it and when it classifies it. The result is always an ``H x W x 3`` ``uint8`` RGB array
 in display orientation; anything that cannot be turned into that raises :class:`UnreadableImage` whose message a
 hematologist can act on.

@@ -2,7 +2,8 @@
 
 The multi-class model learns from several labs at once, so every source goes through ONE crop and scale
 convention: the app's own localiser finds the cells of a smear field and cuts each onto black (as
-``leukviewer.core.pipeline.locate`` does), C-NMC crops are used whole (as the app uses a single-cell crop), and each
+``leukviewer.core.analysis.pipeline.locate`` does),
+C-NMC crops are used whole (as the app uses a single-cell crop), and each
 image's micrometres per pixel comes from its red cells (fields) or the C-NMC calibration (crops on black), as in
 the app. Sources and the labels they give (data staged by ``../shared/tools/stage-data``):
 
@@ -17,7 +18,7 @@ the app. Sources and the labels they give (data staged by ``../shared/tools/stag
 
 This module holds the rules (which cell of which source gets which label); the localiser is passed in as a
 :class:`CellFinder`: the training library never imports the app, and the app's ``python -m leukviewer cells``
-passes its own (``leukviewer.core.localize``), so that training sees what the app sees.
+passes its own (``leukviewer.core.analysis.localize``), so that training sees what the app sees.
 """
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ MIN_WBC_DIAMETER_UM = 6.0
 
 
 class CellFinder(Protocol):
-    """How cells are found and cut in an image: the app's localiser, as ``leukviewer.core.localize`` names it. A
-    region has ``area`` (px), ``centroid`` (x, y) and ``partial`` (cut by the image border). Picklable: the table
+    """How cells are found and cut in an image: the app's localiser, as ``leukviewer.core.analysis.localize``
+    names it. A region has ``area`` (px), ``centroid`` (x, y) and ``partial`` (cut by the image border). Picklable: the table
     is built in worker processes."""
 
     def find_single_cell(self, rgb: np.ndarray): ...

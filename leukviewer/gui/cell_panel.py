@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QFormLayout, QFrame, QHBoxLayout, QLabel, QSlider, QVBoxLayout
 
-from ..core.gradcam import colour_scale
+from ..core.model.gradcam import colour_scale
 from .signals import emit
 from .style import LABEL_NAMES, hex_colour
 

@@ -75,7 +75,7 @@ def model_card_markdown(model_dir: Path | None) -> str:
         except (OSError, UnicodeDecodeError) as e:
             return f"*The model card {card} cannot be read: {e}*"
     try:
-        from ..core.classifier import describe_model
+        from ..core.model.classifier import describe_model
 
         meta = describe_model(model_dir)
     except Exception as e:
@@ -99,7 +99,7 @@ def model_card_markdown(model_dir: Path | None) -> str:
 
 
 def licences_folder() -> Path:
-    from ..core.classifier import assets_dir
+    from ..core.model.classifier import assets_dir
 
     return assets_dir() / "licenses"
 

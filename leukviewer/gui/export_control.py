@@ -14,7 +14,7 @@ class ExportControl:
         self.worker = None
 
     def export(self) -> None:
-        from ..core.reports import export_case, review_status
+        from ..core.reports.export import export_case, review_status
         from .export_dialog import ExportDialog
 
         w = self.w

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog
                                QPushButton, QVBoxLayout)
 
 from .. import RUO_NOTICE
-from ..core.reports import existing_outputs, is_inside, suggested_report_dir
+from ..core.reports.export import existing_outputs, is_inside, suggested_report_dir
 
 
 @dataclass

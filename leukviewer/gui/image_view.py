@@ -8,7 +8,7 @@ from PySide6.QtWidgets import (QGraphicsPixmapItem, QGraphicsPolygonItem, QGraph
 
 from training.celltypes import CELL_TYPES
 
-from ..core.results import Cell
+from ..core.analysis.results import Cell
 from .signals import emit
 from .style import LABEL_NAMES, SELECTION_COLOUR, label_colour
 

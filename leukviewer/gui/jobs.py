@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtGui import QImage
 
-from ..core.classifier import CellClassifier, bundled_model_dir, describe_model
-from ..core.imageio import UnreadableImage, list_images, read_image, read_image_scaled
-from ..core.results import Cell, ImageResult
-from ..core.store import ResultsStore
+from ..core.model.classifier import CellClassifier, bundled_model_dir, describe_model
+from ..core.analysis.imageio import UnreadableImage, list_images, read_image, read_image_scaled
+from ..core.analysis.results import Cell, ImageResult
+from ..core.analysis.store import ResultsStore
 
 THUMBNAIL_SIZE = 72
 GUI_BATCH_SIZE = 8        # cells per network call; a smear field rarely holds more white cells
@@ -56,7 +56,7 @@ class LoadedModel:
         return _SerialisedClassifier(self.classifier, self.network_lock)
 
     def gradcam(self):
-        from ..core.gradcam import GradCam
+        from ..core.model.gradcam import GradCam
 
         with self._gradcam_lock:
             if self._gradcam is None:
@@ -227,7 +227,7 @@ def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | N
     only when some image needs it, so a fully cached case opens without TensorFlow.
     """
     from ..core.paths import review_dirs
-    from ..core.pipeline import analyze_images, image_name
+    from ..core.analysis.pipeline import analyze_images, image_name
 
     should_stop = worker.is_cancelled if worker is not None else (lambda: False)
     root = Path(folder)
@@ -336,7 +336,7 @@ class CellHeatmap:
 
 def warm_up_gradcam(model_dir: str | Path | None, worker=None) -> float:
     """Build the model's Grad-CAM and run it once (seconds taken), so the reviewer's first map comes quickly."""
-    from ..core.gradcam import warm_up
+    from ..core.model.gradcam import warm_up
 
     should_stop = worker.is_cancelled if worker is not None else (lambda: False)
     t0 = time.perf_counter()
@@ -352,8 +352,8 @@ def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, lab
                  ) -> CellHeatmap:
     """Grad-CAM of one cell, as a transparent overlay positioned in image pixels. ``label`` None: the class the
     decision rests on (ALL at or above the model's threshold, else HEM), so a normal cell's map is not blank."""
-    from ..core.gradcam import cell_heatmap, heat_rgba, is_empty, on_cell_only
-    from ..core.localize import CellRegion, crop_cell
+    from ..core.model.gradcam import cell_heatmap, heat_rgba, is_empty, on_cell_only
+    from ..core.analysis.localize import CellRegion, crop_cell
 
     t0 = time.perf_counter()
     model = load_model(model_dir)
@@ -364,8 +364,8 @@ def cell_gradcam(model_dir: str | Path | None, image_path: Path, cell: Cell, lab
     crop = crop_cell(rgb, region, mask_background=True)
     um_per_px = None
     if model.classifier.needs_scale:  # the image's scale, found as the analysis found it
-        from ..core.localize import classify_image_kind
-        from ..core.scale import image_scale
+        from ..core.analysis.localize import classify_image_kind
+        from ..core.analysis.scale import image_scale
 
         um_per_px = image_scale(rgb, classify_image_kind(rgb), image_path).um_per_px
     with model.network_lock:

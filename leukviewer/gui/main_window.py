@@ -16,10 +16,10 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QFileDialog, QMainWindow
 
 from .. import RUO_NOTICE, __version__
-from ..core.case import Case
-from ..core.classifier import assets_dir
+from ..core.analysis.case import Case
+from ..core.model.classifier import assets_dir
 from ..core.paths import review_dir
-from ..core.review import ReviewError, ReviewSession, final_label, final_type
+from ..core.review.session import ReviewError, ReviewSession, final_label, final_type
 from ..core.settings import Settings
 from . import jobs
 from .analysis_control import AnalysisControl

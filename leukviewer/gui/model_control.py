@@ -21,7 +21,7 @@ GRADCAM_WARM_UP_DELAY_MS = 1500   # after the model loads, unless an analysis is
 def registry_model() -> tuple[Path | None, str | None]:
     """The active model of the model manager (None: the bundled one) and, when the bundled one stands in for a
     damaged or dangling registry, why (shown in the window)."""
-    from ..core.models import ModelRegistry, app_model_folder
+    from ..core.model.registry import ModelRegistry, app_model_folder
 
     try:
         registry = ModelRegistry()

@@ -1,6 +1,6 @@
 """The model manager: every model the app can use, its card, which one is active, and rolling back.
 
-A thin view over ``leukviewer.core.models.ModelRegistry``; the bundled model is listed first and can be made
+A thin view over ``leukviewer.core.model.registry.ModelRegistry``; the bundled model is listed first and can be made
 active but never removed. ``activeModelChanged`` carries the folder the review window should load (None for
 the bundled model). Making a model active verifies its files (hashing the weights, tens of megabytes): that runs
 in a worker, so the dialog and the review window behind it stay responsive.
@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QHeaderVi
                                QSplitter, QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout)
 
 from .. import RUO_NOTICE
-from ..core.models import BUNDLED, ModelRegistry, RegisteredModel, RegistryError, app_model_folder
+from ..core.model.registry import BUNDLED, ModelRegistry, RegisteredModel, RegistryError, app_model_folder
 from .signals import emit
 from .worker import Worker, start_worker
 

@@ -7,7 +7,7 @@ import logging
 
 from training.celltypes import CELL_TYPES
 
-from ..core.review import ReviewError, final_type
+from ..core.review.session import ReviewError, final_type
 from .dialogs import ReviewerDialog
 from .worker import SerialJobs
 

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLay
 
 from training.celltypes import CELL_TYPES, is_white_cell
 
-from ..core.results import WHITE_CELLS_NOTE, percentage_text, undecided_text
+from ..core.analysis.results import WHITE_CELLS_NOTE, percentage_text, undecided_text
 from .signals import emit
 from .style import hex_colour
 

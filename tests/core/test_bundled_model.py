@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from leukviewer.core.classifier import CellClassifier, assets_dir
-from leukviewer.core.pipeline import analyze_folder
+from leukviewer.core.model.classifier import CellClassifier, assets_dir
+from leukviewer.core.analysis.pipeline import analyze_folder
 from training.modelfolder import verify
 
 RUO = "For Research Use Only. Not for use in diagnostic procedures."

@@ -1,6 +1,7 @@
-"""The case (core/case.py): the one object the window fills and the report renders."""
-from leukviewer.core.case import Case
-from leukviewer.core.results import STATUS_FAILED, STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, Cell, ImageResult
+"""The case (core/analysis/case.py): the one object the window fills and the report renders."""
+from leukviewer.core.analysis.case import Case
+from leukviewer.core.analysis.results import (STATUS_FAILED, STATUS_NO_CELLS, STATUS_OK, STATUS_UNREADABLE, Cell,
+                                              ImageResult)
 
 
 def cell(image: str, n: int, p: float, label: str) -> Cell:
@@ -12,7 +13,7 @@ def result(image: str, status: str, cells=()) -> ImageResult:
     return ImageResult(path=f"/case/{image}", image=image, status=status, cells=list(cells))
 
 
-# The statuses exactly as the pipeline writes them (core/pipeline.py).
+# The statuses exactly as the pipeline writes them (core/analysis/pipeline.py).
 UNREADABLE = f"{STATUS_UNREADABLE}: not an image file (cannot identify image file)"
 FAILED = (f"{STATUS_FAILED}: TypeError: unsupported operand type(s) (a fault in leukviewer, not in the image; "
           "please report it)")

@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
-from leukviewer.core.classifier import (LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN, CellClassifier,
+from leukviewer.core.model.classifier import (LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN, CellClassifier,
                                         blast_class_of, cell_type_for)
-from leukviewer.core.imageio import read_image
+from leukviewer.core.analysis.imageio import read_image
 from training.celltypes import CELL_TYPES
 from training.modelfolder import ModelFolderError
 
@@ -155,7 +155,7 @@ def test_batch_on_a_multiclass_model_writes_types_probabilities_and_white_cell_c
 
 
 def test_cells_not_of_a_white_cell_type_are_left_out_of_white_cells_and_the_blast_percentage():
-    from leukviewer.core.results import CaseSummary, Cell, ImageResult, count_cells
+    from leukviewer.core.analysis.results import CaseSummary, Cell, ImageResult, count_cells
 
     def cell(n, label, cell_type):
         return Cell(f"f.jpg#{n}", "f.jpg", (0, 0, 9, 9), [], (4.5, 4.5), 60, 0.9 if label == "ALL" else 0.1, label,
@@ -176,7 +176,7 @@ def test_cells_not_of_a_white_cell_type_are_left_out_of_white_cells_and_the_blas
 
 
 def test_results_stored_before_cell_types_read_back_as_legacy_types():
-    from leukviewer.core.results import Cell
+    from leukviewer.core.analysis.results import Cell
 
     old = {"cell_id": "f.jpg#1", "image": "f.jpg", "bbox": [0, 0, 9, 9], "outline": [], "centroid": [4.5, 4.5],
            "area": 60, "blast_probability": 0.75, "label": "ALL", "partial": False, "model_name": "m",
@@ -188,7 +188,7 @@ def test_results_stored_before_cell_types_read_back_as_legacy_types():
 
 def test_a_legacy_binary_model_keeps_its_outputs_and_adds_the_type(shared_data, tiny_model_dir, tmp_path):
     from leukviewer.__main__ import main
-    from leukviewer.core.tables import CELL_COLUMNS
+    from leukviewer.core.reports.tables import CELL_COLUMNS
 
     folder = tmp_path / "case"
     folder.mkdir()
@@ -217,20 +217,20 @@ REVIEWER = "Dr. Ada Lovelace"
 
 @pytest.fixture(scope="module")
 def analysed(mixed_case, multiclass):
-    from leukviewer.core.pipeline import analyze_folder
+    from leukviewer.core.analysis.pipeline import analyze_folder
 
     return list(analyze_folder(mixed_case, multiclass))
 
 
 def open_session(folder, info):
-    from leukviewer.core.review import ReviewSession
+    from leukviewer.core.review.session import ReviewSession
 
     return ReviewSession.open(folder, {"name": info.name, "version": info.version, "sha256": info.sha256})
 
 
 def test_reviewer_changes_a_cell_type_saved_audited_restored_and_counted(mixed_case, analysed, multiclass,
                                                                           tmp_path):
-    from leukviewer.core.review import final_label, final_type, reviewed_counts
+    from leukviewer.core.review.session import final_label, final_type, reviewed_counts
 
     cells = [c for r in analysed for c in r.cells if not c.partial]   # the counted cells
     debris, neutrophil, blast = cells[0], cells[1], cells[2]
@@ -273,8 +273,8 @@ def test_pdf_has_a_differential_table_before_and_after_review(mixed_case, analys
                                                               multiclass_model_dir, tmp_path):
     from pypdf import PdfReader
 
-    from leukviewer.core.reports import export_case
-    from leukviewer.core.review import reviewed_counts
+    from leukviewer.core.reports.export import export_case
+    from leukviewer.core.review.session import reviewed_counts
 
     cells = [c for r in analysed for c in r.cells if not c.partial]   # the counted cells
     session = open_session(tmp_path / "review", multiclass.info)   # a fresh review of the same results

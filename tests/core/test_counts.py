@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from leukviewer.core.imageio import read_image
-from leukviewer.core.localize import estimate_rbc_diameter, find_white_cells
-from leukviewer.core.results import Cell, CaseSummary, ImageResult
-from leukviewer.core.review import ReviewSession, reviewed_counts
-from leukviewer.core.tables import IMAGE_COLUMNS, image_row
+from leukviewer.core.analysis.imageio import read_image
+from leukviewer.core.analysis.localize import estimate_rbc_diameter, find_white_cells
+from leukviewer.core.analysis.results import Cell, CaseSummary, ImageResult
+from leukviewer.core.review.session import ReviewSession, reviewed_counts
+from leukviewer.core.reports.tables import IMAGE_COLUMNS, image_row
 
 MODEL = {"name": "m", "version": "1", "sha256": "a" * 64}
 

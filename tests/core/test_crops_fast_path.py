@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from leukviewer.core.classifier import CellClassifier
-from leukviewer.core.pipeline import analyze_images
+from leukviewer.core.model.classifier import CellClassifier
+from leukviewer.core.analysis.pipeline import analyze_images
 
 
 @pytest.fixture(scope="module")

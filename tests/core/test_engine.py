@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from leukviewer.core.engine import InferenceEngine
+from leukviewer.core.model.engine import InferenceEngine
 from training.modelfolder import load_model_folder
 from training.preprocess import read_rgb
 
@@ -87,8 +87,8 @@ def test_prepare_engine_command_is_instant_once_converted_and_explains_a_bad_fol
 
 def test_leukviewer_threads_sets_the_threads_of_the_engine_and_the_readers(model, monkeypatch):
     """A cluster worker that owns one CPU slot (or a user sharing a machine) limits leukviewer to that many threads."""
-    from leukviewer.batch import reader_threads
-    from leukviewer.core.engine import THREADS_ENV
+    from leukviewer.cli.batch import reader_threads
+    from leukviewer.core.model.engine import THREADS_ENV
 
     monkeypatch.setenv(THREADS_ENV, "1")
     engine = InferenceEngine(model, backend="tf")

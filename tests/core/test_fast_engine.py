@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from leukviewer.core.engine import SHIPPED_SUFFIX, InferenceEngine, find_conversion
+from leukviewer.core.model.engine import SHIPPED_SUFFIX, InferenceEngine, find_conversion
 from training.modelfolder import load_model_folder, write_manifest
 from training.preprocess import read_rgb
 
@@ -82,7 +82,7 @@ def test_a_model_with_its_conversion_is_ready_without_tensorflow(tiny_model_dir,
     monkeypatch.setenv("LEUKVIEWER_CACHE_DIR", str(tmp_path / "cache"))
     env = dict(os.environ)
     InferenceEngine(load_model_folder(folder), "tflite", batch_size=8)   # (converted here, as at install)
-    probe = ("import json, sys; from leukviewer.core.classifier import CellClassifier; "
+    probe = ("import json, sys; from leukviewer.core.model.classifier import CellClassifier; "
              "from training.preprocess import read_rgb; "
              f"c = CellClassifier({str(folder)!r}); "
              f"p = c.blast_probabilities(__import__('numpy').stack([c.model.preprocess(read_rgb({str(crops[0])!r}))])); "

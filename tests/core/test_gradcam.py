@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from leukviewer.core.classifier import CellClassifier
-from leukviewer.core.gradcam import GradCam, cell_heatmap, map_to_crop
-from leukviewer.core.imageio import read_image
-from leukviewer.core.pipeline import locate
+from leukviewer.core.model.classifier import CellClassifier
+from leukviewer.core.model.gradcam import GradCam, cell_heatmap, map_to_crop
+from leukviewer.core.analysis.imageio import read_image
+from leukviewer.core.analysis.pipeline import locate
 from training.preprocess import PreprocessConfig
 
 
@@ -43,7 +43,7 @@ def test_map_follows_the_cell_not_the_black_frame():
 def test_network_without_backbone_is_a_clear_error():
     import keras
 
-    from leukviewer.core.gradcam import GradCamError
+    from leukviewer.core.model.gradcam import GradCamError
 
     inp = keras.Input((8, 8, 3))
     net = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(inp)))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leukviewer.core.imageio import (
+from leukviewer.core.analysis.imageio import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
     UnreadableImage,

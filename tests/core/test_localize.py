@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from leukviewer.core.imageio import read_image
-from leukviewer.core.localize import (
+from leukviewer.core.analysis.imageio import read_image
+from leukviewer.core.analysis.localize import (
     CellRegion,
     classify_image_kind,
     crop_cell,

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from leukviewer.core.models import BUNDLED, ModelRegistry, RegistryError, app_model_folder, models_dir
+from leukviewer.core.model.registry import BUNDLED, ModelRegistry, RegistryError, app_model_folder, models_dir
 from training.modelfolder import write_manifest
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leukviewer.core.classifier import CellClassifier
-from leukviewer.core.pipeline import analyze_folder
-from leukviewer.core.results import CaseSummary
+from leukviewer.core.model.classifier import CellClassifier
+from leukviewer.core.analysis.pipeline import analyze_folder
+from leukviewer.core.analysis.results import CaseSummary
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_batch_cli_writes_csv_and_summary(shared_data, tiny_model_dir, tmp_path)
     case = summary["case"]
     assert case["blast_percentage_min"] == round(100 * blasts / len(white), 2)
     assert case["blast_percentage_max"] == round(100 * (blasts + undecided) / len(white), 2) > case["blast_percentage_min"]
-    from leukviewer.core.results import blast_percentage_text
+    from leukviewer.core.analysis.results import blast_percentage_text
 
     assert f"blasts per 100 white cells {blast_percentage_text(case)}" in run.stdout
     assert f"{undecided} of {len(white)} white cells undecided" in run.stdout
@@ -192,7 +192,7 @@ def test_missing_model_is_a_clear_error(tmp_path, shared_data):
 
 def a_bug_in_the_first_image(monkeypatch):
     """A bug in leukviewer that meets the first image analysed (images are read in name order), logged quietly."""
-    from leukviewer.core import pipeline
+    from leukviewer.core.analysis import pipeline
 
     real, calls = pipeline.classify_image_kind, []
 

@@ -8,13 +8,13 @@ import shutil
 import pytest
 
 from leukviewer import RUO_NOTICE
-from leukviewer.core import reports
-from leukviewer.core.classifier import CellClassifier
-from leukviewer.core.pipeline import analyze_folder
-from leukviewer.core.reports import (ExportCancelled, ExportError, ReportModel, export_case,
+from leukviewer.core.reports import export as reports
+from leukviewer.core.model.classifier import CellClassifier
+from leukviewer.core.analysis.pipeline import analyze_folder
+from leukviewer.core.reports.export import (ExportCancelled, ExportError, ReportModel, export_case,
                                      method_and_limitations)
-from leukviewer.core.review import ReviewSession
-from leukviewer.core.tables import CELL_COLUMNS, IMAGE_COLUMNS
+from leukviewer.core.review.session import ReviewSession
+from leukviewer.core.reports.tables import CELL_COLUMNS, IMAGE_COLUMNS
 
 REVIEWER = "Dr. Zoë Ødegård"
 
@@ -125,7 +125,7 @@ def _pdf_pages(path):
 
 
 def test_the_pdf_draws_each_label_in_the_windows_colour():
-    from leukviewer.core import report_pdf
+    from leukviewer.core.reports import pdf as report_pdf
     from leukviewer.gui.style import hex_colour
 
     assert {label: report_pdf.LABEL_HEX[label] for label in ("ALL", "UNCERTAIN", "HEM")} == {
@@ -243,7 +243,7 @@ def test_a_read_only_folder_fails_clearly_and_writes_nothing(case, tmp_path, mon
 
 
 def test_disk_full_midway_leaves_no_half_written_file(case, tmp_path, monkeypatch):
-    from leukviewer.core import report_pdf
+    from leukviewer.core.reports import pdf as report_pdf
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -334,8 +334,8 @@ def test_blast_percentage_is_the_range_undecided_cells_allow_before_and_after_re
     """Tiny-model cells are mostly UNCERTAIN: the blast % is not "0 %" but the range those undecided cells allow
     (minimum: all normal, maximum: all blasts), computed once (``count_cells`` / ``CaseSummary``). After review a
     cell the reviewer labelled is decided, unless they called it UNCERTAIN."""
-    from leukviewer.core.results import CaseSummary, blast_percentage_text, percentage_text
-    from leukviewer.core.review import reviewed_counts
+    from leukviewer.core.analysis.results import CaseSummary, blast_percentage_text, percentage_text
+    from leukviewer.core.review.session import reviewed_counts
 
     folder, results, _, info = case
     cells = [c for r in results for c in r.cells if not c.partial]   # the counted cells
@@ -419,8 +419,8 @@ def test_images_csv_ranges_and_reviewed_only_counts(case, tmp_path):
 def test_pdf_shows_the_range_and_the_reviewed_cells_apart(case, tmp_path):
     """The PDF's summary: the blast % as a range with the undecided cells named, and the reviewer's counts, the
     model's remaining suggestions and the total after review in their own columns."""
-    from leukviewer.core.results import blast_percentage_text, count_cells, percentage_text
-    from leukviewer.core.review import reviewed_counts
+    from leukviewer.core.analysis.results import blast_percentage_text, count_cells, percentage_text
+    from leukviewer.core.review.session import reviewed_counts
 
     folder, results, session, info = case
     cells = [c for r in results for c in r.cells if not c.partial]   # the counted cells
@@ -448,7 +448,7 @@ def test_pdf_shows_the_range_and_the_reviewed_cells_apart(case, tmp_path):
 def test_labels_given_while_the_report_is_written_stay_out_of_it(case, tmp_path):
     """The reviewer keeps labelling while the export runs: every file shows the review as it was when the export
     started (no label in one file and not in another)."""
-    from leukviewer.core.results import counted_cells
+    from leukviewer.core.analysis.results import counted_cells
 
     folder, results, _, info = case
     copy = tmp_path / "case"
@@ -491,7 +491,7 @@ def test_a_report_from_the_models_name_and_hash_takes_the_threshold_from_its_fol
 def test_the_pdf_counts_an_analysis_fault_apart_from_unreadable_images(case, tmp_path):
     """An image the analysis failed on is readable: the report must not call it unreadable (it is a fault to
     report), and says so apart from the files that could not be decoded."""
-    from leukviewer.core.results import STATUS_FAILED, STATUS_UNREADABLE, ImageResult
+    from leukviewer.core.analysis.results import STATUS_FAILED, STATUS_UNREADABLE, ImageResult
 
     folder, results, session, info = case
     unreadable = ImageResult(str(folder / "broken.jpg"), "broken.jpg", f"{STATUS_UNREADABLE}: truncated JPEG")

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 import training
-from leukviewer.core.models import ModelRegistry, RegisteredModel
+from leukviewer.core.model.registry import ModelRegistry, RegisteredModel
 from leukviewer.core.retrain.card import write_retrain_card
 from leukviewer.core.retrain.compare import comparison_notes, format_value, refine_overlap_warning
 from leukviewer.core.retrain.data import too_few_cells

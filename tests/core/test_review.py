@@ -4,9 +4,9 @@ import stat
 
 import pytest
 
-from leukviewer.core.results import Cell, ImageResult
-from leukviewer.core.review import ReviewError, ReviewSession, reviewed_counts
-from leukviewer.core.store import ResultsStore
+from leukviewer.core.analysis.results import Cell, ImageResult
+from leukviewer.core.review.session import ReviewError, ReviewSession, reviewed_counts
+from leukviewer.core.analysis.store import ResultsStore
 
 MODEL = {"name": "m", "version": "1", "sha256": "a" * 64}
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leukviewer.core.imageio import read_image
-from leukviewer.core.scale import (SCALE_ASSUMED, SCALE_CNMC, SCALE_METADATA, SCALE_RED_CELLS, SCALE_USER,
+from leukviewer.core.analysis.imageio import read_image
+from leukviewer.core.analysis.scale import (SCALE_ASSUMED, SCALE_CNMC, SCALE_METADATA, SCALE_RED_CELLS, SCALE_USER,
                                    image_scale, metadata_um_per_px)
 
 

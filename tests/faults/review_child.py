@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from leukviewer.core.review import ReviewSession
+from leukviewer.core.review.session import ReviewSession
 
 
 def arm(point: str) -> None:

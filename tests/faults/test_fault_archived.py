@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from leukviewer.core.classifier import CellClassifier
-from leukviewer.core.pipeline import analyze_folder
-from leukviewer.core.review import ReviewSession
-from leukviewer.core.store import ResultsStore
+from leukviewer.core.model.classifier import CellClassifier
+from leukviewer.core.analysis.pipeline import analyze_folder
+from leukviewer.core.review.session import ReviewSession
+from leukviewer.core.analysis.store import ResultsStore
 
 # Root ignores file modes: drop the capabilities that let it write into a read-only folder.
 NO_OVERRIDE = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
@@ -68,13 +68,13 @@ def test_report_of_an_archived_read_only_case_shows_its_review(archived_case, ti
 
 CHILD = """
 import json, sys
-from leukviewer.core.review import ReviewSession
+from leukviewer.core.review.session import ReviewSession
 s = ReviewSession.open(sys.argv[1])
 opened = {k: v.label for k, v in s.reviews.items()}
 note = s.location_note()
 s.set_label(sys.argv[2], "UNCERTAIN", "HEM", "Dr. Bo")
 again = ReviewSession.open(sys.argv[1])
-from leukviewer.core.reports import load_case
+from leukviewer.core.reports.export import load_case
 from leukviewer.core.retrain.data import export_reviewed_cells
 case = load_case(sys.argv[1], sys.argv[3])      # reopened: the results stored beside the archive are reused
 cells = export_reviewed_cells([sys.argv[1]], sys.argv[4])   # and the reviewed cells can train a model

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from leukviewer.batch import RESUME_FILE
+from leukviewer.cli.batch import RESUME_FILE
 
 # Root ignores file modes: drop the capabilities that let it write into a read-only folder.
 NO_OVERRIDE = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leukviewer.core.imageio import read_image
-from leukviewer.core.pipeline import analyze_images
-from leukviewer.core.results import STATUS_NO_CELLS, STATUS_UNREADABLE
+from leukviewer.core.analysis.imageio import read_image
+from leukviewer.core.analysis.pipeline import analyze_images
+from leukviewer.core.analysis.results import STATUS_NO_CELLS, STATUS_UNREADABLE
 
 
 @pytest.fixture(scope="module")
 def classifier(tiny_model_dir):
-    from leukviewer.core.classifier import CellClassifier
+    from leukviewer.core.model.classifier import CellClassifier
 
     return CellClassifier(tiny_model_dir, backend="tf")
 
@@ -75,7 +75,7 @@ def test_a_colour_field_is_not_mistaken_for_greyscale(classifier, field, tmp_pat
 def test_a_field_too_large_to_analyse_whole_is_tiled_with_cells_found_once(shared_data, monkeypatch):
     """A 4x4 mosaic of real fields, analysed whole and then as if it were too large for that (tiles with seams
     across cells): the same white cells, none twice."""
-    import leukviewer.core.localize as localize
+    import leukviewer.core.analysis.localize as localize
 
     fields = [read_image(p) for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:16]]
     mosaic = np.ascontiguousarray(np.concatenate(
@@ -99,8 +99,8 @@ def test_the_red_cells_of_a_huge_field_are_measured_at_full_resolution(shared_da
     (which made a real 177 MP field read as having no measurable red cells, hence no white cells at all)."""
     import cv2
 
-    import leukviewer.core.localize as localize
-    import leukviewer.core.localize_stain as localize_stain
+    import leukviewer.core.analysis.localize as localize
+    import leukviewer.core.analysis.localize_stain as localize_stain
 
     fields = [cv2.resize(read_image(p), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
               for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))]

@@ -93,7 +93,7 @@ def test_a_folder_without_manifest_loads_with_a_visible_warning_until_sealed(mod
 
 
 def test_a_tampered_litert_cache_is_converted_again_never_run(tiny_model_dir, cnmc_root, caplog):
-    from leukviewer.core.engine import InferenceEngine
+    from leukviewer.core.model.engine import InferenceEngine
     from training.preprocess import read_rgb
 
     model = load_model_folder(tiny_model_dir)
@@ -116,8 +116,8 @@ def test_a_tampered_litert_cache_is_converted_again_never_run(tiny_model_dir, cn
 
 
 def test_grad_cam_waits_for_the_engine_lock(tiny_model_dir, cnmc_root):
-    from leukviewer.core.classifier import CellClassifier
-    from leukviewer.core.gradcam import GradCam, cell_heatmap
+    from leukviewer.core.model.classifier import CellClassifier
+    from leukviewer.core.model.gradcam import GradCam, cell_heatmap
     from training.preprocess import read_rgb
 
     classifier = CellClassifier(tiny_model_dir, backend="tf")
@@ -137,7 +137,7 @@ def test_grad_cam_waits_for_the_engine_lock(tiny_model_dir, cnmc_root):
 
 
 def test_a_model_json_without_a_decision_threshold_is_refused_never_read_as_0_5(model_copy):
-    from leukviewer.core.reports import ReportModel
+    from leukviewer.core.reports.export import ReportModel
     from training.modelfolder import read_meta
 
     meta_path = model_copy / "model.json"

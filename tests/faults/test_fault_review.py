@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from leukviewer.core.review import ReviewError, ReviewSession
+from leukviewer.core.review.session import ReviewError, ReviewSession
 
 MODEL = {"name": "m", "version": "1", "sha256": "a" * 64}
 

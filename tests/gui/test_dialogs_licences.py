@@ -5,7 +5,7 @@ import sys
 from PySide6.QtWidgets import QLabel
 
 from leukviewer import RUO_NOTICE
-from leukviewer.core.classifier import assets_dir
+from leukviewer.core.model.classifier import assets_dir
 from leukviewer.gui.dialogs import AboutDialog, bundled_licences
 
 LICENCES = assets_dir() / "licenses"

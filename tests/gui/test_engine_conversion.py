@@ -3,7 +3,7 @@ pattern) and its analyses run on LiteRT from then on."""
 
 
 def test_the_window_converts_in_the_background_and_switches_to_litert(make_window, qtbot, monkeypatch, tmp_path):
-    from leukviewer.core.engine import find_conversion
+    from leukviewer.core.model.engine import find_conversion
 
     monkeypatch.setenv("LEUKVIEWER_BACKGROUND_CONVERSION", "1")
     monkeypatch.setenv("LEUKVIEWER_CACHE_DIR", str(tmp_path / "fresh-cache"))

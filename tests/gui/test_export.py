@@ -78,7 +78,7 @@ def test_export_dialog_warns_about_unreviewed_flags_and_suggests_a_folder_outsid
 
 
 def test_a_report_of_a_read_only_folder_is_suggested_under_home(tmp_path, monkeypatch):
-    from leukviewer.core.reports import is_inside, suggested_report_dir
+    from leukviewer.core.reports.export import is_inside, suggested_report_dir
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     images = tmp_path / "share" / "case 3"

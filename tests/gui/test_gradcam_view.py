@@ -52,11 +52,11 @@ def test_gradcam_explains_the_decided_class_translucent_with_a_scale_and_an_opac
                       for y in range(0, shown.qimage.height(), 4)])
     assert alpha.min() == 0 and alpha.max() > 0 and (alpha == 0).mean() > 0.2
     # Only over the cell: outside its outline (masked black for the network) nothing is drawn, so no square.
-    from leukviewer.core.imageio import read_image
+    from leukviewer.core.analysis.imageio import read_image
 
     cell = window.cells[shown.cell_id]
     rgb = read_image(window.folder / cell.image)
-    from leukviewer.core.localize import CellRegion, crop_cell
+    from leukviewer.core.analysis.localize import CellRegion, crop_cell
 
     crop = crop_cell(rgb, CellRegion(bbox=tuple(cell.bbox), outline=np.asarray(cell.outline, np.int32),
                                      centroid=cell.centroid, area=cell.area, nucleus_area=0, partial=cell.partial))
@@ -81,7 +81,7 @@ def test_gradcam_explains_the_decided_class_translucent_with_a_scale_and_an_opac
 
 
 def test_an_empty_map_is_said_in_words(qtbot, make_window, case_folder, monkeypatch):
-    import leukviewer.core.gradcam as gradcam
+    import leukviewer.core.model.gradcam as gradcam
 
     window = make_window()
     run_to_end(qtbot, window, case_folder("cam-empty", n=1))

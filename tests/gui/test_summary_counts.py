@@ -2,7 +2,7 @@
 is the range the undecided cells allow, and the after-review column says which part the reviewer decided."""
 from PySide6.QtCore import Qt
 
-from leukviewer.core.results import percentage_text
+from leukviewer.core.analysis.results import percentage_text
 
 
 def test_summary_panel_shows_the_blast_range_and_the_reviewed_cells_apart(qtbot, make_window, case_folder,

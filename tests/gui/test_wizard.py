@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMainWindow, QWizard
 
 import training
-from leukviewer.core.models import BUNDLED, ModelRegistry
+from leukviewer.core.model.registry import BUNDLED, ModelRegistry
 from leukviewer.core.retrain.data import FIRST_CASE_SUBJECT
 from leukviewer.core.retrain.session import RetrainSession
 from leukviewer.gui import worker as worker_module

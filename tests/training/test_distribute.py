@@ -47,7 +47,7 @@ def test_two_multiworker_workers_train_the_tiny_model_into_a_folder_the_app_load
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
 
-    from leukviewer.core.classifier import CellClassifier
+    from leukviewer.core.model.classifier import CellClassifier
     from training.modelfolder import verify
 
     folder = tmp_path / "model"

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from leukviewer.training_cli import AppCellFinder
+from leukviewer.cli.training import AppCellFinder
 from training.heads import WBC_CLASSES
 from training.preprocess import PreprocessConfig
 from training.sources import build_cell_table, list_source_images
@@ -43,8 +43,8 @@ def test_every_source_gives_typed_cells_at_one_physical_scale(cell_table):
 
 
 def test_head_on_a_backbone_gives_a_model_folder_the_app_runs(cell_table, tiny_model_dir, shared_data, tmp_path):
-    from leukviewer.core.classifier import CellClassifier
-    from leukviewer.core.pipeline import analyze_folder
+    from leukviewer.core.model.classifier import CellClassifier
+    from leukviewer.core.analysis.pipeline import analyze_folder
     from training.heads import backbone_features, export_wbc_model
     from training.modelfolder import load_model_folder
     from training.wbc import CellTable, evaluate, fit_final, write_card

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models import ModelRegistry, RegisteredModel
+from ..model.registry import ModelRegistry, RegisteredModel
 from .session import RetrainSession
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models import RegisteredModel
+from ..model.registry import RegisteredModel
 from .compare import METRIC_ROWS, format_value
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from training.datasets import DatasetError
 
-from ..models import RegisteredModel
+from ..model.registry import RegisteredModel
 from .data import CLASS_FOLDERS
 from .run import on_own_thread
 
@@ -63,7 +63,7 @@ def compare_models(candidate: Path, active: RegisteredModel | None, run_dir: Pat
     Returns {"subjects", "new", "active"} (figures per model), with "active_error" when the active model could not
     be evaluated, or {"error"} when the split left no held-out test subjects.
     """
-    from ..evaluation import evaluate_folder
+    from ..model.evaluation import evaluate_folder
     from training.modelfolder import read_meta
 
     meta = read_meta(candidate)

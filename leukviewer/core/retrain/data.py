@@ -28,14 +28,14 @@ from PIL import Image
 from training.datasets import CNMC_CLASSES, DatasetError, load_dataset
 
 from ..atomic import atomic_write_text, replace_folder
-from ..classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
-from ..imageio import UnreadableImage, read_image
-from ..localize import CellRegion, crop_cell
-from ..results import ImageResult
-from ..review import FORMAT as REVIEW_FORMAT
+from ..model.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from ..analysis.imageio import UnreadableImage, read_image
+from ..analysis.localize import CellRegion, crop_cell
+from ..analysis.results import ImageResult
+from ..review.session import FORMAT as REVIEW_FORMAT
 from ..paths import STATE_FILE, review_dirs, saved_review_dir, user_data_dir
-from ..review import CellReview
-from ..store import ResultsStore
+from ..review.session import CellReview
+from ..analysis.store import ResultsStore
 
 # Case subjects are numbered from here so they never clash with C-NMC subject numbers (1-99, H1-H99) when the
 # reviewed cells are trained together with a C-NMC folder.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import training
 
 if TYPE_CHECKING:
-    from ..models import RegisteredModel
+    from ..model.registry import RegisteredModel
 
 BACKBONE_CHOICES = ("EfficientNetB3", "EfficientNetB2", "EfficientNetB1", "EfficientNetB0")
 FREEZE_CHOICES = (("frozen_then_unfrozen", "Frozen first (head only), then unfrozen"),
@@ -86,7 +86,7 @@ def parent_model_of(folder: str | None, active: "RegisteredModel | None") -> "Re
     """The model to fine-tune: the model folder given, else the active model. PlanError when it cannot be used."""
     from training.modelfolder import ModelFolderError, read_meta
 
-    from ..models import RegisteredModel
+    from ..model.registry import RegisteredModel
 
     if folder:
         try:

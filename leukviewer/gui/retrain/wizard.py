@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QMenu, QWidget, QWizard
 import training
 
 from ... import RUO_NOTICE
-from ...core.models import ModelRegistry, RegisteredModel, app_model_folder
+from ...core.model.registry import ModelRegistry, RegisteredModel, app_model_folder
 from ...core.paths import remove_tree_inside
 from ...core.retrain.accept import accept_candidate
 from ...core.retrain.card import write_retrain_card

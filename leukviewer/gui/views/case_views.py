@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from ... import RUO_NOTICE
-from ...core.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from ...core.model.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
 from ..cell_panel import CellPanel
 from ..dialogs import HelpOverlay, MessageBanner
 from ..gallery import CellGallery

@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem
 
-from ...core.classifier import LABEL_BLAST
-from ...core.results import STATUS_NO_CELLS, STATUS_OK
+from ...core.model.classifier import LABEL_BLAST
+from ...core.analysis.results import STATUS_NO_CELLS, STATUS_OK
 from ..style import hex_colour
 
 COLUMNS = ("Image", "Status", "Cells", "ALL", "Unc.", "Reviewed")

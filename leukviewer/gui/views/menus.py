@@ -7,7 +7,7 @@ from PySide6.QtGui import QAction, QKeySequence
 
 from training.celltypes import CELL_TYPES
 
-from ...core.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from ...core.model.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
 
 
 def make_action(window, text: str, slot, shortcuts=(), checkable: bool = False, tip: str = "") -> QAction:

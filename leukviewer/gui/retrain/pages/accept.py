@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QCheckBox, QTextBrowser, QVBoxLayout, QWizard
 
-from ....core.models import RegisteredModel
+from ....core.model.registry import RegisteredModel
 from ...worker import Worker
 from ..common import RetrainPage, message_label, ruo_label, show_message, wrapping_label
 

@@ -18,13 +18,13 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import RUO_NOTICE, __version__
+from .. import RUO_NOTICE, __version__
 
 RESUME_FILE = "partial-results.jsonl"   # every image done so far, cells and outlines included (for --resume)
 
 
 def outputs_for(formats: set[str]) -> list[str]:
-    from .core.reports import output_names
+    from ..core.reports.export import output_names
 
     return output_names(formats) + ["summary.json"]
 
@@ -61,7 +61,7 @@ def add_arguments(p) -> None:
 
 def check_writable(out: Path) -> str | None:
     """None when report files can be created in ``out`` (made if missing), else the reason in words."""
-    from .core.reports import describe_os_error
+    from ..core.reports.export import describe_os_error
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +152,7 @@ def stopped_run(out: Path, folder_text: str) -> tuple[dict, str | None]:
 
 def load_resume(out: Path, doc: dict, info) -> tuple[list, str | None]:
     """The images a stopped run finished (ImageResults with cells), or the reason --resume cannot continue."""
-    from .core.results import ImageResult
+    from ..core.analysis.results import ImageResult
 
     log = out / RESUME_FILE
     model = doc.get("model", {})
@@ -185,15 +185,15 @@ def partial_fields(partial: bool, summary, out: Path) -> dict:
 
 def reader_threads() -> int:
     """Images read, localised and prepared at once: one per core (decoding, OpenCV and numpy release the GIL)."""
-    from .core.engine import cpu_threads
+    from ..core.model.engine import cpu_threads
 
     return cpu_threads()
 
 
 def analyse_remaining(folder: Path, classifier, args, summary, done: list, progress, should_stop):
     """The results of a run: those ``done`` by a stopped run first (not analysed again), then the other images."""
-    from .core.imageio import list_images
-    from .core.pipeline import analyze_images, image_name
+    from ..core.analysis.imageio import list_images
+    from ..core.analysis.pipeline import analyze_images, image_name
 
     images, skipped = list_images(folder, recursive=args.recursive)
     summary.images_total = len(images)
@@ -241,11 +241,11 @@ def _run(args, classifier=None) -> int:
 
     from training.modelfolder import ModelFolderError, atomic_write_text
 
-    from .core.classifier import CellClassifier, bundled_model_dir
-    from .core.report_geojson import GeoJsonWriter
-    from .core.reports import ExportError, StagedOutputs, describe_os_error, make_case
-    from .core.results import CaseSummary, ImageResult, blast_percentage_text
-    from .core.tables import IMAGE_COLUMNS, AtomicCsv, cell_columns, cell_row, image_row
+    from ..core.model.classifier import CellClassifier, bundled_model_dir
+    from ..core.reports.geojson import GeoJsonWriter
+    from ..core.reports.export import ExportError, StagedOutputs, describe_os_error, make_case
+    from ..core.analysis.results import CaseSummary, ImageResult, blast_percentage_text
+    from ..core.reports.tables import IMAGE_COLUMNS, AtomicCsv, cell_columns, cell_row, image_row
 
     folder, out = Path(args.folder), Path(args.out)
     formats = {f for f in ("csv", "pdf", "geojson") if getattr(args, f, False)} or {"csv"}
@@ -368,7 +368,7 @@ def _run(args, classifier=None) -> int:
             bar.close()
             bar = None
         if "pdf" in formats and not partial:
-            from .core.report_pdf import write_pdf
+            from ..core.reports.pdf import write_pdf
 
             if not args.quiet:
                 print("writing report.pdf", file=sys.stderr)

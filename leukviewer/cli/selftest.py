@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import RUO_NOTICE, __version__
+from .. import RUO_NOTICE, __version__
 
 SAMPLE_CELL = "samples/UID_16_12_3_all.png"   # C-NMC 2019 training fold_1, subject 16 (ALL); CC BY 3.0
 SAMPLE_REFERENCE_LABEL = "ALL"                 # the data set's label (from the file name)
@@ -62,7 +62,7 @@ class _NoNetwork:
 
 
 def sample_cell_path() -> Path:
-    from .core.classifier import assets_dir
+    from ..core.model.classifier import assets_dir
 
     return assets_dir() / SAMPLE_CELL
 
@@ -78,7 +78,7 @@ def _prepare_environment() -> None:
 
 
 def _model_folder(model_dir: str | Path | None) -> Path:
-    from .core.classifier import bundled_model_dir
+    from ..core.model.classifier import bundled_model_dir
 
     return Path(model_dir) if model_dir else bundled_model_dir()
 
@@ -120,8 +120,8 @@ def _start_qt(out):
 def _classify_sample(folder: Path, sample: Path, out) -> None:
     from training.modelfolder import ModelFolderError
 
-    from .core.classifier import CellClassifier
-    from .core.pipeline import analyze_images
+    from ..core.model.classifier import CellClassifier
+    from ..core.analysis.pipeline import analyze_images
 
     if not sample.is_file():
         raise SelfTestError(f"the bundled sample cell is missing: {sample}")
@@ -241,7 +241,7 @@ def _run_window(app, folder: Path, case: Path, screenshot, timeout_s: float, out
     """Open the window, analyse the case, check what a user would see; the reason it failed, or None."""
     from PySide6.QtCore import QTimer
 
-    from .gui.main_window import MainWindow
+    from ..gui.main_window import MainWindow
 
     window = MainWindow(model_dir=folder)
     if window_size:

@@ -65,7 +65,7 @@ def cell_columns(cell_types) -> list[str]:
 
 def cell_row(cell, folder: str = "", review=None, cell_types=()) -> list[str]:
     """One ``cells.csv`` row (``cell_columns(cell_types)``); ``review`` is the cell's ``CellReview`` or None."""
-    from .review import type_after_review
+    from ..review.session import type_after_review
 
     x, y, w, h = cell.bbox
     reviewed = review.label if review else ""
@@ -81,7 +81,7 @@ def cell_row(cell, folder: str = "", review=None, cell_types=()) -> list[str]:
 def image_row(result, folder: str = "", after_review: dict | None = None) -> list[str]:
     """One ``images.csv`` row (``IMAGE_COLUMNS``); ``after_review`` is ``review.reviewed_counts`` of its cells
     (None: nobody reviewed them)."""
-    from .review import reviewed_counts
+    from ..review.session import reviewed_counts
 
     d = result.to_dict()
     r = after_review if after_review is not None else reviewed_counts(result.cells, None)

@@ -44,7 +44,7 @@ def _worker_class(ray):
 
             # one CPU slot each: several workers on one machine share its cores instead of fighting over them
             threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
-            from leukviewer.core.engine import THREADS_ENV
+            from leukviewer.core.model.engine import THREADS_ENV
 
             os.environ[THREADS_ENV] = str(threads)   # LiteRT's threads and the image readers (engine.cpu_threads)
             try:
@@ -52,7 +52,7 @@ def _worker_class(ray):
                 tf.config.threading.set_inter_op_parallelism_threads(threads)
             except RuntimeError:   # TensorFlow already initialised in this process
                 pass
-            from leukviewer.archive import load_classifier
+            from leukviewer.cli.archive import load_classifier
 
             self.options = options
             self.classifier = load_classifier(options)
@@ -61,7 +61,7 @@ def _worker_class(ray):
             return os.getpid()
 
         def analyse(self, archive: str, name: str, out: str) -> dict:
-            from leukviewer.archive import analyse_case
+            from leukviewer.cli.archive import analyse_case
 
             return analyse_case(archive, name, out, self.options, self.classifier)
 

@@ -151,7 +151,7 @@ def cell_heatmap(classifier, crop: np.ndarray, label: str = "ALL", cam: GradCam 
                  um_per_px: float | None = None) -> np.ndarray:
     """Grad-CAM of one cell crop (RGB uint8, as the pipeline cuts it) for ``label``, the size of the crop.
 
-    ``classifier`` is a :class:`leukviewer.core.classifier.CellClassifier`; pass ``cam`` to reuse the split
+    ``classifier`` is a :class:`leukviewer.core.model.classifier.CellClassifier`; pass ``cam`` to reuse the split
     network across cells (building it costs more than one map). ``um_per_px`` is the image's scale (needed by
     models that keep physical cell size).
     """

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .results import ImageResult
-from .atomic import atomic_write_json
+from ..atomic import atomic_write_json
 
 
 class ResultsStore:

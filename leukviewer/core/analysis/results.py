@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from training.celltypes import BLAST, CELL_TYPES, LEGACY_BINARY, NON_WBC, is_white_cell
 
-from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from ..model.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
 
 STATUS_OK = "ok"
 STATUS_NO_CELLS = "no cells found"

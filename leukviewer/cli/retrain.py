@@ -14,11 +14,11 @@ import sys
 import threading
 from pathlib import Path
 
-from . import RUO_NOTICE
+from .. import RUO_NOTICE
 
 
 def add_arguments(p) -> None:
-    from .core.retrain.plan import BACKBONE_CHOICES, FREEZE_CHOICES, INIT_CHOICES
+    from ..core.retrain.plan import BACKBONE_CHOICES, FREEZE_CHOICES, INIT_CHOICES
 
     p.add_argument("cases", nargs="+", metavar="CASE", help="case folder(s) reviewed in leukviewer (each case is one "
                                                             "subject: its cells stay on one side of the split)")
@@ -58,10 +58,10 @@ def fail(message: str, code: int = 1) -> int:
 def run(args) -> int:
     from datetime import datetime
 
-    from .core.models import ModelRegistry
-    from .core.retrain.data import reviewed_cases
-    from .core.retrain.plan import PlanError, RetrainChoices, default_epochs, fine_tune_basis, parent_model_of
-    from .core.retrain.session import RetrainSession
+    from ..core.model.registry import ModelRegistry
+    from ..core.retrain.data import reviewed_cases
+    from ..core.retrain.plan import PlanError, RetrainChoices, default_epochs, fine_tune_basis, parent_model_of
+    from ..core.retrain.session import RetrainSession
 
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -115,13 +115,13 @@ def run(args) -> int:
 
 
 def train_in_session(args, session, cases: list[str], choices, parent, out: Path) -> int:
-    from .core.models import ModelRegistry
-    from .core.retrain.accept import add_to_registry
-    from .core.retrain.card import write_retrain_card
-    from .core.retrain.compare import format_value
-    from .core.retrain.data import prepare_data, too_few_cells
-    from .core.retrain.plan import PlanError, train_config
-    from .core.retrain.run import run_training
+    from ..core.model.registry import ModelRegistry
+    from ..core.retrain.accept import add_to_registry
+    from ..core.retrain.card import write_retrain_card
+    from ..core.retrain.compare import format_value
+    from ..core.retrain.data import prepare_data, too_few_cells
+    from ..core.retrain.plan import PlanError, train_config
+    from ..core.retrain.run import run_training
 
     say = (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
     say(f"reading the reviewed cells of {len(cases)} case(s)" + (f" and {args.data}" if args.data else ""))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .classifier import CellClassifier, cell_type_for
+from ..model.classifier import CellClassifier, cell_type_for
 from .imageio import UnreadableImage, greyscale_reason, list_images, read_image
 from .localize import (classify_image_kind, crop_cell, estimate_rbc_diameter, find_single_cell, find_white_cells,
                        no_cell_reason)

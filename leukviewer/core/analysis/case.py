@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from training.celltypes import cell_type_of_class
 
-from .classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
+from ..model.classifier import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN
 from .results import STATUS_FAILED, STATUS_UNREADABLE, CaseSummary, Cell, ImageResult, count_cells, counted_cells
-from .review import ReviewSession, final_label, reviewed_counts
+from ..review.session import ReviewSession, final_label, reviewed_counts
 
 if TYPE_CHECKING:
-    from .reports import ReportModel
+    from ..reports.export import ReportModel
 
 
 class Case:

@@ -13,9 +13,9 @@ from xml.sax.saxutils import escape
 
 from training.celltypes import CELL_TYPES, is_white_cell
 
-from .. import RUO_NOTICE, __version__
-from .labels import LABEL_BLAST, LABEL_HEX, LABEL_NORMAL, LABEL_UNCERTAIN, LABEL_WORDS
-from .results import IMAGE_COUNT_WORDS, WHITE_CELLS_NOTE, blast_percentage_text, percentage_text
+from ... import RUO_NOTICE, __version__
+from ..labels import LABEL_BLAST, LABEL_HEX, LABEL_NORMAL, LABEL_UNCERTAIN, LABEL_WORDS
+from ..analysis.results import IMAGE_COUNT_WORDS, WHITE_CELLS_NOTE, blast_percentage_text, percentage_text
 
 THUMB_PX = 160
 GALLERY_COLUMNS = 6
@@ -138,7 +138,7 @@ def gallery_thumbnails(cells, on_image: Callable[[str], None] | None = None,
                        frames: dict[str, str] | None = None) -> dict[str, bytes | None]:
     """cell_id -> JPEG thumbnail (None where the image can no longer be read), framed in ``frames[cell_id]``
     (a hex colour) where given; each image is read once."""
-    from .imageio import UnreadableImage, read_image
+    from ..analysis.imageio import UnreadableImage, read_image
 
     by_image = defaultdict(list)
     paths = {}
@@ -420,7 +420,7 @@ def _differential_block(case, st, width):
 def _gallery_block(case, st, width, max_gallery, on_image):
     from reportlab.lib.units import mm
 
-    from .review import type_after_review
+    from ..review.session import type_after_review
     from reportlab.platypus import Image, KeepTogether, Paragraph, Table, TableStyle
 
     flagged = case.flagged_cells()
@@ -487,7 +487,7 @@ def _per_image_block(case, st, width):
     from reportlab.lib.units import mm
     from reportlab.platypus import Paragraph
 
-    from .review import reviewed_counts
+    from ..review.session import reviewed_counts
 
     groups = ["", "", "", "Suggested by the model", "", "", "After review", "", "Review", ""]
     header = ["Image", "Status", "Cells", "Blasts", "Uncertain", "Blast %", "Blasts", "Blast %", "Reviewed",
@@ -535,7 +535,7 @@ def _signoff_block(case, st, width):
             "Open the folder in the review window (leukviewer FOLDER) and review the flagged cells before "
             "relying on them; the report written then carries the reviewer's sign-off. "
             + _p(RUO_NOTICE), st["base"])])]
-    from .reports import review_status
+    from .export import review_status
 
     review = review_status(case.cells(), case.session)
     flagged, open_flags = review["flagged"], review["flagged_unreviewed"]
@@ -564,7 +564,7 @@ def write_pdf(case, path: Path, max_gallery: int = 60, on_image: Callable[[str],
     from reportlab.lib.units import mm
     from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    from .report_method import method_and_limitations
+    from .method import method_and_limitations
 
     st = _styles()
     doc = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=17 * mm,
@@ -582,7 +582,7 @@ def write_pdf(case, path: Path, max_gallery: int = 60, on_image: Callable[[str],
     story += _differential_block(case, st, width)
 
     cells = case.cells()
-    from .review import final_label
+    from ..review.session import final_label
 
     png = histogram_png([c.blast_probability for c in cells], case.model.threshold, case.model.uncertainty_band,
                         [final_label(c, case.session) for c in cells],

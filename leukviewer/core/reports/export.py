@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import RUO_NOTICE
-from .classifier import LABEL_NORMAL
+from ... import RUO_NOTICE
+from ..model.classifier import LABEL_NORMAL
 
-from .case import Case  # noqa: F401 (re-exported: the one case, core/case.py)
-from .results import ImageResult
-from .report_method import FALLBACK_LIMITATIONS, FALLBACK_METHOD, method_and_limitations  # noqa: F401 (re-exported)
-from .review import ReviewSession, final_label, reviewed_counts
+from ..analysis.case import Case  # noqa: F401 (re-exported: the one case, core/analysis/case.py)
+from ..analysis.results import ImageResult
+from .method import FALLBACK_LIMITATIONS, FALLBACK_METHOD, method_and_limitations  # noqa: F401 (re-exported)
+from ..review.session import ReviewSession, final_label, reviewed_counts
 
 FORMATS = ("pdf", "csv", "geojson")
 OUTPUT_FILES = {"pdf": ("report.pdf",), "csv": ("cells.csv", "images.csv"), "geojson": ("cells.geojson",)}
@@ -64,7 +64,7 @@ class ReportModel:
     @classmethod
     def from_folder(cls, model_dir: str | Path) -> "ReportModel":
         """From a model folder's model.json (and MODEL_CARD.md), without loading the network."""
-        from .classifier import describe_model
+        from ..model.classifier import describe_model
 
         from training.modelfolder import decision_rule, manifest_sha256
 
@@ -163,7 +163,7 @@ def make_case(results: Iterable[ImageResult], session: ReviewSession | None, mod
 
 def describe_os_error(e: OSError, where: Path) -> str:
     """An OSError in words a user can act on."""
-    from .paths import os_error_reason
+    from ..paths import os_error_reason
 
     reason = os_error_reason(e)
     return f"cannot write the report into {where}: {reason}"
@@ -352,12 +352,12 @@ def export_case(results: Iterable[ImageResult], session: ReviewSession | None, m
             write_images_csv(case, outputs.temporary("images.csv"))
             step("images.csv")
         if "geojson" in formats:
-            from .report_geojson import write_geojson
+            from .geojson import write_geojson
 
             write_geojson(case, outputs.temporary("cells.geojson"))
             step("cells.geojson")
         if "pdf" in formats:
-            from .report_pdf import write_pdf
+            from .pdf import write_pdf
 
             write_pdf(case, outputs.temporary("report.pdf"), max_gallery=max_gallery,
                       on_image=lambda image: step(f"thumbnails: {image}"))
@@ -394,11 +394,11 @@ def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive
     """A folder as the app left it: its saved review and stored results (``ResultsStore``); images without a
     stored result (or changed since) are analysed now and stored. TensorFlow loads only if something is
     analysed."""
-    from .classifier import bundled_model_dir
-    from .imageio import list_images
-    from .paths import review_dirs
-    from .pipeline import analyze_images
-    from .store import ResultsStore
+    from ..model.classifier import bundled_model_dir
+    from ..analysis.imageio import list_images
+    from ..paths import review_dirs
+    from ..analysis.pipeline import analyze_images
+    from ..analysis.store import ResultsStore
 
     folder = Path(folder).resolve()
     model_folder = Path(model_dir) if model_dir else bundled_model_dir()
@@ -418,7 +418,7 @@ def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive
             missing.append(path)
     reused = len(results)
     if missing:
-        from .classifier import CellClassifier
+        from ..model.classifier import CellClassifier
 
         classifier = CellClassifier(model_folder)
         for result in analyze_images(missing, folder, classifier, kind, on_progress, should_stop):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import RUO_NOTICE
+from .. import RUO_NOTICE
 
 
 def add_arguments(p) -> None:
@@ -36,9 +36,9 @@ def run(args) -> int:
 
     from training.modelfolder import ModelFolderError
 
-    from .core.classifier import bundled_model_dir
-    from .core.reports import OUTPUT_FILES, ExportError, export_case, load_case
-    from .core.review import ReviewError
+    from ..core.model.classifier import bundled_model_dir
+    from ..core.reports.export import OUTPUT_FILES, ExportError, export_case, load_case
+    from ..core.review.session import ReviewError
 
     folder = Path(args.folder)
     if not folder.is_dir():

@@ -37,7 +37,7 @@ BACKENDS = ("tf", "tflite", "auto")
 
 
 def cache_dir() -> Path:
-    from .paths import user_dir
+    from ..paths import user_dir
 
     return user_dir("cache")
 

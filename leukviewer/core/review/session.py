@@ -27,10 +27,10 @@ from pathlib import Path
 
 from training.celltypes import BLAST, CELL_TYPES
 
-from .atomic import atomic_write_json
-from .classifier import LABEL_BLAST, LABEL_NORMAL, LABELS, cell_type_for
-from .paths import STATE_DIR, STATE_FILE, fallback_review_dir, review_dir
-from .results import count_cells, counted_cells
+from ..atomic import atomic_write_json
+from ..model.classifier import LABEL_BLAST, LABEL_NORMAL, LABELS, cell_type_for
+from ..paths import STATE_DIR, STATE_FILE, fallback_review_dir, review_dir
+from ..analysis.results import count_cells, counted_cells
 
 FORMAT = "leukviewer-review"
 FORMAT_VERSION = 1
@@ -87,7 +87,7 @@ def exclusive_lock(path: Path):
 
 
 def _save_failure(path: Path, e: OSError) -> ReviewError:
-    from .paths import os_error_reason
+    from ..paths import os_error_reason
 
     return ReviewError(f"{os_error_reason(e)}: the change was not saved in {path.parent}; "
                        "the review saved before it is intact")

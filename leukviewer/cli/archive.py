@@ -7,7 +7,7 @@ together or not at all), by a worker that keeps the model loaded. ``DIR/archive_
 whose ``DIR/CASE/summary.json`` is complete and from the same model, so a crash or a killed worker costs only the
 cases in flight. A case that fails is listed with its reason and never stops the others.
 
-Ray is imported only by ``--cluster`` (``leukviewer/cluster.py``); without it nothing here needs more than the
+Ray is imported only by ``--cluster`` (``leukviewer/cli/cluster.py``); without it nothing here needs more than the
 single-case batch command does."""
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def analyse_case(archive: str, name: str, out: str, options: dict, classifier) -
 
 
 def load_classifier(options: dict):
-    from .core.classifier import CellClassifier
+    from ..core.model.classifier import CellClassifier
 
     engine = options.get("engine") or "auto"
     return CellClassifier(options.get("model"), backend={"litert": "tflite"}.get(engine, engine))
@@ -161,13 +161,13 @@ class Progress:
 
 
 def _model_folder(options: dict) -> Path:
-    from .core.classifier import bundled_model_dir
+    from ..core.model.classifier import bundled_model_dir
 
     return Path(options["model"]) if options.get("model") else bundled_model_dir()
 
 
 def run_archive(args) -> int:
-    from . import RUO_NOTICE
+    from .. import RUO_NOTICE
     from .batch import check_writable
 
     archive, out = Path(args.folder), Path(args.out)

@@ -20,7 +20,7 @@ import numpy as np
 from training.celltypes import BLAST, CELL_TYPES, LEGACY_BINARY, cell_type_of_class
 from training.modelfolder import ModelFolderError, load_model_folder, read_meta
 
-from .labels import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN, LABELS, label_for  # noqa: F401 (re-exported)
+from ..labels import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN, LABELS, label_for  # noqa: F401 (re-exported)
 
 BUNDLED_MODEL_NAME = "leukviewer-b3"
 
@@ -30,7 +30,7 @@ def assets_dir() -> Path:
     frozen = getattr(sys, "_MEIPASS", None)
     if frozen:
         return Path(frozen) / "assets"
-    return Path(__file__).resolve().parents[2] / "assets"
+    return Path(__file__).resolve().parents[3] / "assets"
 
 
 def bundled_model_dir() -> Path:

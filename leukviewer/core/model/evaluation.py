@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .scale import measured_um_per_px
+from ..analysis.scale import measured_um_per_px
 
 
 def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path | None = None,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import RUO_NOTICE
+from ... import RUO_NOTICE
 
 if TYPE_CHECKING:
-    from .reports import ReportModel
+    from .export import ReportModel
 
 FALLBACK_METHOD = (
     "White cells were located in each image by colour and shape (nucleus stain, cell outline) and each cell was "

@@ -14,8 +14,8 @@ import os
 import uuid
 from pathlib import Path
 
-from .. import RUO_NOTICE, __version__
-from .labels import label_rgb
+from ... import RUO_NOTICE, __version__
+from ..labels import label_rgb
 
 _NAMESPACE = uuid.UUID("6f1c8a52-52a4-4b7e-9c1e-0d5c7c1b2a90")
 
@@ -34,7 +34,7 @@ def closed_ring(outline, bbox) -> list[list[float]]:
 
 
 def cell_feature(cell, folder: str, review, label_after: str) -> dict:
-    from .review import type_after_review
+    from ..review.session import type_after_review
 
     x, y, w, h = cell.bbox
     type_after = type_after_review(cell, review)

@@ -21,8 +21,8 @@ from training.card import render_card
 from training.modelfolder import META_FILE, ModelFolderError, read_meta, verify
 
 from .classifier import LABEL_BLAST, LABEL_NORMAL, bundled_model_dir
-from .atomic import atomic_write_text
-from .paths import user_data_dir
+from ..atomic import atomic_write_text
+from ..paths import user_data_dir
 
 BUNDLED = "bundled"                 # the registry name of the bundled model (never a folder name here)
 ACTIVE_FILE = "active.json"

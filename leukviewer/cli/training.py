@@ -8,7 +8,7 @@ options, the same output.
 """
 from __future__ import annotations
 
-from .core import localize
+from ..core.analysis import localize
 
 #: command -> the training command it runs
 COMMANDS = {"evaluate": ["evaluate"], "cells": ["wbc", "cells"]}
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     """``argv``: the command (a key of ``COMMANDS``) and its options."""
     from training.cli import main as training_main
 
-    from .core.scale import measured_um_per_px
+    from ..core.analysis.scale import measured_um_per_px
 
     command, options = argv[0], list(argv[1:])
     return training_main([*COMMANDS[command], *options], prog="leukviewer", um_per_px_of=measured_um_per_px,
