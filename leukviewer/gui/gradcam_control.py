@@ -10,7 +10,7 @@ from PySide6.QtGui import QPixmap
 from . import jobs
 from .signals import emit
 from .style import hex_colour
-from .worker import LatestJob, Worker
+from .worker import LatestJob, Worker, freeze_long_lived_objects
 
 log = logging.getLogger(__name__)
 
@@ -105,4 +105,5 @@ class GradcamControl:
         if self.w.is_closed() or self.w.loaded_model is None or folder != self.w.loaded_model.folder:
             return
         self.ready = True
+        freeze_long_lived_objects()   # TensorFlow and the traced graph, loaded for good
         log.info("Grad-CAM warmed up in %.1f s", seconds)

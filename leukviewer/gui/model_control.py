@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from . import jobs
 from .signals import emit
-from .worker import LatestJob
+from .worker import LatestJob, freeze_long_lived_objects
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class ModelControl:
             w.start_job(jobs.convert_engine, model, name="engine-conversion",
                         on_returned=lambda switched: switched and self._converted(model),
                         on_errored=lambda error: log.warning("background LiteRT conversion failed: %s", error))
+        freeze_long_lived_objects()
         emit(w.modelLoaded)
 
     def _converted(self, model: jobs.LoadedModel) -> None:
