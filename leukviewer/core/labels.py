@@ -10,6 +10,7 @@ LABELS = (LABEL_BLAST, LABEL_UNCERTAIN, LABEL_NORMAL)   # also the order of gall
 # The one palette: red for a blast, amber for a cell that needs a look, teal for normal.
 LABEL_HEX = {LABEL_BLAST: "#d7263d", LABEL_UNCERTAIN: "#f29e02", LABEL_NORMAL: "#1b998b"}
 UNKNOWN_HEX = "#888888"
+SELECTION_HEX = "#00b4ff"    # the selected cell's halo and, in the histogram, the cells of the shown image
 # Short words (reports, legends) and the window's names for the gallery groups.
 LABEL_WORDS = {LABEL_BLAST: "blast (ALL)", LABEL_UNCERTAIN: "uncertain", LABEL_NORMAL: "normal (HEM)"}
 LABEL_NAMES = {LABEL_BLAST: "ALL (blast)", LABEL_UNCERTAIN: "Uncertain", LABEL_NORMAL: "HEM (normal)"}

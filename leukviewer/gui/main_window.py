@@ -398,8 +398,10 @@ class MainWindow(QMainWindow):
     def _update_histogram(self) -> None:
         self._histogram_timer.stop()
         result = self.case.result(self.current_image)
-        self.summary_panel.histogram.set_probabilities([c.blast_probability for c in self.cells.values()],
-                                                       [c.blast_probability for c in result.cells] if result else [])
+        cells = list(self.cells.values())
+        self.summary_panel.histogram.set_probabilities([c.blast_probability for c in cells],
+                                                       [c.blast_probability for c in result.cells] if result else [],
+                                                       [final_label(c, self.session) for c in cells])
 
     def _save_position(self) -> None:
         if self.session is None or self._closed:

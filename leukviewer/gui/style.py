@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor
 
-from ..core.labels import LABEL_HEX, LABEL_NAMES, LABELS, label_hex  # noqa: F401 (LABEL_NAMES re-exported)
+from ..core.labels import LABEL_HEX, LABEL_NAMES, LABELS, SELECTION_HEX, label_hex  # noqa: F401 (re-exported)
 
 LABEL_COLOURS = {label: QColor(colour) for label, colour in LABEL_HEX.items()}   # core.labels' palette
 GALLERY_ORDER = LABELS
-SELECTION_COLOUR = QColor("#00b4ff")
+SELECTION_COLOUR = QColor(SELECTION_HEX)
 
 
 def label_colour(label: str) -> QColor:

@@ -10,10 +10,12 @@ from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLay
 from training.celltypes import CELL_TYPES, is_white_cell
 
 from ..core.analysis.results import WHITE_CELLS_NOTE, percentage_text, undecided_text
+from ..core.labels import LABEL_WORDS, LABELS, SELECTION_HEX
+from ..core.reports.histogram import BINS, THRESHOLD_HEX, bin_counts, render_histogram
 from .signals import emit
 from .style import hex_colour
 
-BINS = np.linspace(0.0, 1.0, 21)
+WINDOW_DPI = 90
 
 
 def _pct(value) -> str:
@@ -23,52 +25,30 @@ def _pct(value) -> str:
 def histogram_legend(threshold: float, band: tuple[float, float]) -> str:
     """What the histogram's marks mean, with the model's own numbers (rich text, shown under the picture)."""
     lo, hi = band
-    parts = [f"<span style='color:{hex_colour('ALL')}'><b>│</b></span> threshold {threshold:.2f}"]
+    parts = [f"<span style='color:{THRESHOLD_HEX}'><b>┆</b></span> threshold {threshold:.2f}"]
     if hi > lo:
         parts.append(f"<span style='color:{hex_colour('UNCERTAIN')}; opacity:0.5'>█</span> uncertain band "
                      f"{lo:.2f}–{hi:.2f}")
-    parts.append(f"<span style='color:{hex_colour('ALL')}'>█</span> cells at or above the threshold")
-    parts.append("<span style='color:#8a8f98'>█</span> below")
-    parts.append("<span style='color:#00b4ff'><b>|</b></span> cells of this image")
+    parts.append("bars by label after review: " + ", ".join(
+        f"<span style='color:{hex_colour(label)}'>█</span> {LABEL_WORDS[label]}" for label in LABELS))
+    parts.append(f"<span style='color:{SELECTION_HEX}'><b>|</b></span> cells of this image")
     return " &nbsp;·&nbsp; ".join(parts)
 
 
-def render_histogram(case: list[float], image: list[float], threshold: float, band: tuple[float, float],
-                     width: int, height: int, dpi: int = 90) -> QImage:
-    """The histogram drawn by matplotlib (Agg) into a QImage. Runs in a worker: a draw costs tens of
-    milliseconds of Python, which on the GUI thread would freeze the window while an analysis competes for it."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    FigureCanvasAgg(figure)
-    figure.subplots_adjust(left=0.12, right=0.97, top=0.94, bottom=0.27)
-    axes = figure.add_subplot(1, 1, 1)
-    counts, _ = np.histogram(np.asarray(case, float), bins=BINS)
-    lo, hi = band
-    if hi > lo:
-        axes.axvspan(lo, hi, color=hex_colour("UNCERTAIN"), alpha=0.18, linewidth=0, label="uncertain")
-    colours = [hex_colour("ALL") if left >= threshold else "#8a8f98" for left in BINS[:-1]]
-    axes.bar(BINS[:-1], counts, width=BINS[1] - BINS[0], align="edge", color=colours, edgecolor="white",
-             linewidth=0.5)
-    axes.axvline(threshold, color=hex_colour("ALL"), linewidth=1.2)
-    if image:
-        axes.plot(list(image), [0.0] * len(image), "|", color="#00b4ff", markersize=10, markeredgewidth=2,
-                  clip_on=False)
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, max(1, int(counts.max(initial=0))) * 1.12)
-    axes.set_xlabel("P(blast) — bars: case, blue ticks: this image", fontsize=7)
-    axes.set_ylabel("cells", fontsize=7)
-    axes.tick_params(labelsize=7)
-    axes.spines[["top", "right"]].set_visible(False)
-    figure.canvas.draw()
-    rgba = np.asarray(figure.canvas.buffer_rgba())
+def histogram_image(case: list[float], image: list[float], labels: list[str] | None, threshold: float,
+                    band: tuple[float, float], width: int, height: int) -> QImage:
+    """The one histogram (``core.reports.histogram``, the PDF's too) wrapped into a QImage. Runs in a worker: a
+    draw costs tens of milliseconds of Python, which on the GUI thread would freeze the window while an analysis
+    competes for it."""
+    rgba = render_histogram(case, threshold, band, labels, image=image, width_px=width, height_px=height,
+                            dpi=WINDOW_DPI)
     h, w = rgba.shape[:2]
     return QImage(rgba.tobytes(), w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
 
 
 class ProbabilityHistogram(QLabel):
-    """Blast probabilities of the case (bars) and of the shown image (ticks), drawn by matplotlib in a worker.
+    """Blast probabilities of the case (bars, by label after review) and of the shown image (ticks), drawn by the
+    report's renderer (``core.reports.histogram``) in a worker.
 
     Updates coalesce: while one picture is being drawn, further changes wait and only the latest is drawn, at
     least ``REDRAW_GAP_MS`` after the previous picture: matplotlib is pure Python, and drawing back to back during
@@ -94,6 +74,7 @@ class ProbabilityHistogram(QLabel):
         self.threshold, self.band = 0.5, (0.5, 0.5)
         self.case: list[float] = []
         self.image: list[float] = []
+        self.labels: list[str] | None = None
         self.counts = np.zeros(len(BINS) - 1, int)
         self.legend = QLabel("The model's threshold and uncertain band are marked when it has loaded.")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
@@ -105,9 +86,11 @@ class ProbabilityHistogram(QLabel):
         self.legend.setText(histogram_legend(self.threshold, self.band))
         self._request()
 
-    def set_probabilities(self, case: list[float], image: list[float]) -> None:
+    def set_probabilities(self, case: list[float], image: list[float], labels: list[str] | None = None) -> None:
+        """The case's probabilities with their labels after review (None: the model's rule), the shown image's."""
         self.case, self.image = list(case), list(image)
-        self.counts, _ = np.histogram(np.asarray(self.case, float), bins=BINS)
+        self.labels = None if labels is None else list(labels)
+        self.counts = bin_counts(self.case)
         self._request()
 
     def is_rendering(self) -> bool:
@@ -128,8 +111,8 @@ class ProbabilityHistogram(QLabel):
             return
         self._dirty = False
         width = max(300, self.width())
-        self._worker = self._start(render_histogram, self.case, self.image, self.threshold, self.band, width,
-                                   self.height(), on_returned=self._on_rendered, on_finished=self._on_finished,
+        self._worker = self._start(histogram_image, self.case, self.image, self.labels, self.threshold, self.band,
+                                   width, self.height(), on_returned=self._on_rendered, on_finished=self._on_finished,
                                    name="histogram")
 
     def _on_rendered(self, image: QImage) -> None:

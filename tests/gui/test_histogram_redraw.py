@@ -3,9 +3,13 @@ redrawn at most once per gap, so the drawing thread does not keep the GIL from t
 picture always shows the latest data."""
 import time
 
-from PySide6.QtCore import QTimer
+import numpy as np
 
-from leukviewer.gui.summary import ProbabilityHistogram
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QImage
+
+from leukviewer.core.reports.histogram import render_histogram
+from leukviewer.gui.summary import WINDOW_DPI, ProbabilityHistogram
 
 
 def test_streaming_results_redraw_the_histogram_at_most_once_per_gap_and_end_on_the_latest(qtbot):
@@ -30,3 +34,24 @@ def test_streaming_results_redraw_the_histogram_at_most_once_per_gap_and_end_on_
     starts = [t for t, _ in draws]
     assert all(b - a >= gap * 0.9 for a, b in zip(starts, starts[1:]))
     assert len(draws[-1][1]) == 40                         # the last picture has every cell
+
+
+def test_the_window_shows_the_reports_picture_with_the_labels_after_review_and_the_images_ticks(qtbot):
+    def start(fn, *args, on_returned, on_finished, name):
+        QTimer.singleShot(0, lambda: (on_returned(fn(*args)), on_finished()))
+        return object()
+
+    histogram = ProbabilityHistogram(start=start)
+    qtbot.addWidget(histogram)
+    histogram.resize(420, histogram.height())
+    histogram.set_decision(0.5, (0.4, 0.6))
+    case, image, labels = [0.1, 0.12, 0.45, 0.9], [0.12, 0.9], ["HEM", "ALL", "UNCERTAIN", "ALL"]
+    with qtbot.waitSignal(histogram.rendered, timeout=5000):
+        histogram.set_probabilities(case, image, labels)
+    qtbot.waitUntil(lambda: not histogram.is_rendering(), timeout=5000)
+    shown = histogram.pixmap().toImage().convertToFormat(QImage.Format.Format_RGBA8888)
+    w, h = shown.width(), shown.height()
+    pixels = np.frombuffer(shown.constBits(), np.uint8).reshape(h, shown.bytesPerLine())[:, :4 * w].reshape(h, w, 4)
+    assert (w, h) == (420, histogram.height())
+    assert np.array_equal(pixels, render_histogram(case, 0.5, (0.4, 0.6), labels, image=image, width_px=w,
+                                                   height_px=h, dpi=WINDOW_DPI))

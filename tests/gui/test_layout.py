@@ -50,7 +50,8 @@ def test_histogram_legend_names_the_threshold_and_the_uncertain_band(qtbot, make
     lo, hi = info.uncertainty_band
     if hi > lo:
         assert f"uncertain band {lo:.2f}–{hi:.2f}" in text
-    assert "cells of this image" in text and "at or above the threshold" in text
+    assert "cells of this image" in text and "bars by label after review" in text
+    assert all(word in text for word in ("blast (ALL)", "uncertain", "normal (HEM)"))
 
 
 def _inside(window, widget) -> bool:

@@ -24,6 +24,9 @@ def test_summary_panel_shows_the_blast_range_and_the_reviewed_cells_apart(qtbot,
     assert "after<br>review¹" in text and ">reviewed<" not in text
     assert "¹ the reviewer's label where reviewed, else the model's" in text
     assert f"case: 0 of {model['cells']} (0 ALL, 0 unc., 0 HEM)" in text
+    # the histogram's bars are stacked by label after review: every cell of the case, by the model's label yet
+    labels = panel.histogram.labels
+    assert sorted(labels) == sorted(c.label for c in window.cells.values())
 
     # the reviewer decides one undecided cell as normal (N): the maximum drops by one cell, the footnote counts it
     window.select_cell(undecided[0])
@@ -34,6 +37,8 @@ def test_summary_panel_shows_the_blast_range_and_the_reviewed_cells_apart(qtbot,
     assert after["blast_percentage_max"] == round(100 * (model["blasts"] + model["uncertain"] - 1)
                                                   / model["white_cells"], 2) < hi
     assert percentage_text(after) in panel.table.text()
+    assert panel.histogram.labels.count("UNCERTAIN") == labels.count("UNCERTAIN") - 1      # the bars follow
+    assert panel.histogram.labels.count("HEM") == labels.count("HEM") + 1
     assert f"case: 1 of {model['cells']} (0 ALL, 0 unc., 1 HEM)" in panel.table.text()
     assert f"case {model['uncertain'] - 1} of {model['white_cells']} white cells undecided" in panel.table.text()
     assert (f"Case: reviewed 1 — 0 blasts, 0 uncertain, 1 normal; not reviewed {model['cells'] - 1} — the model "

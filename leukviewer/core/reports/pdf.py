@@ -1,5 +1,5 @@
-"""report.pdf: the case report a hematologist signs, made headless with reportlab (and matplotlib's Agg canvas
-for the histogram, without pyplot, so it is safe in a worker thread).
+"""report.pdf: the case report a hematologist signs, made headless with reportlab (the histogram is the window's,
+drawn by ``histogram.py``).
 
 Every page carries the RUO sentence, the case name, the model hash and "page i of n".
 """
@@ -14,10 +14,12 @@ from xml.sax.saxutils import escape
 from training.celltypes import CELL_TYPES, is_white_cell
 
 from ... import RUO_NOTICE, __version__
-from ..labels import LABEL_BLAST, LABEL_HEX, LABEL_NORMAL, LABEL_UNCERTAIN, LABEL_WORDS
+from ..labels import LABEL_HEX
 from ..analysis.results import IMAGE_COUNT_WORDS, WHITE_CELLS_NOTE, blast_percentage_text, percentage_text
+from .histogram import histogram_png
 
 THUMB_PX = 160
+HISTOGRAM_INCHES, HISTOGRAM_DPI = (7.0, 2.1), 150
 GALLERY_COLUMNS = 6
 
 _FONTS: dict[str, str] = {}
@@ -65,47 +67,6 @@ def _middle_truncate(text: str, limit: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- pictures
-
-
-def histogram_png(probabilities, threshold: float, band: tuple[float, float], labels,
-                  legend_title: str = "label after review") -> bytes:
-    """Blast probabilities of all cells, stacked by label (after review), with the threshold and the band."""
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.0, 2.1), dpi=150)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    bins = np.linspace(0.0, 1.0, 26)
-    probabilities = np.asarray(probabilities, dtype=float)
-    labels = np.asarray(labels)
-    if len(probabilities):
-        order = [LABEL_NORMAL, LABEL_UNCERTAIN, LABEL_BLAST]
-        data = [probabilities[labels == k] for k in order]
-        ax.hist(data, bins=bins, stacked=True, color=[LABEL_HEX[k] for k in order],
-                label=[f"{LABEL_WORDS[k]} ({len(d)})" for k, d in zip(order, data)], edgecolor="white",
-                linewidth=0.4)
-        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  title=legend_title, title_fontsize=7, alignment="left")
-    else:
-        ax.text(0.5, 0.5, "no cells", ha="center", va="center", transform=ax.transAxes, fontsize=9)
-    lo, hi = band
-    if hi > lo:
-        ax.axvspan(lo, hi, color="0.85", zorder=0, label="_band")
-    ax.axvline(threshold, color="0.2", linestyle="--", linewidth=1)
-    ax.text(threshold, 1.0, f" threshold {threshold:.2f}", transform=ax.get_xaxis_transform(), fontsize=7,
-            va="top", ha="left", color="0.2")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("blast probability (calibrated P(ALL)); grey: uncertainty band", fontsize=8)
-    ax.set_ylabel("cells", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.margins(y=0.12)
-    fig.tight_layout(pad=0.4)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=150)
-    return buf.getvalue()
 
 
 def cell_thumbnail(rgb, cell, size: int = THUMB_PX, frame: str | None = None) -> bytes:
@@ -584,11 +545,13 @@ def write_pdf(case, path: Path, max_gallery: int = 60, on_image: Callable[[str],
     cells = case.cells()
     from ..review.session import final_label
 
+    (w_in, h_in), dpi = HISTOGRAM_INCHES, HISTOGRAM_DPI
     png = histogram_png([c.blast_probability for c in cells], case.model.threshold, case.model.uncertainty_band,
                         [final_label(c, case.session) for c in cells],
-                        "label after review" if case.is_reviewed() else "model's label")
+                        legend_title="label after review" if case.is_reviewed() else "model's label",
+                        width_px=round(w_in * dpi), height_px=round(h_in * dpi), dpi=dpi)
     story += [Paragraph("Blast probabilities", st["h2"]), Image(io.BytesIO(png), width=width,
-                                                                height=width * 2.1 / 7.0)]
+                                                                height=width * h_in / w_in)]
     story += _gallery_block(case, st, width, max_gallery, on_image)
     story += [Paragraph("Per image", st["h2"])] + _per_image_block(case, st, width)
     method, limitations = method_and_limitations(case.model)
