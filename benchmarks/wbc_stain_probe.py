@@ -1,0 +1,69 @@
+"""Stain normalisation as a lever for the white-cell model (issue 15, item 4): a copy of a cell table (from
+``leukviewer cells``) with every cell's colours transformed, for the usual feature and evaluation commands:
+
+  python benchmarks/wbc_stain_probe.py --cells cells.npz --stain grey|reinhard --out cells_grey.npz
+  python -m training wbc features --cells cells_grey.npz --imagenet-b4 b4.weights.h5 --views 1 --out feats.npy
+  python -m training wbc fit --cells cells_grey.npz --features feats.npy --columns 272:2512 --all-cnmc-subjects \\
+      --evaluation eval_grey.json
+
+``grey``: luminance in all three channels (no colour at all). ``reinhard``: per cell, the L*a*b* mean and spread of
+its non-black pixels set to the median of 3,000 cells of the table (Reinhard et al. 2001 colour transfer), the
+black canvas untouched. Measured 2026-12-01 (training/results/wbc-stain-normalisation.json): neither helps the
+held-out sources; both hurt the Aria-style fields.
+"""
+from __future__ import annotations
+
+import argparse
+
+import cv2
+import numpy as np
+
+BLACK = 12   # a pixel whose brightest channel is at most this is the canvas
+
+
+def grey(cell: np.ndarray) -> np.ndarray:
+    return np.repeat(cv2.cvtColor(cell, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+
+
+def lab_stats(cell: np.ndarray):
+    fg = cell.max(axis=2) > BLACK
+    if fg.sum() < 20:
+        return None
+    lab = cv2.cvtColor(cell, cv2.COLOR_RGB2LAB).astype(np.float32)[fg]
+    return lab.mean(0), lab.std(0) + 1e-3
+
+
+def reinhard(cell: np.ndarray, target_mean: np.ndarray, target_std: np.ndarray) -> np.ndarray:
+    stats = lab_stats(cell)
+    if stats is None:
+        return cell
+    fg = cell.max(axis=2) > BLACK
+    lab = cv2.cvtColor(cell, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[fg] = (lab[fg] - stats[0]) / stats[1] * target_std + target_mean
+    out = cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    out[~fg] = cell[~fg]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cells", required=True)
+    p.add_argument("--stain", choices=("grey", "reinhard"), required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    table = dict(np.load(args.cells))
+    x = table["x"]
+    if args.stain == "grey":
+        table["x"] = np.stack([grey(c) for c in x])
+    else:
+        sample = np.random.default_rng(0).choice(len(x), min(3000, len(x)), replace=False)
+        stats = [s for s in (lab_stats(x[i]) for i in sample) if s is not None]
+        target_mean = np.median([s[0] for s in stats], 0)
+        target_std = np.median([s[1] for s in stats], 0)
+        table["x"] = np.stack([reinhard(c, target_mean, target_std) for c in x])
+    np.savez(args.out, **table)
+    print(f"{len(x)} cells, stain {args.stain}: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
