@@ -98,3 +98,18 @@ def test_classifier_registry_and_report_describe_a_model_with_the_same_descripto
     assert described.card.startswith("# Model card: lab 2")
     assert make_case([], None, classifier.info, folder=lab).model == described
     assert ModelDescriptor.of(described.identity(), lab) == described   # a name and hash, completed from the folder
+
+
+def test_batch_without_model_analyses_with_the_registry_active_model(setup, cnmc_root, tmp_path, capsys):
+    """``leukviewer batch`` and the window agree on the model: summary.json names the active model."""
+    from leukviewer.__main__ import main
+
+    registry, lab, *_ = setup
+    case_folder = tmp_path / "case"
+    case_folder.mkdir()
+    image = sorted((cnmc_root / "training_data" / "fold_1" / "hem").glob("*.png"))[0]
+    shutil.copy(image, case_folder / image.name)
+    assert main(["batch", str(case_folder), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    model = json.loads((tmp_path / "out" / "summary.json").read_text())["model"]
+    assert (model["name"], model["version"]) == ("lab", "2")
+    assert model["manifest_sha256"] == ModelDescriptor.from_folder(lab).manifest_sha256
