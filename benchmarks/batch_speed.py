@@ -83,11 +83,12 @@ def main() -> int:
 
     import numpy as np
 
-    from leukviewer.core.model.classifier import CellClassifier, bundled_model_dir
+    from leukviewer.core.model.active import resolve_model
+    from leukviewer.core.model.classifier import CellClassifier
     from leukviewer.core.analysis.imageio import greyscale_reason, read_image
     from leukviewer.core.analysis.localize import classify_image_kind, find_single_cell
 
-    model_dir = Path(args.model) if args.model else bundled_model_dir()
+    model_dir = resolve_model(args.model, registry=False).folder   # --model, $LEUKVIEWER_MODEL or the bundled
     env = {**os.environ, "PYTHONPATH": str(CODE)}
     batch_env = {**env, "LEUKVIEWER_CACHE_DIR": args.batch_cache} if args.batch_cache else env
     print(f"code {CODE}; data {data_root()}; model {model_dir}; {os.cpu_count()} cores; niceness "

@@ -173,13 +173,14 @@ def main() -> int:
     import numpy as np
     import tensorflow as tf
 
-    from leukviewer.core.model.classifier import CellClassifier, bundled_model_dir
+    from leukviewer.core.model.active import resolve_model
+    from leukviewer.core.model.classifier import CellClassifier
     from leukviewer.core.model.engine import InferenceEngine
     from leukviewer.core.analysis.pipeline import analyze_folder
     from training.modelfolder import load_model_folder
     from training.preprocess import read_rgb
 
-    model_dir = Path(args.model) if args.model else bundled_model_dir()
+    model_dir = resolve_model(args.model, registry=False).folder   # --model, $LEUKVIEWER_MODEL or the bundled
     if not (model_dir / "model.json").is_file():
         model_dir = untrained_b3_folder(128)
     if args.only_memory:

@@ -20,21 +20,22 @@ def _prepare_engine(model_dir: str | None) -> int:
     """Convert the model folder to LiteRT unless a verified conversion of it exists (then this is instant)."""
     import time
 
-    from .core.model.classifier import CellClassifier, bundled_model_dir
+    from .core.model.active import resolve_model
+    from .core.model.classifier import CellClassifier
     from .core.model.engine import find_conversion
 
     t0 = time.perf_counter()
-    folder = model_dir or bundled_model_dir()
+    folder = resolve_model(model_dir).folder
     try:
         found = find_conversion(folder)
         if found is None:
-            classifier = CellClassifier(model_dir, backend="tflite", warm_up=True)
+            classifier = CellClassifier(folder, backend="tflite", warm_up=True)
             name, version, found = classifier.info.name, classifier.info.version, classifier.engine.tflite_path()
         else:
-            from .core.model.classifier import describe_model
+            from .core.model.descriptor import ModelDescriptor
 
-            meta = describe_model(folder)
-            name, version = meta.get("name", ""), meta.get("version", "")
+            described = ModelDescriptor.from_folder(folder)
+            name, version = described.name, described.version
     except Exception as e:  # a clear line, not a traceback
         print(f"could not prepare the LiteRT engine: {e}", file=sys.stderr)
         return 1

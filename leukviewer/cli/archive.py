@@ -161,9 +161,16 @@ class Progress:
 
 
 def _model_folder(options: dict) -> Path:
-    from ..core.model.classifier import bundled_model_dir
+    """The model folder (``core.model.active.resolve_model``), written into ``options`` unless it is the bundled
+    one, so every worker (here or on the cluster) loads the folder chosen here."""
+    from ..core.model.active import resolve_model
 
-    return Path(options["model"]) if options.get("model") else bundled_model_dir()
+    resolved = resolve_model(options.get("model"))
+    if resolved.note:
+        print(f"warning: {resolved.note}", file=sys.stderr)
+    if not resolved.bundled:
+        options["model"] = str(resolved.folder)
+    return resolved.folder
 
 
 def run_archive(args) -> int:

@@ -241,7 +241,8 @@ def _run(args, classifier=None) -> int:
 
     from training.modelfolder import ModelFolderError, atomic_write_text
 
-    from ..core.model.classifier import CellClassifier, bundled_model_dir
+    from ..core.model.active import resolve_model
+    from ..core.model.classifier import CellClassifier
     from ..core.reports.geojson import GeoJsonWriter
     from ..core.reports.export import ExportError, StagedOutputs, describe_os_error, make_case
     from ..core.analysis.results import CaseSummary, ImageResult, blast_percentage_text
@@ -271,7 +272,11 @@ def _run(args, classifier=None) -> int:
         return 2
     try:
         if classifier is None:
-            classifier = CellClassifier(args.model, backend={"litert": "tflite"}.get(args.engine, args.engine))
+            resolved = resolve_model(args.model)
+            if resolved.note:
+                print(f"warning: {resolved.note}", file=sys.stderr)
+            classifier = CellClassifier(resolved.folder,
+                                        backend={"litert": "tflite"}.get(args.engine, args.engine))
     except ModelFolderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -281,7 +286,7 @@ def _run(args, classifier=None) -> int:
         print(note, file=sys.stderr)
     if classifier.integrity_warning:
         print(f"warning: {classifier.integrity_warning}", file=sys.stderr)
-    model_dir = Path(args.model) if args.model else bundled_model_dir()
+    model_dir = Path(info.folder)
     folder_text = str(folder.resolve())
     created = datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
     done = []

@@ -36,7 +36,7 @@ def run(args) -> int:
 
     from training.modelfolder import ModelFolderError
 
-    from ..core.model.classifier import bundled_model_dir
+    from ..core.model.active import resolve_model
     from ..core.reports.export import OUTPUT_FILES, ExportError, export_case, load_case
     from ..core.review.session import ReviewError
 
@@ -44,7 +44,10 @@ def run(args) -> int:
     if not folder.is_dir():
         print(f"error: {folder} is not a folder", file=sys.stderr)
         return 2
-    model_dir = Path(args.model) if args.model else bundled_model_dir()
+    resolved = resolve_model(args.model)
+    if resolved.note:
+        print(f"warning: {resolved.note}", file=sys.stderr)
+    model_dir = resolved.folder
     bar = None
 
     def analysis_progress(done, total, result):

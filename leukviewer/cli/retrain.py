@@ -58,6 +58,7 @@ def fail(message: str, code: int = 1) -> int:
 def run(args) -> int:
     from datetime import datetime
 
+    from ..core.model.active import BUNDLED, REGISTRY, resolve_model
     from ..core.model.registry import ModelRegistry
     from ..core.retrain.data import reviewed_cases
     from ..core.retrain.plan import PlanError, RetrainChoices, default_epochs, fine_tune_basis, parent_model_of
@@ -83,7 +84,14 @@ def run(args) -> int:
     parent = None
     try:
         if args.init == "model":
-            parent = parent_model_of(args.parent, ModelRegistry().active() if not args.parent else None)
+            resolved = resolve_model(args.parent)   # --parent, else $LEUKVIEWER_MODEL, the active or bundled model
+            if resolved.note:
+                print(f"warning: {resolved.note}", file=sys.stderr)
+            if resolved.source in (REGISTRY, BUNDLED):
+                registry = ModelRegistry()
+                parent = parent_model_of(None, registry.active() if resolved.source == REGISTRY else registry.bundled())
+            else:
+                parent = parent_model_of(str(resolved.folder), None)
             choices.parent_model = str(parent.folder)
             choices.backbone, parent_size = fine_tune_basis(parent.meta)
             choices.input_size = args.input_size or parent_size

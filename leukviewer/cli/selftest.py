@@ -77,12 +77,6 @@ def _prepare_environment() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _model_folder(model_dir: str | Path | None) -> Path:
-    from ..core.model.classifier import bundled_model_dir
-
-    return Path(model_dir) if model_dir else bundled_model_dir()
-
-
 def _verify_model(folder: Path, bundled: bool, out) -> dict:
     """model.json readable and the weight file matching its SHA-256, before anything heavy is imported."""
     from training.modelfolder import ModelFolderError, legacy_warning, verify_folder
@@ -157,9 +151,11 @@ def _classify_sample(folder: Path, sample: Path, out) -> None:
 
 def _checked_model_folder(model_dir: str | Path | None, out) -> Path:
     """The model folder to test, its SHA-256 verified (the bundled one unless a folder or LEUKVIEWER_MODEL says)."""
-    folder = _model_folder(model_dir)
-    _verify_model(folder, bundled=model_dir is None and not os.environ.get("LEUKVIEWER_MODEL"), out=out)
-    return folder
+    from ..core.model.active import resolve_model
+
+    resolved = resolve_model(model_dir, registry=False)   # the installation, not the user's choice
+    _verify_model(resolved.folder, bundled=resolved.bundled, out=out)
+    return resolved.folder
 
 
 def _refuse_if_network_was_tried() -> None:

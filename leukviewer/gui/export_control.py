@@ -31,7 +31,7 @@ class ExportControl:
         if choice is None:
             return
         model = w.loaded_model
-        info = model.classifier.info if model else jobs.model_identity(w.model_dir)
+        info = model.descriptor if model else jobs.describe(w.model_dir)
         session, folder, model_dir, reviewer = w.session, w.folder, w.model_folder(), w.settings.reviewer
 
         def run(worker=None):

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtGui import QImage
 
-from ..core.model.classifier import CellClassifier, bundled_model_dir, describe_model
+from ..core.model.classifier import CellClassifier, bundled_model_dir
+from ..core.model.descriptor import ModelDescriptor
 from ..core.analysis.imageio import UnreadableImage, list_images, read_image, read_image_scaled
 from ..core.analysis.results import Cell, ImageResult
 from ..core.analysis.store import ResultsStore
@@ -27,21 +28,21 @@ DISPLAY_MAX_SIDE = 4096   # larger fields are shown downscaled; outlines stay in
 # ---------------------------------------------------------------- the model
 
 def resolve_model_dir(model_dir: str | Path | None) -> Path:
+    """The window's model folder: None is the bundled model (the window resolved its model at start with
+    ``core.model.active.resolve_model``; choosing the bundled one later sets None)."""
     return Path(model_dir) if model_dir else bundled_model_dir()
 
 
-def model_identity(model_dir: str | Path | None) -> dict:
-    """name, version and sha256 from model.json, without TensorFlow; {} when the folder is unusable."""
-    try:
-        meta = describe_model(resolve_model_dir(model_dir))
-    except Exception:  # missing or damaged model.json: the loader will explain it
-        return {}
-    return {"name": meta.get("name", ""), "version": str(meta.get("version", "")),
-            "sha256": meta.get("weights", {}).get("sha256", "")}
+def describe(model_dir: str | Path | None) -> ModelDescriptor | None:
+    """The model's description from its folder, without TensorFlow; None when the folder is unusable (the loader
+    will explain why)."""
+    return ModelDescriptor.read(resolve_model_dir(model_dir))
 
 
 @dataclass
 class LoadedModel:
+    """The loaded model at run time: its classifier, where it runs and the folder it was loaded for; what the
+    model is comes from :attr:`descriptor` (the classifier's), never from here."""
     classifier: CellClassifier
     device: str                 # "GPU (...)" or "CPU (...)"
     folder: Path
@@ -50,6 +51,10 @@ class LoadedModel:
     # One network, one user at a time: Grad-CAM traces a graph through the same Keras layers the analysis runs,
     # and doing both at once from two threads has crashed TensorFlow (a segfault while tracing).
     network_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        return self.classifier.info
 
     def serialised(self) -> "_SerialisedClassifier":
         """The classifier, its network calls taken under ``network_lock`` (for the analysis worker)."""
@@ -235,9 +240,9 @@ def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | N
     names = [image_name(p, root) for p in images]
     below = len(list_images(root, recursive=True)[0]) if not images and not recursive else 0
     yield CaseListing(names, [image_name(p, root) for p in skipped], below)
-    identity = model_identity(model_dir)
-    store = ResultsStore(store_dir, identity["sha256"], read_also=review_dirs(root)) \
-        if store_dir and identity.get("sha256") else None
+    described = describe(model_dir)
+    store = ResultsStore(store_dir, described.sha256, read_also=review_dirs(root)) \
+        if store_dir and described and described.sha256 else None
     total, done, todo = len(images), 0, []
     for path, name in zip(images, names):
         if should_stop():

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow
 
 from .. import RUO_NOTICE, __version__
 from ..core.analysis.case import Case
+from ..core.model.active import resolve_model
 from ..core.model.classifier import assets_dir
 from ..core.paths import review_dir
 from ..core.review.session import ReviewError, ReviewSession, final_label, final_type
@@ -28,7 +29,7 @@ from .dialogs import AboutDialog
 from .export_control import ExportControl
 from .gallery import GalleryCell
 from .gradcam_control import GradcamControl
-from .model_control import ModelControl, registry_model as _registry_model
+from .model_control import ModelControl
 from .review_control import ReviewControl
 from .signals import emit
 from .views.case_views import CaseViews
@@ -66,10 +67,9 @@ class MainWindow(QMainWindow):
         super().__init__()
         jobs.import_tensorflow_here()   # on the GUI thread, before the model-loading worker (see its docstring)
         self.settings = settings or Settings.load()
-        registry_folder, registry_note = (None, None) if model_dir or self.settings.last_model_folder \
-            else _registry_model()
-        chosen = model_dir or self.settings.last_model_folder or registry_folder or None
-        self.model_dir: Path | None = Path(chosen) if chosen else None
+        resolved = resolve_model(model_dir, remembered=self.settings.last_model_folder)
+        registry_note = resolved.note
+        self.model_dir: Path | None = None if resolved.bundled else resolved.folder   # None: the bundled model
         self.loaded_model: jobs.LoadedModel | None = None
         self.folder: Path | None = None
         self.case = Case()
@@ -205,7 +205,8 @@ class MainWindow(QMainWindow):
         self.settings.add_recent_folder(self.folder)
         self.save_settings()
         self.fill_recent_menu()
-        identity = jobs.model_identity(self.model_dir)
+        described = jobs.describe(self.model_dir)
+        identity = described.identity() if described else {}
         try:
             session = ReviewSession.open(self.folder, identity)
         except ReviewError as error:

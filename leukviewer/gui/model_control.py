@@ -1,6 +1,6 @@
-"""The window's model: which folder (chosen, the registry's active one, or the bundled one), loaded in a worker
-(only the latest load counts), shown in the status bar, converted to LiteRT in the background when it has no
-conversion yet."""
+"""The window's model: the folder ``core.model.active.resolve_model`` chose (or the one chosen since), loaded in a
+worker (only the latest load counts), shown in the status bar, converted to LiteRT in the background when it has
+no conversion yet."""
 from __future__ import annotations
 
 import logging
@@ -18,18 +18,6 @@ log = logging.getLogger(__name__)
 GRADCAM_WARM_UP_DELAY_MS = 1500   # after the model loads, unless an analysis is running (then after it)
 
 
-def registry_model() -> tuple[Path | None, str | None]:
-    """The active model of the model manager (None: the bundled one) and, when the bundled one stands in for a
-    damaged or dangling registry, why (shown in the window)."""
-    from ..core.model.registry import ModelRegistry, app_model_folder
-
-    try:
-        registry = ModelRegistry()
-        return app_model_folder(registry.active()), registry.fallback_reason()
-    except (OSError, ValueError) as e:   # RegistryError and ModelFolderError are ValueErrors
-        return None, f"The model registry cannot be read ({e}). The bundled model is used."
-
-
 class ModelControl:
     def __init__(self, window):
         self.w = window
@@ -40,9 +28,9 @@ class ModelControl:
 
     def load(self) -> None:
         w = self.w
-        identity = jobs.model_identity(w.model_dir)
-        w.status_area.show_model(f"Model: {identity.get('name', self.folder().name)} "
-                                 f"{identity.get('version', '')} (loading…)")
+        described = jobs.describe(w.model_dir)
+        w.status_area.show_model(f"Model: {described.name if described else self.folder().name} "
+                                 f"{described.version if described else ''} (loading…)")
         self._loads.start(jobs.load_model, w.model_dir, on_returned=self._loaded, on_errored=self._failed)
 
     def _loaded(self, model: jobs.LoadedModel) -> None:
@@ -50,14 +38,14 @@ class ModelControl:
         if w.is_closed() or model.folder != self.folder():
             return
         w.loaded_model = model
-        info = model.classifier.info
+        info = model.descriptor
         w.status_area.show_model(
             f"Model: {info.name} {info.version} ({info.short_hash})",
             f"{model.folder}\nthreshold {info.threshold:.3f}, uncertain between {info.uncertainty_band[0]:.3f} and "
             f"{info.uncertainty_band[1]:.3f}\nmanifest SHA-256 "
             f"{info.manifest_sha256 or 'none (model.json not verified)'}", model.device)
-        if model.classifier.integrity_warning:
-            w.show_message(f"Warning: {model.classifier.integrity_warning}.", "warning")
+        if info.integrity_warning:
+            w.show_message(f"Warning: {info.integrity_warning}.", "warning")
         w.summary_panel.histogram.set_decision(info.threshold, info.uncertainty_band)
         w.gallery.set_cell_types(info.cell_types)
         w.gradcam.ready = False

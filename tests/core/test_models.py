@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from leukviewer.core.model.active import ResolvedModel, resolve_model
 from leukviewer.core.model.registry import BUNDLED, ModelRegistry, RegistryError, app_model_folder, models_dir
 from training.modelfolder import write_manifest
 
@@ -91,16 +92,16 @@ def test_tampered_or_foreign_models_are_refused(registry, tiny_model_dir, tmp_pa
 
 def test_a_damaged_or_dangling_active_record_falls_back_to_the_bundled_model(registry, tiny_model_dir, tmp_path):
     """... and says so: the window shows why the bundled model is used instead of the one the user chose."""
-    from leukviewer.gui.main_window import _registry_model
-
     a = registry.add(variant(tiny_model_dir, tmp_path / "a", "lab", "2"))
     registry.activate(a.name)
-    assert registry.fallback_reason() is None and _registry_model() == (a.folder, None)
+    assert registry.fallback_reason() is None
+    assert resolve_model(registry=registry) == ResolvedModel(a.folder, "registry active", None)
     registry.active_file.write_text("{ not json")
     assert registry.active_name() == BUNDLED
     assert "is damaged" in registry.fallback_reason()
-    folder, note = _registry_model()
-    assert folder is None and "is damaged" in note and "bundled model is used" in note
+    resolved = resolve_model(registry=registry)
+    assert resolved.bundled and resolved.folder == registry.bundled_folder
+    assert "is damaged" in resolved.note and "bundled model is used" in resolved.note
     registry.activate(a.name)
     shutil.rmtree(a.folder)   # removed behind the app's back
     assert registry.active_name() == BUNDLED and registry.active().bundled

@@ -10,8 +10,9 @@ import pytest
 from leukviewer import RUO_NOTICE
 from leukviewer.core.reports import export as reports
 from leukviewer.core.model.classifier import CellClassifier
+from leukviewer.core.model.descriptor import ModelDescriptor
 from leukviewer.core.analysis.pipeline import analyze_folder
-from leukviewer.core.reports.export import (ExportCancelled, ExportError, ReportModel, export_case,
+from leukviewer.core.reports.export import (ExportCancelled, ExportError, export_case,
                                      method_and_limitations)
 from leukviewer.core.review.session import ReviewSession
 from leukviewer.core.reports.tables import CELL_COLUMNS, IMAGE_COLUMNS
@@ -268,7 +269,7 @@ def test_method_text_comes_from_model_card_then_model_json_then_fallback(tiny_mo
     plain = tmp_path / "plain"
     shutil.copytree(tiny_model_dir, plain)
     (plain / "MODEL_CARD.md").unlink(missing_ok=True)
-    method, limitations = method_and_limitations(ReportModel.from_folder(plain))
+    method, limitations = method_and_limitations(ModelDescriptor.from_folder(plain))
     assert "84 cell images" in method and "subject-disjoint" in method and "Measured on" in method
     assert limitations == list(reports.FALLBACK_LIMITATIONS)
 
@@ -278,12 +279,12 @@ def test_method_text_comes_from_model_card_then_model_json_then_fallback(tiny_mo
         "# Card\n## Intended use\nResearch on *blasts*.\n## Method\nAn **EfficientNet-B3** fine-tuned on `C-NMC`.\n"
         "## Training data\n- Source: C-NMC 2019 fold_1\n- 84 images\n## Metrics\n| a | b |\n|---|---|\n"
         "## Limitations\n- Not validated on bone marrow.\n- Stain-sensitive\n", encoding="utf-8")
-    method, limitations = method_and_limitations(ReportModel.from_folder(card))
+    method, limitations = method_and_limitations(ModelDescriptor.from_folder(card))
     assert method == ("Intended use: Research on blasts. An EfficientNet-B3 fine-tuned on C-NMC. "
                       "Training data source: C-NMC 2019 fold_1.")
     assert limitations == ["Not validated on bone marrow.", "Stain-sensitive."]
 
-    bare = ReportModel("m", "1", "a" * 64, 0.5, (0.4, 0.6))
+    bare = ModelDescriptor("m", "1", "a" * 64, 0.5, (0.4, 0.6))
     assert method_and_limitations(bare) == (reports.FALLBACK_METHOD, list(reports.FALLBACK_LIMITATIONS))
 
 
@@ -481,11 +482,11 @@ def test_a_report_from_the_models_name_and_hash_takes_the_threshold_from_its_fol
     hash only. The threshold comes from the model folder, never a default of 0.5."""
     meta = json.loads((tiny_model_dir / "model.json").read_text())
     identity = {"name": meta["name"], "version": meta["version"], "sha256": meta["weights"]["sha256"]}
-    model = ReportModel.of(identity, tiny_model_dir)
+    model = ModelDescriptor.of(identity, tiny_model_dir)
     assert model.threshold == meta["decision"]["threshold"] != 0.5
     assert list(model.uncertainty_band) == meta["decision"]["uncertainty_band"]
     with pytest.raises(ValueError, match="decision threshold .* is unknown"):
-        ReportModel.of(identity)
+        ModelDescriptor.of(identity)
 
 
 def test_the_pdf_counts_an_analysis_fault_apart_from_unreadable_images(case, tmp_path):

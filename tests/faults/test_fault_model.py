@@ -137,7 +137,7 @@ def test_grad_cam_waits_for_the_engine_lock(tiny_model_dir, cnmc_root):
 
 
 def test_a_model_json_without_a_decision_threshold_is_refused_never_read_as_0_5(model_copy):
-    from leukviewer.core.reports.export import ReportModel
+    from leukviewer.core.model.descriptor import ModelDescriptor
     from training.modelfolder import read_meta
 
     meta_path = model_copy / "model.json"
@@ -147,4 +147,4 @@ def test_a_model_json_without_a_decision_threshold_is_refused_never_read_as_0_5(
     with pytest.raises(ModelFolderError, match="no usable decision threshold"):
         read_meta(model_copy)
     with pytest.raises(ModelFolderError, match="no usable decision threshold"):
-        ReportModel.from_folder(model_copy)
+        ModelDescriptor.from_folder(model_copy)

@@ -18,7 +18,7 @@ from .results import STATUS_FAILED, STATUS_UNREADABLE, CaseSummary, Cell, ImageR
 from ..review.session import ReviewSession, final_label, reviewed_counts
 
 if TYPE_CHECKING:
-    from ..reports.export import ReportModel
+    from ..model.descriptor import ModelDescriptor
 
 
 class Case:
@@ -27,7 +27,7 @@ class Case:
     the model, the reviewer's name, the date and notes (``reports.make_case``)."""
 
     def __init__(self, folder: str | Path = "", session: ReviewSession | None = None, name: str = "",
-                 model: "ReportModel | None" = None, reviewer: str = "", created: str = "",
+                 model: "ModelDescriptor | None" = None, reviewer: str = "", created: str = "",
                  notes: list[str] | None = None):
         self.folder = str(folder)
         self.name = name or (Path(folder).name if folder else "")
@@ -100,7 +100,7 @@ class Case:
 
     def cell_types(self) -> tuple[str, ...]:
         """The white-cell types the model can give (its classes, from model.json; else those its cells carry)."""
-        names = ((self.model.meta if self.model else None) or {}).get("class_names")
+        names = self.model.class_names if self.model else ()
         if names:
             try:
                 return tuple(cell_type_of_class(c) for c in names)

@@ -10,16 +10,15 @@ differential count are exactly the cells flagged ALL.
 """
 from __future__ import annotations
 
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from training.celltypes import BLAST, CELL_TYPES, LEGACY_BINARY, cell_type_of_class
+from training.celltypes import BLAST, CELL_TYPES, LEGACY_BINARY
 from training.modelfolder import ModelFolderError, load_model_folder, read_meta
 
+from .descriptor import ModelDescriptor, read_card
 from ..labels import LABEL_BLAST, LABEL_NORMAL, LABEL_UNCERTAIN, LABELS, label_for  # noqa: F401 (re-exported)
 
 BUNDLED_MODEL_NAME = "leukviewer-b3"
@@ -34,29 +33,9 @@ def assets_dir() -> Path:
 
 
 def bundled_model_dir() -> Path:
-    """The model shipped with the app (LEUKVIEWER_MODEL overrides it)."""
-    env = os.environ.get("LEUKVIEWER_MODEL")
-    return Path(env) if env else assets_dir() / "models" / BUNDLED_MODEL_NAME
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-    sha256: str
-    threshold: float
-    uncertainty_band: tuple[float, float]
-    class_names: tuple[str, ...]
-    manifest_sha256: str | None = None   # the whole folder (model.json included); None: a folder without manifest
-
-    @property
-    def short_hash(self) -> str:
-        return self.sha256[:12]
-
-    @property
-    def cell_types(self) -> tuple[str, ...]:
-        """The white-cell type of each model class, in class order (HEM -> lymphoid, ALL -> blast)."""
-        return tuple(cell_type_of_class(c) for c in self.class_names)
+    """The model shipped with the app. Which model is used is decided by ``active.resolve_model``
+    ($LEUKVIEWER_MODEL, the registry, ... come before this one)."""
+    return assets_dir() / "models" / BUNDLED_MODEL_NAME
 
 
 def blast_class_of(class_names, positive_class: str | None = None) -> str:
@@ -92,11 +71,14 @@ class CellClassifier:
 
     def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32, backend: str = "auto",
                  warm_up: bool = False):
-        folder = Path(model_dir) if model_dir else bundled_model_dir()
+        from .active import resolve_model
+
+        resolved = resolve_model(model_dir, registry=False)   # no folder given: $LEUKVIEWER_MODEL, else the bundled
+        folder = resolved.folder
         if not (folder / "model.json").is_file() and not folder.is_dir():
             raise ModelFolderError(f"model folder not found: {folder}"
-                                   + ("" if model_dir else " (the bundled model is not installed; pass a model "
-                                                           "folder with --model)"))
+                                   + (" (the bundled model is not installed; pass a model folder with --model)"
+                                      if resolved.bundled else ""))
         # The Keras network is loaded when first needed: not at all when LiteRT runs the cells (seconds saved at
         # start: no TensorFlow import), on demand for Grad-CAM; the TensorFlow engine loads it at once.
         self.model = load_model_folder(folder, network="lazy")
@@ -107,9 +89,7 @@ class CellClassifier:
         except ModelFolderError as e:
             raise ModelFolderError(f"{folder} is {e}") from None
         self.batch_size = batch_size
-        self.info = ModelInfo(meta.get("name", folder.name), str(meta.get("version", "")), self.model.sha256,
-                              self.model.threshold, self.model.uncertainty_band, tuple(names),
-                              self.model.manifest_sha256)
+        self.info = ModelDescriptor.from_meta(folder, meta, self.model.manifest_sha256, read_card(folder))
         self._blast_index = names.index(blast_class)
         from .engine import InferenceEngine
 
@@ -120,7 +100,7 @@ class CellClassifier:
     @property
     def integrity_warning(self) -> str | None:
         """Set when the folder has no manifest (its model.json is not verified): to be shown to the user."""
-        return self.model.integrity_warning
+        return self.info.integrity_warning
 
     @property
     def device(self) -> str:

@@ -18,9 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from training.card import render_card
-from training.modelfolder import META_FILE, ModelFolderError, read_meta, verify
+from training.modelfolder import META_FILE, ModelFolderError, verify
 
 from .classifier import LABEL_BLAST, LABEL_NORMAL, bundled_model_dir
+from .descriptor import ModelDescriptor
 from ..atomic import atomic_write_text
 from ..paths import user_data_dir
 
@@ -52,26 +53,31 @@ def safe_name(text: str) -> str:
 
 @dataclass
 class RegisteredModel:
-    """One model the app can use; ``error`` says why it cannot be used when its folder is damaged."""
+    """One model the app can use: the registry's facts about it (its registry name, folder, whether it is the
+    bundled one) and its :class:`ModelDescriptor`; ``error`` says why it cannot be used when its folder is
+    damaged (then there is no descriptor)."""
     name: str                 # registry name: BUNDLED or the folder name under models/
     folder: Path
     bundled: bool
-    meta: dict | None = None
+    descriptor: ModelDescriptor | None = None
     error: str | None = None
 
     @property
+    def meta(self) -> dict | None:
+        """The folder's model.json (None when it cannot be read)."""
+        return self.descriptor.meta if self.descriptor else None
+
+    @property
     def usable(self) -> bool:
-        return self.meta is not None and self.error is None
+        return self.descriptor is not None and self.error is None
 
     @property
     def display_name(self) -> str:
-        if self.meta:
-            return f"{self.meta.get('name', self.folder.name)} {self.meta.get('version', '')}".strip()
-        return self.folder.name
+        return self.descriptor.display_name if self.descriptor else self.folder.name
 
     @property
     def version(self) -> str:
-        return str((self.meta or {}).get("version", ""))
+        return self.descriptor.version if self.descriptor else ""
 
     @property
     def created(self) -> str:
@@ -79,11 +85,11 @@ class RegisteredModel:
 
     @property
     def sha256(self) -> str:
-        return str((self.meta or {}).get("weights", {}).get("sha256", ""))
+        return self.descriptor.sha256 if self.descriptor else ""
 
     @property
     def class_names(self) -> list[str]:
-        return list((self.meta or {}).get("class_names", []))
+        return list(self.descriptor.class_names) if self.descriptor else []
 
     @property
     def parent_model(self) -> str | None:
@@ -113,9 +119,9 @@ class RegisteredModel:
 
 def _describe(name: str, folder: Path, bundled: bool) -> RegisteredModel:
     try:
-        return RegisteredModel(name, folder, bundled, read_meta(folder))
-    except ModelFolderError as e:
-        reason = str(e)
+        return RegisteredModel(name, folder, bundled, ModelDescriptor.from_folder(folder))
+    except (ModelFolderError, KeyError, TypeError) as e:
+        reason = str(e) if isinstance(e, ModelFolderError) else f"its model.json is incomplete ({e!r})"
         if bundled and not folder.exists():
             reason = f"the bundled model is not installed ({folder})"
         return RegisteredModel(name, folder, bundled, None, reason)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ... import RUO_NOTICE
 from ..model.classifier import LABEL_NORMAL
+from ..model.descriptor import ModelDescriptor
 
 from ..analysis.case import Case  # noqa: F401 (re-exported: the one case, core/analysis/case.py)
 from ..analysis.results import ImageResult
@@ -40,89 +40,6 @@ class ExportCancelled(ExportError):
     """The export was stopped through ``should_stop``; nothing was left behind."""
 
 
-# ---------------------------------------------------------------------------------------------------- model
-
-
-@dataclass(frozen=True)
-class ReportModel:
-    """What the report says about the model: identity, decision rule, and its description (model.json and
-    MODEL_CARD.md when the folder is known)."""
-    name: str
-    version: str
-    sha256: str
-    threshold: float
-    uncertainty_band: tuple[float, float]
-    meta: dict = field(default_factory=dict, compare=False)
-    card: str | None = field(default=None, compare=False)
-    folder: str | None = None
-    manifest_sha256: str | None = None   # SHA-256 of the folder's manifest.sha256 (covers model.json); None: none
-
-    @property
-    def short_hash(self) -> str:
-        return self.sha256[:12]
-
-    @classmethod
-    def from_folder(cls, model_dir: str | Path) -> "ReportModel":
-        """From a model folder's model.json (and MODEL_CARD.md), without loading the network."""
-        from ..model.classifier import describe_model
-
-        from training.modelfolder import decision_rule, manifest_sha256
-
-        folder = Path(model_dir)
-        meta = describe_model(folder)
-        threshold, band = decision_rule(meta, folder / "model.json")
-
-        return cls(meta.get("name", folder.name), str(meta.get("version", "")), meta["weights"]["sha256"],
-                   threshold, (float(band[0]), float(band[1])), meta, _read_card(folder), str(folder),
-                   manifest_sha256(folder))
-
-    @classmethod
-    def of(cls, model_info, model_dir: str | Path | None = None) -> "ReportModel":
-        """From a ``ReportModel``, a classifier's ``ModelInfo`` or a dict, with the folder's description."""
-        if isinstance(model_info, ReportModel) and model_dir is None:
-            return model_info
-        if model_dir is not None:
-            try:
-                described = cls.from_folder(model_dir)
-            except (ValueError, OSError, KeyError):
-                described = None
-            if model_info is None and described is not None:
-                return described
-        else:
-            described = None
-        if model_info is None:
-            raise ValueError("the report needs the model's description (model_info or model_dir)")
-        get = model_info.get if isinstance(model_info, dict) else (lambda k, d=None: getattr(model_info, k, d))
-        same_model = described is not None and described.sha256 == get("sha256")
-        if get("threshold") is not None:
-            threshold = float(get("threshold"))
-            band = get("uncertainty_band") or (threshold, threshold)
-        elif same_model:      # a name and hash only (the model not loaded): the rule from its folder
-            threshold, band = described.threshold, described.uncertainty_band
-        else:
-            raise ValueError(f"the decision threshold of model {get('name', '')} {get('version', '')} is unknown "
-                             "(its model.json could not be read); the report would show wrong calls")
-        meta, card = (described.meta, described.card) if same_model else ({}, None)
-        if not meta and isinstance(model_info, ReportModel):
-            meta, card = model_info.meta, model_info.card
-        manifest = get("manifest_sha256") or (described.manifest_sha256 if described and described.sha256 ==
-                                               get("sha256") else None)
-        return cls(str(get("name", "")), str(get("version", "")), str(get("sha256", "")), threshold,
-                   (float(band[0]), float(band[1])), meta, card, str(model_dir) if model_dir else get("folder"),
-                   manifest)
-
-
-def _read_card(folder: Path) -> str | None:
-    for name in ("MODEL_CARD.md", "model_card.md", "README.md"):
-        path = folder / name
-        if path.is_file():
-            try:
-                return path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                return None
-    return None
-
-
 # ---------------------------------------------------------------------------------------------------- the case
 
 
@@ -142,7 +59,7 @@ def make_case(results: Iterable[ImageResult], session: ReviewSession | None, mod
         else:
             folder = Path.cwd()
     folder = Path(folder)
-    model = ReportModel.of(model_info, model_dir)
+    model = ModelDescriptor.of(model_info, model_dir)
     case = Case.of(results, folder=str(folder), session=session, name=case_name or folder.name or str(folder),
                    model=model, created=datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"))
     case.reviewer = reviewer if reviewer is not None else ", ".join(case.reviewers())
@@ -306,8 +223,8 @@ def export_case(results: Iterable[ImageResult], session: ReviewSession | None, m
     """Write the case's report files into ``out_dir`` and return their paths.
 
     ``formats`` is any of "pdf" (report.pdf), "csv" (cells.csv, images.csv), "geojson" (cells.geojson).
-    ``model_info`` is the classifier's ``ModelInfo``, a ``ReportModel`` or a dict with name, version, sha256,
-    threshold and uncertainty_band; ``model_dir`` (optional) supplies the method text (model.json,
+    ``model_info`` is the model's ``ModelDescriptor`` (the classifier's ``info``) or a dict with name, version,
+    sha256, threshold and uncertainty_band; ``model_dir`` (optional) supplies the method text (model.json,
     MODEL_CARD.md). ``reviewer`` is the name on the sign-off line (default: the session's reviewers).
     Existing files are replaced only with ``overwrite=True``; otherwise the whole set gets a new name
     (report-2.pdf, cells-2.csv, ...). Raises ``ExportError`` (nothing written) on any failure,
@@ -394,16 +311,16 @@ def load_case(folder: str | Path, model_dir: str | Path | None = None, recursive
     """A folder as the app left it: its saved review and stored results (``ResultsStore``); images without a
     stored result (or changed since) are analysed now and stored. TensorFlow loads only if something is
     analysed."""
-    from ..model.classifier import bundled_model_dir
+    from ..model.active import resolve_model
     from ..analysis.imageio import list_images
     from ..paths import review_dirs
     from ..analysis.pipeline import analyze_images
     from ..analysis.store import ResultsStore
 
     folder = Path(folder).resolve()
-    model_folder = Path(model_dir) if model_dir else bundled_model_dir()
-    model = ReportModel.from_folder(model_folder)
-    session = ReviewSession.open(folder, {"name": model.name, "version": model.version, "sha256": model.sha256})
+    model_folder = resolve_model(model_dir).folder
+    model = ModelDescriptor.from_folder(model_folder)
+    session = ReviewSession.open(folder, model.identity())
     store = ResultsStore(session.directory, model.sha256, read_also=review_dirs(folder))
     images, _ = list_images(folder, recursive=recursive)
     results: dict[Path, ImageResult] = {}

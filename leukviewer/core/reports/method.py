@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ... import RUO_NOTICE
 
 if TYPE_CHECKING:
-    from .export import ReportModel
+    from ..model.descriptor import ModelDescriptor
 
 FALLBACK_METHOD = (
     "White cells were located in each image by colour and shape (nucleus stain, cell outline) and each cell was "
@@ -89,7 +89,7 @@ def _metric_sentence(meta: dict) -> str:
     return sentence
 
 
-def _method_from_meta(model: ReportModel) -> str:
+def _method_from_meta(model: ModelDescriptor) -> str:
     meta = model.meta or {}
     if not meta:
         return ""
@@ -119,7 +119,7 @@ def _method_from_meta(model: ReportModel) -> str:
     return " ".join(bits)
 
 
-def method_and_limitations(model: ReportModel) -> tuple[str, list[str]]:
+def method_and_limitations(model: ModelDescriptor) -> tuple[str, list[str]]:
     """(method paragraph, limitation sentences) for the report.
 
     The model card's "Method" section where it has one, else a summary of model.json (architecture, training

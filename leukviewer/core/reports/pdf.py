@@ -239,7 +239,7 @@ def _header_block(case, st, width):
     m = case.model
     lo, hi = m.uncertainty_band
     counts = case.image_counts()
-    names = (m.meta or {}).get("class_names")   # a white-cell-type model, not HEM/ALL (without model.json: its cells)
+    names = m.class_names   # a white-cell-type model, not HEM/ALL (when the classes are unknown: its cells)
     multiclass = "blast" in names if names else bool(set(case.cell_types()) - {"blast", "lymphoid"})
     flag = "P(blast)" if multiclass else "P(ALL)"
     rows = [

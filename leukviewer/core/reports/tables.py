@@ -59,7 +59,7 @@ def probability_types(cell_types) -> list[str]:
 
 
 def cell_columns(cell_types) -> list[str]:
-    """The ``cells.csv`` header for a model whose classes are ``cell_types`` (``ModelInfo.cell_types``)."""
+    """The ``cells.csv`` header for a model whose classes are ``cell_types`` (``ModelDescriptor.cell_types``)."""
     return CELL_COLUMNS + TYPE_COLUMNS + [f"p_{t}" for t in probability_types(cell_types)]
 
 

@@ -84,13 +84,14 @@ def fine_tune_basis(meta: dict) -> tuple[str | None, int]:
 
 def parent_model_of(folder: str | None, active: "RegisteredModel | None") -> "RegisteredModel":
     """The model to fine-tune: the model folder given, else the active model. PlanError when it cannot be used."""
-    from training.modelfolder import ModelFolderError, read_meta
+    from training.modelfolder import ModelFolderError
 
+    from ..model.descriptor import ModelDescriptor
     from ..model.registry import RegisteredModel
 
     if folder:
         try:
-            model = RegisteredModel(Path(folder).name, Path(folder), False, read_meta(folder))
+            model = RegisteredModel(Path(folder).name, Path(folder), False, ModelDescriptor.from_folder(folder))
         except ModelFolderError as e:
             raise PlanError(f"the model to fine-tune cannot be read: {e}") from None
     elif active is None or not active.usable:
