@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -152,16 +153,22 @@ def read_image(
     path = Path(path)
     _check_file(path)
     image = _open(path, max_pixels)
-    try:
+    with _naming(path, image):
         image = _decode(image, path)
-        rgb = _to_rgb8(image)
+        return _to_rgb8(image)
+
+
+@contextmanager
+def _naming(path: Path, image):
+    """Errors raised while decoding ``image`` name ``path``; the file is closed whatever happens."""
+    try:
+        yield
     except UnreadableImage as error:
         if error.path is None:
             raise UnreadableImage(error.reason, path) from None
         raise
     finally:
         image.close()
-    return rgb
 
 
 def read_image_scaled(
@@ -182,7 +189,7 @@ def read_image_scaled(
     path = Path(path)
     _check_file(path)
     image = _open(path, max_pixels)
-    try:
+    with _naming(path, image):
         full_w, full_h = image.size
         if max(full_w, full_h) > max_side and image.format == "JPEG":
             # The decoder scales by 1/2, 1/4 or 1/8 while decoding: a big saving for huge files.
@@ -200,11 +207,5 @@ def read_image_scaled(
             image = image.resize(size, Image.Resampling.LANCZOS if image.mode in
                                  ("RGB", "L", "RGBA") else Image.Resampling.NEAREST)
         rgb = _to_rgb8(image)
-    except UnreadableImage as error:
-        if error.path is None:
-            raise UnreadableImage(error.reason, path) from None
-        raise
-    finally:
-        image.close()
     scale = max(rgb.shape[0], rgb.shape[1]) / longest_full
     return rgb, min(scale, 1.0)

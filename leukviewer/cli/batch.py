@@ -396,24 +396,18 @@ def _run(args, classifier=None) -> int:
         doc.update(partial_fields(partial, summary, out))
         atomic_write_text(outputs.temporary("summary.json"), json.dumps(doc, indent=2, ensure_ascii=False))
         written = outputs.commit(overwrite=True)
-    except (OSError, ExportError) as e:
-        for w in (cells_csv, images_csv, geojson):
+    except BaseException as e:
+        for w in (cells_csv, images_csv, geojson):   # nothing half-written is left behind
             if w is not None:
                 w.abort()
         outputs.discard()
         if resume_log is not None:
             resume_log.discard()
+        if not isinstance(e, (OSError, ExportError)):
+            raise
         reason = describe_os_error(e, out) if isinstance(e, OSError) else str(e)
         print(f"error: writing the results failed, nothing was written: {reason}", file=sys.stderr)
         return 2
-    except BaseException:
-        for w in (cells_csv, images_csv, geojson):
-            if w is not None:
-                w.abort()
-        outputs.discard()
-        if resume_log is not None:
-            resume_log.discard()
-        raise
     finally:
         if bar is not None:
             bar.close()
