@@ -190,6 +190,9 @@ def main(argv=None, *, prog: str = "python -m training", um_per_px_of=None, cell
     from .wbc import add_parser as add_wbc_parser
 
     add_wbc_parser(sub)
+    from .distill import add_parser as add_distill_parser
+
+    add_distill_parser(sub)
     p = sub.add_parser("manifest", help="(re)write manifest.sha256 of a model folder: the SHA-256 of every file "
                                         "that changes a result, checked at every load")
     p.add_argument("folder", help="model folder")
@@ -255,6 +258,10 @@ def main(argv=None, *, prog: str = "python -m training", um_per_px_of=None, cell
             from .wbc import run as run_wbc
 
             return run_wbc(args, cell_finder)
+        elif args.command == "distill":
+            from .distill import run as run_distill
+
+            return run_distill(args)
         elif args.command == "manifest":
             from .modelfolder import MANIFEST_FILE, ModelFolderError, verify_folder, write_manifest
 

@@ -288,16 +288,15 @@ def _run_window(app, folder: Path, case: Path, screenshot, timeout_s: float, out
         finish(None)
 
     def grab_when_drawn(about, waited_ms: int = 0):
-        """Grab the window once the histogram's worker has drawn the case (it draws after the analysis)."""
+        """Grab the window once its views have settled (no deferred refresh of the counts and histogram)."""
         if "failure" in outcome:
             return
-        histogram = window.summary_panel.histogram
-        drawn = window.views_settled() and histogram.pixmap() is not None and not histogram.pixmap().isNull()
+        drawn = window.views_settled()
         if not drawn and waited_ms < 10_000:
             QTimer.singleShot(50, lambda: grab_when_drawn(about, waited_ms + 50))
             return
         if not drawn:
-            _line(out, "screenshot", "the histogram was not drawn within 10 s; grabbing without it")
+            _line(out, "screenshot", "the views did not settle within 10 s; grabbing as they are")
         about.close()
         if app.platformName() == "offscreen":
             picture = window.grab()

@@ -41,7 +41,7 @@ from .worker import LatestJob, SerialJobs, Worker, start_worker, wait_for_worker
 log = logging.getLogger(__name__)
 
 REFRESH_MS = 300          # counts refresh while results stream in (the gallery changes tile by tile)
-HISTOGRAM_MS = 1000       # the histogram is redrawn (in a worker) at most this often during a run
+HISTOGRAM_MS = 1000       # during a run the histogram's bars are recounted at most this often
 POSITION_SAVE_MS = 800    # the reviewer's position is saved after they stop moving
 PREFERRED_SIZE = QSize(1500, 900)
 
@@ -90,7 +90,7 @@ class MainWindow(QMainWindow):
             self.setWindowIcon(QIcon(str(icon)))
         self.resize(self._initial_size())
         self.setAcceptDrops(True)
-        self.views = CaseViews(self.settings.overlays.gradcam_opacity, start=self.start_job)
+        self.views = CaseViews(self.settings.overlays.gradcam_opacity)
         self.setCentralWidget(self.views)
         for name in ("image_list", "cell_panel", "view", "banner", "legend", "gallery", "summary_panel",
                      "ruo_label", "help_overlay"):

@@ -116,4 +116,4 @@ def test_edge_cases_draw(case):
 def test_the_pdf_draws_with_this_renderer():
     from leukviewer.core.reports import pdf
 
-    assert pdf.histogram_png is histogram.histogram_png     # the window's: tests/gui/test_histogram_redraw.py
+    assert pdf.histogram_png is histogram.histogram_png     # the window paints the same counts: tests/gui/test_histogram_view.py

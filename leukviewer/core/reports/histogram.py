@@ -1,11 +1,12 @@
-"""The histogram of a case's blast probabilities: ONE renderer, for report.pdf and the window's summary panel.
+"""The histogram of a case's blast probabilities: what it shows (bins, bars stacked by label, band, threshold),
+for report.pdf and the window's summary panel, and the report's picture of it.
 
 The bars count the cells per bin, stacked by label (the reviewer's where reviewed, else the model's) in the one
 palette of ``core.labels``; the uncertain band is shaded in the uncertain colour; the threshold is a dashed line
-with its value; the cells of the shown image, where the caller passes them, are ticks under the bars. The two
-pictures differ only in what their callers pass (size, ticks, the legend the PDF draws inside the picture while
-the window writes its own under it). Drawn with matplotlib's Agg canvas, without pyplot, so it is safe in a
-worker thread; Qt-free: the window wraps the array into a QImage, the PDF embeds the PNG.
+with its value; the cells of the shown image, where the caller passes them, are ticks under the bars. The PDF's
+picture is drawn here with matplotlib's Agg canvas (without pyplot); the window paints the same ``BINS``,
+``counts_by_label``, colours and band opacity with Qt (``gui/histogram_view.py``): a matplotlib draw is tens of
+milliseconds of Python that stalled the window during long analyses.
 """
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def _split(orientation, widgets, stretch, minimum_width: int = 0) -> QSplitter:
 class CaseViews(QWidget):
     """Every view of the open case, laid out; the window connects their signals."""
 
-    def __init__(self, gradcam_opacity: float, start=None, parent=None):
+    def __init__(self, gradcam_opacity: float, parent=None):
         super().__init__(parent)
         self.image_list = ImageList()
         self.cell_panel = CellPanel(opacity=gradcam_opacity)
@@ -57,7 +57,7 @@ class CaseViews(QWidget):
         self.legend.setStyleSheet("color:#444; padding:2px 4px")
         self.legend.setWordWrap(True)
         self.gallery = CellGallery()
-        self.summary_panel = SummaryPanel(start=start)   # draws its histogram in a worker started by ``start``
+        self.summary_panel = SummaryPanel()
 
         left = _split(Qt.Orientation.Vertical, (_column(self.image_list, self.image_list.details), self.cell_panel),
                       (1, 0))
