@@ -58,7 +58,7 @@ def teacher_views(cells: np.ndarray, views: int, seed: int = 0) -> list[np.ndarr
     return out
 
 
-def _resample(x: np.ndarray, size: int) -> np.ndarray:
+def resample(x: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
     if x.shape[1] == size:
@@ -119,7 +119,7 @@ def distill(cfg: DistillConfig, resume: bool = False, log=print):
         x = np.load(cache)
     else:
         t0 = time.time()
-        x = np.stack([_resample(v, cfg.size) for v in teacher_views(cells, views, cfg.seed)])
+        x = np.stack([resample(v, cfg.size) for v in teacher_views(cells, views, cfg.seed)])
         np.save(cache, x)
         log(f"{views} view(s) of {len(cells)} cells at {cfg.size} px in {time.time() - t0:.0f} s")
     del cells

@@ -320,6 +320,10 @@ def run(args, cell_finder=None) -> int:
             raise SystemExit("give either --parent or --imagenet-b4")
         cells = np.load(args.cells)["x"]
         network = load_model_folder(args.parent).network if args.parent else None
+        if network is not None and network.input.shape[1] != cells.shape[1]:   # a student at a lower size
+            from .distill import resample
+
+            cells = resample(cells, int(network.input.shape[1]))
         extractor = (imagenet_b4_extractor(args.imagenet_b4, cells.shape[1], args.layers.split(","))
                      if args.imagenet_b4 else None)
         features = backbone_features(network, cells, views=args.views, extractor=extractor,
@@ -347,7 +351,8 @@ def run(args, cell_finder=None) -> int:
             folder = export_wbc_model(
                 args.parent, head, args.out, name=args.name, version=args.version,
                 temperature=cal["temperature"], threshold=cal["threshold"], band=tuple(cal["uncertainty_band"]),
-                preprocessing=table.summary["preprocessing"],
+                preprocessing={**table.summary["preprocessing"],
+                               "size": int(parent_meta.get("input_size", [table.summary["preprocessing"]["size"]])[0])},
                 training=training_summary(table, parent_meta, report["settings"]),
                 metrics={"measured_on": "heads that never saw the cells measured (training.wbc.evaluate)",
                          **{k: v for k, v in report.items() if k != "settings"}})
