@@ -57,7 +57,7 @@ def measure(case: str, model: str | None) -> None:
         window.modelLoaded.connect(loop.quit)
         window.modelFailed.connect(lambda e: (print(e, file=sys.stderr), loop.quit()))
         loop.exec()
-    gaps = {"longest": 0.0, "own": 0.0, "last": None, "waited": 0.0}
+    gaps = {"longest": 0.0, "own": 0.0, "last": None, "waited": 0.0, "over_100ms": []}
     schedstat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
 
     def run_queue_wait() -> float:
@@ -74,6 +74,8 @@ def measure(case: str, model: str | None) -> None:
             gap = now - gaps["last"]
             gaps["longest"] = max(gaps["longest"], gap)
             gaps["own"] = max(gaps["own"], gap - (waited - gaps["waited"]))
+            if gap > 0.1:
+                gaps["over_100ms"].append((round(now - started, 1), round(gap * 1000)))
         gaps["last"], gaps["waited"] = now, waited
     timer = QTimer()
     timer.setInterval(10)
@@ -91,7 +93,8 @@ def measure(case: str, model: str | None) -> None:
     held = held if held is not None else window.gallery._thumbnails   # (the gallery before the bounded cache)
     result = {"images": window.status_area.analysed, "cells": len(window.cells), "thumbnails": len(held),
               "seconds": round(seconds, 1), "peak_bytes": peak, "longest_stall_ms": round(gaps["longest"] * 1000),
-              "longest_own_stall_ms": round(gaps["own"] * 1000), "load_per_core": round(
+              "longest_own_stall_ms": round(gaps["own"] * 1000),
+              "stalls_over_100ms": gaps["over_100ms"], "load_per_core": round(
                   os.getloadavg()[0] / (os.cpu_count() or 1), 1) if hasattr(os, "getloadavg") else None}
     window.close()
     app.processEvents()
@@ -122,7 +125,8 @@ def main() -> int:
             print(f"{n:>6} fields: {r['seconds']:>7.1f} s, {r['images']} images, {r['cells']} cells, "
                   f"{r['thumbnails']} thumbnails, peak {r['peak_bytes'] / 2**20:.0f} MB, "
                   f"longest GUI stall {r['longest_stall_ms']} ms ({r['longest_own_stall_ms']} ms less the OS's CPU "
-                  f"wait; load {r['load_per_core']} per core)", flush=True)
+                  f"wait; load {r['load_per_core']} per core); stalls over 100 ms (s into the run, ms): "
+                  f"{r['stalls_over_100ms'] or 'none'}", flush=True)
     ratio = rows[args.fields]["peak_bytes"] / rows[args.compare]["peak_bytes"]
     print(f"peak memory {args.fields} / {args.compare} fields: {ratio:.2f}x (bar: <= 1.5x); longest GUI stall "
           f"{max(r['longest_stall_ms'] for r in rows.values())} ms (bar: < 100 ms)")

@@ -260,6 +260,7 @@ class InferenceEngine:
         with self._lock:   # never between the chunks of a batch
             self._load_tflite(path)
             self.backend = "tflite"
+        self.warm_up()
         log.info("switched to the LiteRT engine: %s", path)
         return True
 
@@ -287,8 +288,12 @@ class InferenceEngine:
         return softmax(self.logits(batch), self.model.temperature)
 
     def warm_up(self) -> None:
-        """Prepare the single-cell and the full-batch shape now, so the first cell does not wait for them;
-        the shapes between are prepared on first use (each costs a few seconds for B3)."""
+        """Prepare batch shapes now, so the first cells do not wait for them. On LiteRT every shape: each is an
+        interpreter whose ``allocate_tensors`` holds the GIL for 50-160 ms (B3, XNNPACK packing its weights), which
+        made during an analysis froze the window that long; made here, at load, the analysis never pays it. On
+        TensorFlow the single-cell and the full-batch shape (each costs seconds of tracing for B3); the shapes
+        between are prepared on first use."""
         zeros = np.zeros((self.batch_size, self.size, self.size, 3), np.uint8)
-        for b in sorted({1, self.batch_size}):
+        shapes = self.buckets() if self.backend == "tflite" else sorted({1, self.batch_size})
+        for b in shapes:
             self.logits(zeros[:b])
