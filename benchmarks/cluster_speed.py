@@ -6,7 +6,9 @@ Run by hand (minutes; keep the machine otherwise idle, the figure is meaningless
 It stages an archive of --fields BCCD fields (symbolic links) in cases of --per-case fields, then runs
 ``leukviewer batch ARCHIVE --out OUT --cluster local:1`` and ``local:2`` (fresh --out each time, the bundled model
 unless --model), timing each end to end (Ray start, workers loading the model, every case, archive_summary.csv) and
-checking that both give the same cells.csv per case. The bar: 2 workers >= 1.6x faster than 1 on 2 cores for
+checking that both give the same cells.csv per case, and how many cores each run kept busy on average (the
+whole machine's, from /proc/stat: one worker already overlaps reading with classifying, so it uses more than one
+core, and 2 workers can gain at most the cores it left idle). The bar: 2 workers >= 1.6x faster than 1 on 2 cores for
 >= 200 fields. Each worker owns one CPU slot (LiteRT and the image readers use that many threads:
 ``LEUKVIEWER_THREADS``). Ray's start and the model loads (~20 s) are in the figure: more fields dilute them. The load average before and after is printed: other work on the machine skews the ratio.
 """
@@ -40,13 +42,28 @@ def stage(archive: Path, n_fields: int, per_case: int) -> int:
     return n_fields
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+BUSY: dict[str, float] = {}
+
+
 def run(archive: Path, out: Path, cluster: str, model: str | None) -> float:
     cmd = [sys.executable, "-m", "leukviewer", "batch", str(archive), "--out", str(out), "--cluster", cluster,
            "--quiet"] + (["--model", model] if model else [])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    t0 = time.perf_counter()
+    t0, busy0 = time.perf_counter(), busy_seconds()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    BUSY[f"{archive.name}:{cluster}"] = (busy_seconds() - busy0) / seconds   # cores busy on average
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return seconds
@@ -57,21 +74,34 @@ def main() -> int:
     p.add_argument("--fields", type=int, default=240)
     p.add_argument("--per-case", type=int, default=10)
     p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--marginal", action="store_true", help="also run half the fields with each worker count and "
+                   "give the marginal rate, (n - n/2) / (t_n - t_n/2): Ray's start and the model loads cancel out")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="leukviewer-cluster-speed-") as tmp:
         tmp = Path(tmp)
         n = stage(tmp / "archive", args.fields, args.per_case)
+        half = n // 2 // args.per_case * args.per_case
+        if args.marginal:
+            stage(tmp / "half", half, args.per_case)
         cases = len(list((tmp / "archive").iterdir()))
         print(f"{n} BCCD fields in {cases} cases; {os.cpu_count()} cores; load average before "
               f"{os.getloadavg()[0]:.1f}")
-        times = {}
+        times, halves = {}, {}
         for workers in (1, 2):
             times[workers] = run(tmp / "archive", tmp / f"out{workers}", f"local:{workers}", args.model)
-            print(f"  local:{workers}: {times[workers]:.1f} s end to end, {n / times[workers]:.2f} fields/s")
+            print(f"  local:{workers}: {times[workers]:.1f} s end to end, {n / times[workers]:.2f} fields/s, "
+                  f"{BUSY[f'archive:local:{workers}']:.2f} of {os.cpu_count()} cores busy on average")
+            if args.marginal:
+                halves[workers] = run(tmp / "half", tmp / f"half{workers}", f"local:{workers}", args.model)
+                print(f"  local:{workers}: {half} fields {halves[workers]:.1f} s; marginal "
+                      f"{(n - half) / (times[workers] - halves[workers]):.2f} fields/s")
         same = all((tmp / "out1" / c.name / "cells.csv").read_bytes() == (tmp / "out2" / c.name / "cells.csv")
                    .read_bytes() for c in (tmp / "archive").iterdir())
-        print(f"speed-up 2 workers vs 1: {times[1] / times[2]:.2f}x (bar: >= 1.6x on 2 cores); cells.csv identical "
-              f"per case: {same}; load average after {os.getloadavg()[0]:.1f}")
+        print(f"speed-up 2 workers vs 1: {times[1] / times[2]:.2f}x end to end (bar: >= 1.6x on 2 cores); "
+              f"cells.csv identical per case: {same}; load average after {os.getloadavg()[0]:.1f}")
+        if args.marginal:
+            marginal = {w: (times[w] - halves[w]) for w in (1, 2)}
+            print(f"marginal speed-up (start-up and model loads excluded): {marginal[1] / marginal[2]:.2f}x")
     return 0 if same else 1
 
 
