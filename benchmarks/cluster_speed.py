@@ -53,20 +53,18 @@ def busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-BUSY: dict[str, float] = {}
-
-
-def run(archive: Path, out: Path, cluster: str, model: str | None) -> float:
+def run(archive: Path, out: Path, cluster: str, model: str | None) -> tuple[float, float]:
+    """Seconds end to end, and the cores busy on average meanwhile."""
     cmd = [sys.executable, "-m", "leukviewer", "batch", str(archive), "--out", str(out), "--cluster", cluster,
            "--quiet"] + (["--model", model] if model else [])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     t0, busy0 = time.perf_counter(), busy_seconds()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
-    BUSY[f"{archive.name}:{cluster}"] = (busy_seconds() - busy0) / seconds   # cores busy on average
+    busy = (busy_seconds() - busy0) / seconds
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return seconds
+    return seconds, busy
 
 
 def main() -> int:
@@ -88,11 +86,11 @@ def main() -> int:
               f"{os.getloadavg()[0]:.1f}")
         times, halves = {}, {}
         for workers in (1, 2):
-            times[workers] = run(tmp / "archive", tmp / f"out{workers}", f"local:{workers}", args.model)
+            times[workers], busy = run(tmp / "archive", tmp / f"out{workers}", f"local:{workers}", args.model)
             print(f"  local:{workers}: {times[workers]:.1f} s end to end, {n / times[workers]:.2f} fields/s, "
-                  f"{BUSY[f'archive:local:{workers}']:.2f} of {os.cpu_count()} cores busy on average")
+                  f"{busy:.2f} of {os.cpu_count()} cores busy on average")
             if args.marginal:
-                halves[workers] = run(tmp / "half", tmp / f"half{workers}", f"local:{workers}", args.model)
+                halves[workers], _ = run(tmp / "half", tmp / f"half{workers}", f"local:{workers}", args.model)
                 print(f"  local:{workers}: {half} fields {halves[workers]:.1f} s; marginal "
                       f"{(n - half) / (times[workers] - halves[workers]):.2f} fields/s")
         same = all((tmp / "out1" / c.name / "cells.csv").read_bytes() == (tmp / "out2" / c.name / "cells.csv")

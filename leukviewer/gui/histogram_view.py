@@ -13,7 +13,7 @@ objects freed by hand.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
@@ -51,10 +51,7 @@ def histogram_legend(threshold: float, band: tuple[float, float]) -> str:
 class ProbabilityHistogram(QWidget):
     """Blast probabilities of the case (bars, by label after review) and of the shown image (ticks).
 
-    Painting is cheap, so every change repaints at once (Qt merges repaints of one event-loop turn);
-    ``rendered`` is emitted after each paint (screenshots and tests wait for it)."""
-
-    rendered = Signal()
+    Painting is cheap, so every change repaints at once (Qt merges repaints of one event-loop turn)."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -93,10 +90,6 @@ class ProbabilityHistogram(QWidget):
         if not self._stopped:
             self.update()
 
-    def is_rendering(self) -> bool:
-        """Nothing is drawn in the background: what is on screen is the latest data after the next paint."""
-        return False
-
     def stop(self) -> None:
         """No more repaints (the window is closing)."""
         self._stopped = True
@@ -117,7 +110,6 @@ class ProbabilityHistogram(QWidget):
             self._paint(painter)
         finally:
             painter.end()
-        self.rendered.emit()
 
     def _paint(self, painter: QPainter) -> None:
         painter.fillRect(self.rect(), QColor("white"))

@@ -392,9 +392,8 @@ class MainWindow(QMainWindow):
                                       self.case.reviewed_counts() if self.folder else {})
 
     def views_settled(self) -> bool:
-        """No deferred refresh and no histogram draw pending: what is on screen now is final (for screenshots)."""
-        return not (self._refresh_timer.isActive() or self._histogram_timer.isActive()
-                    or self.summary_panel.histogram.is_rendering())
+        """No deferred refresh of the counts or the histogram: what is on screen now is final (for screenshots)."""
+        return not (self._refresh_timer.isActive() or self._histogram_timer.isActive())
 
     def _update_histogram(self) -> None:
         self._histogram_timer.stop()

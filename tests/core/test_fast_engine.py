@@ -92,3 +92,20 @@ def test_a_model_with_its_conversion_is_ready_without_tensorflow(tiny_model_dir,
     device, tf_imported, keras_imported, network_loaded, p = json.loads(out.stdout.strip().splitlines()[-1])
     assert "LiteRT" in device and not tf_imported and not keras_imported and not network_loaded
     assert 0.0 <= p <= 1.0
+
+
+def test_every_litert_batch_shape_is_prepared_at_load_never_during_an_analysis(tiny_model_dir, tmp_path,
+                                                                                 monkeypatch):
+    """Making a LiteRT interpreter holds the GIL for 50-160 ms (B3): made on a batch's first use, it froze the
+    window mid-analysis. Warmed up at load, batches of any size find theirs ready."""
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny")
+    monkeypatch.setenv("LEUKVIEWER_CACHE_DIR", str(tmp_path / "cache"))
+    engine = InferenceEngine(load_model_folder(folder), "tflite", batch_size=8)
+    engine.warm_up()
+    prepared = set(engine._interpreters)
+    assert prepared == set(engine.buckets()) == {1, 2, 4, 8}
+    made = []
+    monkeypatch.setattr(engine, "_Interpreter", lambda *a, **k: made.append(a) or pytest.fail("made mid-analysis"))
+    for n in (1, 3, 5, 8, 13):
+        assert engine.logits(np.zeros((n, engine.size, engine.size, 3), np.uint8)).shape[0] == n
+    assert not made

@@ -7,6 +7,17 @@ from leukviewer.core.labels import LABEL_HEX
 from leukviewer.core.reports.histogram import THRESHOLD_HEX, counts_by_label
 from leukviewer.gui.histogram_view import ProbabilityHistogram, y_ticks
 
+WHITE = (255, 255, 255)
+
+
+def shown(qtbot, width: int, threshold: float, band: tuple[float, float]) -> ProbabilityHistogram:
+    histogram = ProbabilityHistogram()
+    qtbot.addWidget(histogram)
+    histogram.resize(width, histogram.height())
+    histogram.show()
+    histogram.set_decision(threshold, band)
+    return histogram
+
 
 def pixels(widget) -> np.ndarray:
     image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
@@ -14,22 +25,14 @@ def pixels(widget) -> np.ndarray:
     return np.frombuffer(image.constBits(), np.uint8).reshape(h, image.bytesPerLine())[:, :3 * w].reshape(h, w, 3)
 
 
-def rgb(hex_colour: str) -> np.ndarray:
-    c = QColor(hex_colour)
-    return np.array([c.red(), c.green(), c.blue()])
-
-
 def column_has(px: np.ndarray, x: float, colour: str, tolerance: int = 8) -> bool:
+    c = QColor(colour)
     col = px[:, int(round(x))].astype(int)
-    return bool((np.abs(col - rgb(colour)).max(axis=1) <= tolerance).any())
+    return bool((np.abs(col - np.array([c.red(), c.green(), c.blue()])).max(axis=1) <= tolerance).any())
 
 
 def test_bars_are_stacked_by_label_after_review_where_the_cells_are(qtbot):
-    histogram = ProbabilityHistogram()
-    qtbot.addWidget(histogram)
-    histogram.resize(420, histogram.height())
-    histogram.show()
-    histogram.set_decision(0.5, (0.4, 0.6))
+    histogram = shown(qtbot, 420, 0.5, (0.4, 0.6))
     case, image, labels = [0.12, 0.12, 0.13, 0.9], [0.9], ["HEM", "ALL", "HEM", "ALL"]
     histogram.set_probabilities(case, image, labels)
     px = pixels(histogram)
@@ -47,17 +50,13 @@ def test_bars_are_stacked_by_label_after_review_where_the_cells_are(qtbot):
 
 
 def test_the_models_rule_labels_the_cells_when_none_are_reviewed_and_the_band_is_shaded(qtbot):
-    histogram = ProbabilityHistogram()
-    qtbot.addWidget(histogram)
-    histogram.resize(400, histogram.height())
-    histogram.show()
-    histogram.set_decision(0.55, (0.3, 0.8))
+    histogram = shown(qtbot, 400, 0.55, (0.3, 0.8))
     histogram.set_probabilities([0.1, 0.5, 0.95], [], None)
     assert [int(histogram.stacked[k].sum()) for k in ("HEM", "UNCERTAIN", "ALL")] == [1, 1, 1]
     px = pixels(histogram)
-    shade = px[histogram.plot_rect().top().__int__() + 5, int(histogram.x_of(0.7))]
-    assert tuple(shade) != (255, 255, 255)                       # inside the band, above the bars: shaded
-    assert tuple(px[histogram.plot_rect().top().__int__() + 5, int(histogram.x_of(0.2))]) == (255, 255, 255)
+    above_bars = int(histogram.plot_rect().top()) + 5
+    assert tuple(px[above_bars, int(histogram.x_of(0.7))]) != WHITE      # inside the band: shaded
+    assert tuple(px[above_bars, int(histogram.x_of(0.2))]) == WHITE      # outside it: not
 
 
 def test_y_ticks_are_whole_cells_and_few():
