@@ -1,5 +1,5 @@
 """Reading ahead in threads (the batch CLI's default) gives exactly the results of reading one image after another,
-on real crops and smear fields mixed, and stops as promptly."""
+on real crops and smear fields mixed, smear fields localised in parallel included, and stops as promptly."""
 import threading
 
 import pytest
@@ -29,6 +29,19 @@ def test_reading_ahead_in_threads_gives_the_same_cells_in_the_same_order(classif
     assert cells_of(ahead) == cells_of(one_by_one)
     assert sum(len(r.cells) for r in ahead if r.kind == "single_cell") == len(crops)
     assert any(r.kind == "smear_field" and r.cells for r in ahead) and "unreadable" in ahead[16].status
+
+
+def test_smear_fields_localised_in_parallel_keep_the_folders_red_cell_check_in_file_order(classifier, shared_data):
+    """Fields are localised several at once, but each field's red-cell measure is still checked against the
+    median of the fields before it: in BloodImage_00043 a clump fools the measure, and it takes the folder's."""
+    bccd = shared_data / "bccd" / "JPEGImages"
+    names = ["00010", "00020", "00031", "00034", "00043", "00001", "00002", "00003"]
+    fields = [bccd / f"BloodImage_{n}.jpg" for n in names if (bccd / f"BloodImage_{n}.jpg").exists()]
+    one_by_one = list(analyze_images(fields, shared_data, classifier))
+    ahead = list(analyze_images(fields, shared_data, classifier, readers=3))
+    assert cells_of(ahead) == cells_of(one_by_one)
+    assert [r.scale_source for r in ahead][:5] == ["red_cells"] * 4 + ["folder_red_cells"]
+    assert sum(len(r.cells) for r in ahead) >= len(fields) - 1
 
 
 def test_reading_ahead_stops_after_the_images_in_flight(classifier, shared_data):

@@ -313,3 +313,38 @@ def test_touching_white_cells_of_the_full_bccd_set_are_both_found(shared_data: P
         assert len(truth) == 2 and len(found) == 2, (name, found)
         for box in truth:
             assert max(_box_iou(box, f) for f in found) >= 0.5, (name, box, found)
+
+
+# ------------------------------------------------------------------- the cheaper steps are exact
+
+
+def test_the_cells_reach_dilated_in_windows_is_exactly_the_whole_field_dilation(shared_data: Path) -> None:
+    """The cytoplasm's reach (two red cells around each nucleus hull) is dilated only around the cells; it must be
+    the very pixels of dilating the whole field, on real fields' nuclei (cells near the border included) and on
+    random masks with many boxes."""
+    from leukviewer.core.analysis.localize_nuclei import dilate_near, label_boxes, nucleus_groups, nucleus_mask
+    from leukviewer.core.analysis.localize_stain import disc, measure_stain
+
+    checked = 0
+    for path in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:12]:
+        rgb = _read(path)
+        rbc = estimate_rbc_diameter(rgb)
+        stain = measure_stain(rgb)
+        groups, count = nucleus_groups(nucleus_mask(stain, rbc), stain.violet, rbc)
+        if count:
+            kernel = disc(2 * rbc)
+            mask = (groups > 0).astype(np.uint8)
+            assert np.array_equal(dilate_near(mask, label_boxes(groups, count)[1:], kernel), cv2.dilate(mask, kernel))
+            checked += 1
+    assert checked >= 8
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        height, width = (int(v) for v in rng.integers(8, 200, 2))
+        labels = np.zeros((height, width), np.int32)
+        for n in range(1, int(rng.integers(1, 6)) + 1):
+            x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+            labels[y:y + int(rng.integers(1, 30)), x:x + int(rng.integers(1, 30))] = n
+        count = int(labels.max())
+        kernel = disc(float(rng.uniform(1, 90)))
+        mask = (labels > 0).astype(np.uint8)
+        assert np.array_equal(dilate_near(mask, label_boxes(labels, count)[1:], kernel), cv2.dilate(mask, kernel))

@@ -274,13 +274,34 @@ def label_boxes(labels: np.ndarray, count: int) -> np.ndarray:
     return boxes
 
 
+def dilate_near(mask: np.ndarray, boxes: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``cv2.dilate(mask, kernel)`` (0/1 uint8) computed only around ``boxes`` (x0, y0, x1, y1), which hold every
+    pixel of ``mask``: the same pixels, at the cost of the cells' windows instead of the whole field (a disc of two
+    red cells across costs ~10 ms on a whole BCCD field)."""
+    mask = mask.astype(np.uint8)
+    out = np.zeros_like(mask)
+    ry, rx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    height, width = mask.shape
+    for x0, y0, x1, y1 in boxes:
+        if x1 <= x0:
+            continue
+        # the window holds the box and everything the kernel reaches from it; dilating the window alone is exact
+        # there (what lies outside the window is farther than the kernel reaches from the box)
+        wx0, wy0 = max(0, int(x0) - rx), max(0, int(y0) - ry)
+        wx1, wy1 = min(width, int(x1) + rx), min(height, int(y1) + ry)
+        grown = cv2.dilate(mask[wy0:wy1, wx0:wx1], kernel)
+        np.maximum(out[wy0:wy1, wx0:wx1], grown, out=out[wy0:wy1, wx0:wx1])
+    return out
+
+
 def cell_masks(
     groups: np.ndarray, count: int, cytoplasm: np.ndarray, rbc: float
 ) -> np.ndarray:
     """Label image of whole cells: each nucleus group plus the cytoplasm nearest to it."""
     # Convex hull of each nucleus group: the space between lobes is the cell's own.
     hulls = np.zeros(groups.shape, np.int32)
-    for label, (x0, y0, x1, y1) in enumerate(label_boxes(groups, count)[1:], start=1):
+    boxes = label_boxes(groups, count)[1:]
+    for label, (x0, y0, x1, y1) in enumerate(boxes, start=1):
         if x1 <= x0:
             continue
         points = cv2.findNonZero((groups[y0:y1, x0:x1] == label).astype(np.uint8))
@@ -288,7 +309,7 @@ def cell_masks(
         cv2.fillConvexPoly(layer, cv2.convexHull(points), 1)
         window = hulls[y0:y1, x0:x1]
         window[(layer > 0) & (window == 0)] = label
-    reach = cv2.dilate((hulls > 0).astype(np.uint8), disc(2 * rbc * PARAMS["reach"]))
+    reach = dilate_near(hulls > 0, boxes, disc(2 * rbc * PARAMS["reach"]))
     candidate = (((cytoplasm > 0) & (reach > 0)) | (hulls > 0)).astype(np.uint8)
     # Flood from the nucleus hulls through the candidate pixels at equal speed: every
     # cytoplasm pixel goes to the nucleus it is connected to most directly.

@@ -81,11 +81,16 @@ class FolderRedCells:
 
 @dataclass
 class _Started:
-    """An image decoded and its kind detected (or failed: ``rgb`` None, the reason in ``result.status``)."""
+    """An image decoded and its kind detected (or failed: ``rgb`` None, the reason in ``result.status``).
+
+    ``rbc`` is the smear field's own red-cell measure once taken (``measured`` true); the folder's check of it
+    (:class:`FolderRedCells`) is made in file order, after it."""
     result: ImageResult
     rgb: np.ndarray | None
     kind: str
     t0: float
+    rbc: float | None = None
+    measured: bool = False
 
 
 def _failed(result: ImageResult, error: BaseException, path: Path) -> None:
@@ -115,18 +120,39 @@ def _start_image(path: Path, root: Path, kind: str) -> _Started:
         return _Started(result, None, kind, t0)
 
 
+def _measure_red_cells(started: _Started, path: Path, um_per_px: float | None) -> _Started:
+    """Take a smear field's own red-cell measure (any thread; depends on no other image). Never raises."""
+    if started.rgb is not None and started.kind == "smear_field" and not um_per_px and not started.measured:
+        try:
+            started.rbc = estimate_rbc_diameter(started.rgb)
+        except Exception as e:
+            _failed(started.result, e, path)
+            started.rgb = None
+        started.measured = True
+    return started
+
+
+def _decide_red_cells(started: _Started, path: Path, um_per_px: float | None,
+                      folder_red_cells: FolderRedCells | None) -> tuple[float | None, bool]:
+    """(red-cell diameter the field is analysed with, whether it is the folder's instead of its own). Called in
+    file order: the folder's median is of the fields before this one."""
+    _measure_red_cells(started, path, um_per_px)
+    if started.rgb is None or started.kind != "smear_field" or um_per_px:
+        return None, False
+    if folder_red_cells is None:
+        return started.rbc, False
+    return folder_red_cells.check(started.rbc)
+
+
 def _finish_image(started: _Started, path: Path, classifier: CellClassifier, um_per_px: float | None = None,
-                  folder_red_cells: FolderRedCells | None = None):
-    """Localise and prepare the cells of a started image -> (ImageResult without cells yet, [(region, prepared
-    cell)]). A smear field consults the folder's red cells, so fields are finished in file order."""
+                  red_cells: tuple[float | None, bool] = (None, False)):
+    """Localise and prepare the cells of a started image whose red cells are decided (``_decide_red_cells``) ->
+    (ImageResult without cells yet, [(region, prepared cell)]). Any thread."""
     result, rgb, image_kind = started.result, started.rgb, started.kind
     cells = []
     if rgb is not None:
         try:
-            rbc = estimate_rbc_diameter(rgb) if image_kind == "smear_field" and not um_per_px else None
-            from_folder = False
-            if image_kind == "smear_field" and not um_per_px and folder_red_cells is not None:
-                rbc, from_folder = folder_red_cells.check(rbc)
+            rbc, from_folder = red_cells
             scale = image_scale(rgb, image_kind, path, um_per_px, rbc)
             if from_folder and scale.source == SCALE_RED_CELLS:
                 scale = ImageScale(scale.um_per_px, SCALE_FOLDER_RED_CELLS, rbc)
@@ -148,52 +174,77 @@ def _read_and_locate(path: Path, root: Path, classifier: CellClassifier, kind: s
 
     ``um_per_px``: the user's scale for every image (else metadata, red cells or the C-NMC calibration).
     """
-    return _finish_image(_start_image(path, root, kind), path, classifier, um_per_px, folder_red_cells)
+    started = _start_image(path, root, kind)
+    return _finish_image(started, path, classifier, um_per_px,
+                         _decide_red_cells(started, path, um_per_px, folder_red_cells))
+
+
+#: Decoded pixels the read-ahead keeps in flight at most (beyond the one image always allowed): bounds memory on
+#: folders of huge fields (a 2592x1944 field is 5 MP; a whole-slide tile can be 150 MP).
+READ_AHEAD_PIXELS = 40_000_000
 
 
 def _read_ahead(images: list[Path], root: Path, classifier: CellClassifier, kind: str, um_per_px: float | None,
                 folder_red_cells: FolderRedCells, readers: int, stopped: Callable[[], bool]):
-    """(result, cells) per image in file order. A folder of single-cell crops (the fast path) is read ``readers``
-    images at a time in a thread pool (decoding, numpy and OpenCV release the GIL), each crop finished in its
-    thread: it depends on no other image. From the first smear field on, images are read one by one as before
-    (a field's localisation dominates, and the folder's red cells are measured in file order). The results are
+    """(result, cells) per image in file order, ``readers`` images at a time in a thread pool (decoding, numpy and
+    OpenCV release the GIL). Two stages: each image is decoded, its kind detected and, for a smear field, its red
+    cells measured in a thread; then, in file order, the folder's check of that measure (:class:`FolderRedCells`)
+    decides the field's scale, and its localisation and cell preparation go back to a thread. The results are
     exactly those of reading one image after another."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     def start(path):
         started = _start_image(path, root, kind)
         if started.rgb is not None and started.kind == "single_cell":
-            return _finish_image(started, path, classifier, um_per_px, None)
-        return started
+            return _finish_image(started, path, classifier, um_per_px)
+        return _measure_red_cells(started, path, um_per_px)
 
-    def finish(path, item):
-        return _finish_image(item, path, classifier, um_per_px, folder_red_cells) if isinstance(item, _Started) \
-            else item
+    def pixels(item) -> int:
+        rgb = item.rgb if isinstance(item, _Started) else None
+        return 0 if rgb is None else int(rgb.shape[0]) * int(rgb.shape[1])
 
-    window = 2 * readers     # images read ahead: bounds memory
+    window = 2 * readers     # images in flight: bounds memory
     paths = iter(images)
-    pending: deque = deque()
-    fields = False           # a smear field seen: the rest is read one by one (its localisation is in order anyway)
+    started_q: deque = deque()     # (path, future of start)
+    finished_q: deque = deque()    # (future of the finished (result, cells), pixels held)
     with ThreadPoolExecutor(max_workers=readers, thread_name_prefix="leukviewer-read") as pool:
+        def held() -> int:
+            return sum(n for _, n in finished_q) + sum(pixels(f.result()) for _, f in started_q if f.done())
+
         def refill():
-            while len(pending) < window and not fields and not stopped():   # once stopped, nothing more is opened
+            while len(started_q) + len(finished_q) < window and not stopped():   # once stopped, nothing opened
+                if (started_q or finished_q) and held() > READ_AHEAD_PIXELS:
+                    return
                 path = next(paths, None)
                 if path is None:
                     return
-                pending.append((path, pool.submit(start, path)))
+                started_q.append((path, pool.submit(start, path)))
 
         try:
             refill()
-            while pending:
-                path, future = pending.popleft()
+            while started_q or finished_q:
+                # keep every reader busy: hand the started images on, in file order, while few are finishing
+                while started_q and (len(finished_q) < readers or not finished_q):
+                    path, future = started_q.popleft()
+                    item = future.result()
+                    if isinstance(item, _Started):
+                        decided = _decide_red_cells(item, path, um_per_px, folder_red_cells)
+                        finished_q.append((pool.submit(_finish_image, item, path, classifier, um_per_px, decided),
+                                           pixels(item)))
+                    else:
+                        done: Future = Future()
+                        done.set_result(item)
+                        finished_q.append((done, 0))
+                    refill()
+                future, _ = finished_q.popleft()
                 item = future.result()
-                fields = fields or isinstance(item, _Started) and item.kind == "smear_field"
-                refill()             # the threads read on while this image is finished and handed over
-                yield finish(path, item)
+                refill()             # the threads read on while this image is handed over
+                yield item
         finally:
-            for _, future in pending:
+            for future, _ in finished_q:
                 future.cancel()
-    yield from _read_one_by_one(list(paths), root, classifier, kind, um_per_px, folder_red_cells, stopped)
+            for _, future in started_q:
+                future.cancel()
 
 
 def _read_one_by_one(images: list[Path], root: Path, classifier: CellClassifier, kind: str,
