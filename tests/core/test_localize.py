@@ -348,3 +348,36 @@ def test_the_cells_reach_dilated_in_windows_is_exactly_the_whole_field_dilation(
         kernel = disc(float(rng.uniform(1, 90)))
         mask = (labels > 0).astype(np.uint8)
         assert np.array_equal(dilate_near(mask, label_boxes(labels, count)[1:], kernel), cv2.dilate(mask, kernel))
+
+
+def _stain_background_by_sorting(rgb: np.ndarray) -> np.ndarray:
+    """The field's background as first defined (numpy percentiles and median of the float image)."""
+    image = rgb.astype(np.float32)
+    brightness = image[..., 1]
+    chroma = image.max(axis=2) - image.min(axis=2)
+    bright = brightness >= np.percentile(brightness, 75)
+    grey = chroma <= np.percentile(chroma[bright], 50) if bright.any() else bright
+    candidates = bright & grey
+    if candidates.sum() < 50:
+        candidates = bright
+    return np.maximum(np.median(image[candidates], axis=0).astype(np.float32), 1.0)
+
+
+def test_the_stain_background_from_value_counts_is_exactly_the_sorted_one(shared_data: Path) -> None:
+    """The white balance every later threshold is measured against is taken from 8-bit value counts instead of
+    sorts: the very same background, to the last bit, on real fields of three sources and on odd images."""
+    from leukviewer.core.analysis.localize_stain import measure_stain, percentile_of_counts
+
+    images = [_read(p) for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:15]]
+    images += [_read(p) for p in _pbc_cells(shared_data)[:15]]
+    images += [cv2.resize(im, None, fx=0.37, fy=0.41, interpolation=cv2.INTER_AREA) for im in images[:10]]
+    rng = np.random.default_rng(1)
+    images += [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((1, 1), (2, 3), (7, 5), (64, 33))]
+    images += [np.full((9, 9, 3), 200, np.uint8), np.zeros((4, 4, 3), np.uint8)]
+    for rgb in images:
+        assert np.array_equal(measure_stain(rgb).background, _stain_background_by_sorting(rgb))
+    for n in range(1, 60):
+        values = rng.integers(0, 256, n)
+        counts = np.bincount(values, minlength=256)
+        for q in (0.0, 0.25, 0.5, 0.75, 1.0):
+            assert percentile_of_counts(counts, q) == np.percentile(values.astype(np.float32), 100 * q)

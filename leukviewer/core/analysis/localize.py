@@ -76,6 +76,7 @@ TILE_OVERLAP_RBC = 4.0
 
 _NEAR_BLACK = 20  # max channel value of the C-NMC background
 _SINGLE_CELL_BLACK_FRACTION = 0.40
+_KIND_PIXELS = 250_000  # pixels on which the kind is decided at most
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,10 +115,13 @@ def classify_image_kind(rgb: np.ndarray) -> ImageKind:
     """``"single_cell"`` for a cell on a black background (C-NMC), else ``"smear_field"``.
 
     A C-NMC crop is mostly pure black (about 80 %) around one cell; a smear field (BCCD, or a
-    PBC crop with its red cells) has a bright background.
+    PBC crop with its red cells) has a bright background. The share is counted on every pixel of an image of up to
+    ``_KIND_PIXELS``, on an evenly strided sample of a larger one (no resampling: a 640x480 field took 4 ms to
+    resize for this, a 177 MP one seconds).
     """
-    small, _ = downscaled(as_rgb(rgb), 250_000)
-    black = channel_max(small) <= _NEAR_BLACK
+    rgb = as_rgb(rgb)
+    step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / _KIND_PIXELS))))
+    black = channel_max(rgb[::step, ::step]) <= _NEAR_BLACK
     return "single_cell" if black.mean() > _SINGLE_CELL_BLACK_FRACTION else "smear_field"
 
 
