@@ -18,6 +18,8 @@ PREVIEW_RBC_DIAMETER = 38.0
 #: ... and the largest preview used to reach it.
 MAX_PREVIEW_PIXELS = 8_000_000
 MIN_WINDOW_SIDE = 256  # smallest window of a huge field on which red cells are measured
+#: Largest preview on which a field's red cells are measured again when the first measure was far off.
+MAX_REMEASURE_PIXELS = 250_000
 
 
 def as_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -158,13 +160,27 @@ def estimate_rbc_diameter(rgb: np.ndarray) -> float | None:
         wanted = min(1.0, wanted, float(np.sqrt(MAX_PREVIEW_PIXELS / float(height * width))))
         if abs(wanted - scale) < 0.05 * scale:
             break
-        size = (max(1, round(width * wanted)), max(1, round(height * wanted)))
-        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        scale = size[0] / width
+        small, scale = _central_preview(rgb, wanted)
         measured = _rbc_diameter_from_stain(measure_stain(small))
     if measured is None or measured[0] < 8.0:
         return None
     return measured[0] / scale
+
+
+def _central_preview(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """The field resampled by ``scale`` (area-averaged), or, when that preview would exceed ``MAX_REMEASURE_PIXELS``,
+    its central window of that many preview pixels (same shape as the field): ~170 red cells at 38 px, which measure
+    their diameter as well as the whole field does at a fraction of the cost (a 2592x1944 field: ~0.5 s -> ~0.1 s of CPU).
+    Returns (preview, preview pixels per image pixel)."""
+    height, width = rgb.shape[:2]
+    share = min(1.0, float(np.sqrt(MAX_REMEASURE_PIXELS / (height * width * scale * scale))))
+    if share < 1.0:
+        win_h, win_w = max(1, round(height * share)), max(1, round(width * share))
+        y0, x0 = (height - win_h) // 2, (width - win_w) // 2
+        rgb = rgb[y0:y0 + win_h, x0:x0 + win_w]
+        height, width = win_h, win_w
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), size[0] / width
 
 
 def _rbc_diameter_of_samples(rgb: np.ndarray) -> float | None:
