@@ -282,13 +282,13 @@ def dilate_near(mask: np.ndarray, boxes: np.ndarray, kernel: np.ndarray) -> np.n
     out = np.zeros_like(mask)
     ry, rx = kernel.shape[0] // 2, kernel.shape[1] // 2
     height, width = mask.shape
-    for x0, y0, x1, y1 in boxes:
-        if x1 <= x0:
-            continue
-        # the window holds the box and everything the kernel reaches from it; dilating the window alone is exact
-        # there (what lies outside the window is farther than the kernel reaches from the box)
-        wx0, wy0 = max(0, int(x0) - rx), max(0, int(y0) - ry)
-        wx1, wy1 = min(width, int(x1) + rx), min(height, int(y1) + ry)
+    # each window holds its box and everything the kernel reaches from it; dilating the window alone is exact there
+    # (what lies outside the window is farther than the kernel reaches from the box)
+    windows = [(max(0, int(x0) - rx), max(0, int(y0) - ry), min(width, int(x1) + rx), min(height, int(y1) + ry))
+               for x0, y0, x1, y1 in boxes if x1 > x0]
+    if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in windows) >= height * width:
+        return cv2.dilate(mask, kernel)    # crowded (a clump of blasts): the whole field once is cheaper
+    for wx0, wy0, wx1, wy1 in windows:
         grown = cv2.dilate(mask[wy0:wy1, wx0:wx1], kernel)
         np.maximum(out[wy0:wy1, wx0:wx1], grown, out=out[wy0:wy1, wx0:wx1])
     return out
