@@ -257,7 +257,11 @@ def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | N
     if not todo or should_stop():
         return
     classifier = load_model(model_dir).serialised()
-    for result in analyze_images(todo, root, classifier, should_stop=should_stop, max_pending_images=1):
+    from ..core.model.engine import cpu_threads
+
+    # images are read, localised and prepared one per core, as by the batch CLI (results identical to one by one)
+    for result in analyze_images(todo, root, classifier, should_stop=should_stop, max_pending_images=1,
+                                 readers=cpu_threads()):
         if store is not None and result.ok:
             try:
                 store.put(result)
