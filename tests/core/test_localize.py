@@ -366,7 +366,7 @@ def _stain_background_by_sorting(rgb: np.ndarray) -> np.ndarray:
 def test_the_stain_background_from_value_counts_is_exactly_the_sorted_one(shared_data: Path) -> None:
     """The white balance every later threshold is measured against is taken from 8-bit value counts instead of
     sorts: the very same background, to the last bit, on real fields of three sources and on odd images."""
-    from leukviewer.core.analysis.localize_stain import measure_stain, percentile_of_counts
+    from leukviewer.core.analysis.localize_stain import measure_stain
 
     images = [_read(p) for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:15]]
     images += [_read(p) for p in _pbc_cells(shared_data)[:15]]
@@ -376,11 +376,6 @@ def test_the_stain_background_from_value_counts_is_exactly_the_sorted_one(shared
     images += [np.full((9, 9, 3), 200, np.uint8), np.zeros((4, 4, 3), np.uint8)]
     for rgb in images:
         assert np.array_equal(measure_stain(rgb).background, _stain_background_by_sorting(rgb))
-    for n in range(1, 60):
-        values = rng.integers(0, 256, n)
-        counts = np.bincount(values, minlength=256)
-        for q in (0.0, 0.25, 0.5, 0.75, 1.0):
-            assert percentile_of_counts(counts, q) == np.percentile(values.astype(np.float32), 100 * q)
 
 
 def test_a_large_field_at_another_magnification_measures_its_red_cells_within_15_percent(shared_data: Path) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.preprocess import channel_max, channel_min
+from training.preprocess import channel_max, channel_min, percentiles_of_counts
 
 #: Pixels of the first preview on which the red-cell diameter is measured ...
 PREVIEW_PIXELS = 60_000
@@ -55,25 +55,10 @@ class Stain:
     redness: np.ndarray  # white-balanced red minus blue, float32 HxW
 
 
-def percentile_of_counts(counts: np.ndarray, q: float) -> float:
-    """``np.percentile(values, 100 * q)`` (linear) of integer values given by their counts (``counts[v]`` values
-    equal to ``v``), without sorting them: the two order statistics around the virtual index (n - 1) q and the
-    interpolation between them. Exactly numpy's figure for q a multiple of 1/4 (the interpolation weight is then
-    0, 1/4, 1/2 or 3/4: no rounding), which is what the stain measure uses."""
-    cumulative = np.cumsum(counts)
-    n = int(cumulative[-1])
-    if n == 0:
-        raise ValueError("no values")
-    virtual = (n - 1) * q
-    low = int(np.floor(virtual))
-    weight = virtual - low
-    below = int(np.searchsorted(cumulative, low, side="right"))              # the value of sorted index ``low``
-    above = int(np.searchsorted(cumulative, min(low + 1, n - 1), side="right"))
-    return below + (above - below) * weight
-
-
-def _counts(values: np.ndarray) -> np.ndarray:
-    return np.bincount(values.ravel(), minlength=256)
+def _counts(channel: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """How many pixels of an 8-bit channel (where ``mask``) hold each value 0..255."""
+    m = None if mask is None else mask.view(np.uint8)
+    return cv2.calcHist([np.ascontiguousarray(channel)], [0], m, [256], [0, 256]).ravel()
 
 
 def measure_stain(rgb: np.ndarray) -> Stain:
@@ -81,15 +66,15 @@ def measure_stain(rgb: np.ndarray) -> Stain:
     image = rgb.astype(np.float32)
     red, green, blue = image[..., 0], image[..., 1], image[..., 2]
     # Background: the brightest, greyest part of the field (between the red cells). The percentiles and the
-    # median are taken from the 8-bit values' counts (``percentile_of_counts``): numpy's figures, without the sorts.
+    # median are read off the 8-bit values' counts (``percentiles_of_counts``): numpy's figures, without the sorts.
     brightness = rgb[..., 1]
     chroma = channel_max(rgb) - channel_min(rgb)
-    bright = brightness >= percentile_of_counts(_counts(brightness), 0.75)
-    grey = chroma <= percentile_of_counts(_counts(chroma[bright]), 0.5) if bright.any() else bright
+    bright = brightness >= percentiles_of_counts(_counts(brightness), 75)
+    grey = chroma <= percentiles_of_counts(_counts(chroma, bright), 50) if bright.any() else bright
     candidates = bright & grey
     if np.count_nonzero(candidates) < 50:
         candidates = bright
-    background = np.array([percentile_of_counts(_counts(rgb[..., c][candidates]), 0.5) for c in range(3)],
+    background = np.array([percentiles_of_counts(_counts(rgb[..., c], candidates), 50) for c in range(3)],
                           np.float32)
     background = np.maximum(background, 1.0)
     gain = 200.0 / background  # white balance to a neutral grey background of 200
