@@ -145,3 +145,15 @@ def test_a_two_worker_ray_cluster_survives_a_killed_worker_with_the_same_cells_a
             assert (out / case / name).read_bytes() == (tmp / "out" / case / name).read_bytes(), (case, name)
     assert not list(out.rglob("*.part")) and not list(out.rglob("partial-results.jsonl"))
     assert "4 of 5 cases analysed, 1 failed" in stdout
+
+
+def test_a_cluster_with_gpus_gets_one_actor_per_gpu_and_one_per_cpu_slot_left():
+    """On a GPU server each GPU gets an actor (TensorFlow classifies there, its CPU slot localises) and every CPU slot
+    left a LiteRT actor; never more actors than cases; a CPU-only cluster is as before, one actor per slot."""
+    from leukviewer.cli.cluster import worker_plan
+
+    assert worker_plan(cpu_slots=16, gpus=2, cases=100) == [1, 1] + [0] * 14
+    assert worker_plan(cpu_slots=2, gpus=0, cases=100) == [0, 0]
+    assert worker_plan(cpu_slots=16, gpus=2, cases=3) == [1, 1, 0]
+    assert worker_plan(cpu_slots=1, gpus=4, cases=10) == [1]   # each actor needs a CPU slot: never one left waiting
+    assert worker_plan(cpu_slots=8, gpus=0, cases=0) == [0]

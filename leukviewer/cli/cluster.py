@@ -1,6 +1,7 @@
 """The cases of an archive on a Ray cluster (``leukviewer batch ARCHIVE --out DIR --cluster ADDRESS|local[:N]``).
 
-One Ray actor per CPU slot loads the model once and analyses whole cases (``archive.analyse_case``: the files of
+One Ray actor per CPU slot, or per GPU where the cluster has GPUs (``worker_plan``), loads the model once and
+analyses whole cases (``archive.analyse_case``: the files of
 ``leukviewer batch CASE --out DIR/CASE``). An actor pool rather than Ray Data: the unit of work is a case whose
 files are written next to each other by the worker that analysed it, not a stream of rows to collect, and a case
 is what a rerun skips and what a failure names. Ray restarts an actor whose process dies (a killed worker, a lost
@@ -30,6 +31,18 @@ def parse_address(text: str) -> tuple[str | None, int | None]:
             raise ValueError(f"--cluster {text}: local:N needs a number of workers N >= 1")
         return None, n
     return text, None
+
+
+def worker_plan(cpu_slots: int, gpus: int, cases: int) -> list[int]:
+    """GPUs of each actor to start (1: a GPU actor, 0: a CPU-slot actor), GPU actors first.
+
+    Each GPU gets one actor: TensorFlow classifies there (the engine's ``auto`` picks it when it sees a GPU) while
+    the actor's CPU slot reads and localises. Every CPU slot left over gets a CPU actor (LiteRT). No more actors than
+    cases: an idle actor would only hold a model in memory."""
+    gpus = max(0, min(int(gpus), int(cpu_slots)))   # a GPU actor holds one CPU slot too: no more than there are
+    cpu_actors = max(0, int(cpu_slots) - gpus)
+    plan = [1] * gpus + [0] * cpu_actors
+    return plan[:max(1, min(len(plan), cases))] or [0]
 
 
 def _worker_class(ray):
@@ -86,10 +99,10 @@ def run_on_ray(address: str, archive: str, cases: list[str], out: str, options: 
         else:
             ray.init(address=remote, log_to_driver=False, configure_logging=False)
     try:
-        slots = int(ray.cluster_resources().get("CPU", 1))
-        n = max(1, min(slots, len(cases)))
+        resources = ray.cluster_resources()
+        plan = worker_plan(int(resources.get("CPU", 1)), int(resources.get("GPU", 0)), len(cases))
         Worker = _worker_class(ray)
-        idle = [Worker.remote(options) for _ in range(n)]
+        idle = [Worker.options(num_gpus=g).remote(options) if g else Worker.remote(options) for g in plan]
         queue = list(cases)
         pending = {}   # object ref -> (case, actor)
         while queue or pending:
