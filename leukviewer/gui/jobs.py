@@ -259,9 +259,11 @@ def analyse_case(folder: Path, model_dir: str | Path | None, store_dir: Path | N
     classifier = load_model(model_dir).serialised()
     from ..core.model.engine import cpu_threads
 
-    # images are read, localised and prepared one per core, as by the batch CLI (results identical to one by one)
+    # images are read, localised and prepared in threads as by the batch CLI (results identical to one by one), one
+    # core left to the window and the classifier: on 2 cores two readers made the GUI stall (soak, 1,000 fields:
+    # 124 ms, five stalls over 100 ms, against 44-92 ms with one)
     for result in analyze_images(todo, root, classifier, should_stop=should_stop, max_pending_images=1,
-                                 readers=cpu_threads()):
+                                 readers=max(1, cpu_threads() - 1)):
         if store is not None and result.ok:
             try:
                 store.put(result)
