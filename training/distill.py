@@ -46,6 +46,8 @@ class DistillConfig:
     holdout: float = 0.03            # share of cells kept out to report how well the features are matched
     seed: int = 0
     checkpoint_every: int = 200      # steps
+    whiten: int = 0                  # > 0: learn the teacher's top-N principal components, each scaled to unit
+    #                                  variance (no direction outweighs another), instead of its standardised features
 
 
 def teacher_views(cells: np.ndarray, views: int, seed: int = 0) -> list[np.ndarray]:
@@ -64,6 +66,20 @@ def resample(x: np.ndarray, size: int) -> np.ndarray:
     if x.shape[1] == size:
         return x
     return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in x])
+
+
+def whitened(target: np.ndarray, train: np.ndarray, components: int) -> np.ndarray:
+    """``target`` (views, cells, features) projected on the top ``components`` principal axes of its training
+    cells, each divided by its standard deviation: on the training cells every output has unit variance and none
+    correlates with another. With standardised features the student matches the few directions that carry most of
+    the variance (cell size, colour) and little else; whitened, a direction that tells a monocyte from a neutrophil
+    counts as much as one that tells a large cell from a small one. No label is used."""
+    flat = target[:, train].reshape(-1, target.shape[2]).astype(np.float64)
+    flat -= flat.mean(0)
+    values, vectors = np.linalg.eigh(flat.T @ flat / max(1, len(flat) - 1))
+    top = np.argsort(values)[::-1][:components]
+    projection = vectors[:, top] / np.sqrt(np.maximum(values[top], 1e-8))
+    return (target.astype(np.float64) @ projection).astype(np.float32)
 
 
 def build_student(parent_folder: str, size: int, target_dim: int):
@@ -131,6 +147,8 @@ def distill(cfg: DistillConfig, resume: bool = False, log=print):
     mean = teacher[:, train].reshape(-1, teacher.shape[2]).mean(0)
     std = teacher[:, train].reshape(-1, teacher.shape[2]).std(0) + 1e-3
     target = (teacher - mean) / std
+    if cfg.whiten:
+        target = whitened(target, train, cfg.whiten)
 
     student, parent_meta = build_student(cfg.parent, cfg.size, target.shape[2])
     step = 0
@@ -217,6 +235,8 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--whiten", type=int, default=0, help="learn the teacher's top N principal components, whitened "
+                   "(0: its standardised features)")
     p.add_argument("--workdir", required=True, help="checkpoints and the resampled cells (outside the repository)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--out", required=True, help="student model folder to write")
@@ -225,7 +245,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     cfg = DistillConfig(cells=args.cells, teacher_features=args.teacher_features, parent=args.parent,
                         workdir=args.workdir, columns=args.columns, size=args.size, epochs=args.epochs,
-                        batch_size=args.batch_size, lr=args.lr)
+                        batch_size=args.batch_size, lr=args.lr, whiten=args.whiten)
     student, parent_meta, report = distill(cfg, resume=args.resume, log=lambda m: print(m, flush=True))
     summary = json.loads(str(np.load(args.cells)["summary"]))
     canvas = summary.get("preprocessing", {}).get("canvas_um")

@@ -62,3 +62,20 @@ def test_a_student_is_trained_resumed_and_its_folder_feeds_the_head(cells, tiny_
                  "--out", str(tmp_path / "f.npy")]) == 0
     f = np.load(tmp_path / "f.npy")
     assert f.shape[:2] == (1, len(x)) and np.isfinite(f).all()
+
+
+def test_whitened_targets_give_every_principal_direction_the_same_weight():
+    """With --whiten N the student learns N outputs that, on the training cells, each have unit variance and do not
+    correlate, the largest directions first; a direction with a thousandth of the variance weighs as much as the
+    largest (with standardised features it would be invisible to the loss)."""
+    from training.distill import whitened
+
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(6, 6))
+    scales = np.array([30.0, 10.0, 3.0, 1.0, 0.1, 0.03])
+    target = (rng.normal(size=(2, 500, 6)) * scales) @ mixing
+    train = np.arange(450)
+    out = whitened(target.astype(np.float32), train, 4)
+    assert out.shape == (2, 500, 4)
+    flat = out[:, train].reshape(-1, 4)
+    assert np.allclose(np.cov(flat, rowvar=False), np.eye(4), atol=1e-3)
