@@ -253,6 +253,53 @@ SOURCES = {
 }
 
 
+def finetune_split(cells: str | Path, pbc_share: float = 0.5, seed: int = 0) -> dict:
+    """Which cells of a cell table a supervised fine-tune of the backbone may learn from, so that the head
+    evaluation afterwards (``evaluate``) still measures cells whose labels the backbone never saw.
+
+    Trained on: C-NMC fold_1 subjects but 32 and H10 (those the 1.1.0 backbone already learned) and ``pbc_share``
+    of PBC's cells of each type (seeded). Kept out: C-NMC fold_0 + 32 + H10 (the subject CV's test subjects), the
+    Aria-style fields and BCCD (held-out sources), and the rest of PBC, on which the types are to be measured.
+    Returns {"train": [cell index...], "pbc_held_out": [...], "classes": {type: count}}."""
+    d = np.load(cells)
+    source, field, group, cell_type = d["source"], d["field"], d["group"], d["cell_type"]
+    subject = np.array([g.split(":", 1)[1] if s == "cnmc" else "" for s, g in zip(source, group)])
+    fold0 = np.array([str(f).startswith("fold_0") for f in field])
+    typed = np.isin(cell_type, WBC_CLASSES)
+    train = (source == "cnmc") & ~fold0 & ~np.isin(subject, CNMC_BACKBONE_UNSEEN) & typed
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(source), bool)
+    for t in sorted(set(cell_type[source == "pbc"])):
+        idx = np.flatnonzero((source == "pbc") & (cell_type == t))
+        rng.shuffle(idx)
+        n_train = int(round(pbc_share * len(idx)))
+        train[idx[:n_train]] = typed[idx[:n_train]]
+        held[idx[n_train:]] = True
+    classes = {str(t): int(((cell_type == t) & train).sum()) for t in WBC_CLASSES if ((cell_type == t) & train).any()}
+    return {"train": np.flatnonzero(train).tolist(), "pbc_held_out": np.flatnonzero(held).tolist(),
+            "classes": classes, "pbc_share": pbc_share, "seed": seed}
+
+
+def export_finetune_folders(cells: str | Path, out: str | Path, pbc_share: float = 0.5, seed: int = 0) -> dict:
+    """Write the cells ``finetune_split`` allows into ``out/<type>/cell_<index>.png`` (one folder per class, the
+    layout ``python -m training fit --data`` reads) and ``out/split.json`` (the split, to keep the evaluation
+    honest). The cells are already at the model's physical scale and size."""
+    import cv2
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty")
+    split = finetune_split(cells, pbc_share, seed)
+    x, cell_type = np.load(cells)["x"], np.load(cells)["cell_type"]
+    for i in split["train"]:
+        folder = out / str(cell_type[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(folder / f"cell_{i:05d}.png"), cv2.cvtColor(x[i], cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {folder}")
+    (out / "split.json").write_text(json.dumps(split), encoding="utf-8")
+    return split
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("wbc", help="the white-cell-type model: cut cells of every source, features, head, folder")
     wsub = p.add_subparsers(dest="wbc_command", required=True)
@@ -287,6 +334,12 @@ def add_parser(sub) -> None:
     t.add_argument("--columns", help="feature columns to use, START:STOP (e.g. one layer of --imagenet-b4 features)")
     t.add_argument("--all-cnmc-subjects", action="store_true", help="the features' backbone never saw C-NMC (an "
                    "ImageNet backbone): cross-validate over every fold_0 + fold_1 subject")
+    e = wsub.add_parser("folders", help="the cells a supervised fine-tune may learn from, one folder per type (for "
+                                        "python -m training fit --data), the evaluation's held-out cells left out")
+    e.add_argument("--cells", required=True)
+    e.add_argument("--out", required=True, help="empty folder to write")
+    e.add_argument("--pbc-share", type=float, default=0.5, help="share of PBC's cells of each type to train on")
+    e.add_argument("--seed", type=int, default=0)
     k = wsub.add_parser("card", help="(re)write MODEL_CARD.md of a white-cell-type model folder")
     k.add_argument("--model", required=True)
 
@@ -358,6 +411,10 @@ def run(args, cell_finder=None) -> int:
                          **{k: v for k, v in report.items() if k != "settings"}})
             print(f"model folder: {folder}")
             print(f"model card: {write_card(folder)}")
+    elif args.wbc_command == "folders":
+        split = export_finetune_folders(args.cells, args.out, args.pbc_share, args.seed)
+        print(f"{len(split['train'])} cells in {args.out} ({', '.join(f'{k} {v}' for k, v in split['classes'].items())});"
+              f" {len(split['pbc_held_out'])} PBC cells kept out for the types; split: {Path(args.out) / 'split.json'}")
     elif args.wbc_command == "card":
         print(f"model card: {write_card(args.model)}")
     return 0

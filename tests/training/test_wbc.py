@@ -79,3 +79,24 @@ def test_head_on_a_backbone_gives_a_model_folder_the_app_runs(cell_table, tiny_m
     assert [r.scale_source for r in results] == ["red_cells"] * 4 + ["folder_red_cells"]
     cells = [c for r in results for c in r.cells]
     assert cells and all(c.cell_type in WBC_CLASSES for c in cells)
+
+
+def test_fine_tune_folders_leave_out_every_cell_the_evaluation_measures(cell_table, tmp_path):
+    """A supervised fine-tune learns from C-NMC fold_1 (not 32/H10) and half of PBC, one folder per type; the C-NMC
+    subjects the evaluation tests, BCCD and the other half of PBC (where the types are measured) are not in them."""
+    from training.datasets import load_dataset
+    from training.wbc import export_finetune_folders
+
+    path, _ = cell_table
+    split = export_finetune_folders(path, tmp_path / "ft", pbc_share=0.5)
+    d = np.load(path)
+    train, held = set(split["train"]), set(split["pbc_held_out"])
+    assert train and held and not train & held
+    subjects = {g.split(":", 1)[1] for g in d["group"][sorted(train)] if g.startswith("cnmc")}
+    assert subjects and not subjects & {"32", "H10"}
+    assert set(d["source"][sorted(train)]) == {"cnmc", "pbc"}
+    assert sum(1 for i in range(len(d["source"])) if d["source"][i] == "pbc" and i in train) <= len(held) + 8
+    data = load_dataset(tmp_path / "ft")
+    assert data.layout == "folder_per_class" and len(data.samples) == len(train)
+    assert {"blast", "lymphoid", "neutrophil"} <= set(data.class_names)
+    assert json.loads((tmp_path / "ft" / "split.json").read_text())["train"] == split["train"]
