@@ -16,6 +16,10 @@ What ``evaluate`` measures (each figure from heads that never saw the cells they
 - ``bccd_held_out``: BCCD's white cells (healthy donors, another lab, never used for training): the share called
   blast and the types given.
 - ``pbc_types_cv``: 5-fold over PBC images: the confusion matrix over types.
+
+After a supervised fine-tune of the backbone on ``wbc folders``' cells (C-NMC fold_1 but 32/H10, half of PBC),
+``--split split.json`` measures both PBC figures on the other half only; the C-NMC CV and the held-out sources
+already leave out every cell the fine-tune learned.
 """
 from __future__ import annotations
 
@@ -109,14 +113,20 @@ def _binary_figures(is_blast: np.ndarray, p_blast: np.ndarray, threshold: float,
 
 
 def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, progress=print,
-             backbone_saw_cnmc: bool = True) -> dict:
-    """Every figure of the module docstring, plus the temperature, threshold and band they choose."""
+             backbone_saw_cnmc: bool = True, pbc_measured=None) -> dict:
+    """Every figure of the module docstring, plus the temperature, threshold and band they choose.
+
+    ``pbc_measured``: indices of the only PBC cells to measure on (a backbone fine-tuned on the other PBC cells:
+    ``wbc folders``' ``split.json``); heads may still learn from every PBC cell but those measured."""
     y, source, trainable = table.y, table.source, table.y >= 0
     blast = WBC_CLASSES.index("blast")
     subject = table.subject
     out: dict = {"settings": {"hidden": hidden, "epochs": epochs, "k": k, "views": int(table.features.shape[0]),
                               "cnmc_subjects_tested": "fold_0 + 32 + H10 (unseen by the backbone)"
-                              if backbone_saw_cnmc else "every subject of fold_0 + fold_1"}}
+                              if backbone_saw_cnmc else "every subject of fold_0 + fold_1",
+                              "pbc_measured_on": "every PBC cell" if pbc_measured is None
+                              else f"{len(pbc_measured)} PBC cells the backbone never learned (split.json)"}}
+    pbc_cells = np.where(source == "pbc")[0] if pbc_measured is None else np.asarray(sorted(pbc_measured), int)
 
     folds = cnmc_folds(table, k, backbone_saw_cnmc=backbone_saw_cnmc)
     oof_idx, oof_logits, per_fold = [], [], []
@@ -152,7 +162,7 @@ def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, pr
     present = set(map(str, source))
 
     def held_out(name):
-        test = np.where(source == name)[0]
+        test = pbc_cells if name == "pbc" else np.where(source == name)[0]
         train = np.where(trainable & (source != name))[0]
         return test, softmax(_logits(table, train, test, hidden, epochs), temperature)
 
@@ -166,7 +176,7 @@ def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, pr
         out["bccd_held_out"] = _bccd_figures(table, *held_out("bccd"), threshold, band)
         progress(f"BCCD held out: {json.dumps(out['bccd_held_out'])}")
     if "pbc" in present:
-        out["pbc_types_cv"] = _pbc_types(table, hidden, epochs)
+        out["pbc_types_cv"] = _pbc_types(table, hidden, epochs, pbc_cells)
         progress(f"PBC types, 5-fold: accuracy {out['pbc_types_cv']['accuracy']:.3f}")
     return out
 
@@ -210,9 +220,9 @@ def _bccd_figures(table, test, proba, threshold, band) -> dict:
         "non_wbc_called_non_wbc": float((proba[~wbc].argmax(1) == WBC_CLASSES.index("non_wbc")).mean())}
 
 
-def _pbc_types(table, hidden, epochs) -> dict:
+def _pbc_types(table, hidden, epochs, pbc=None) -> dict:
     y, trainable = table.y, table.y >= 0
-    pbc = np.where(table.source == "pbc")[0]
+    pbc = np.where(table.source == "pbc")[0] if pbc is None else np.asarray(pbc, int)
     order = np.random.default_rng(1).permutation(pbc)
     pred = np.zeros(len(y), int)
     for i in range(5):
@@ -332,6 +342,8 @@ def add_parser(sub) -> None:
     t.add_argument("--version", default="2.0.0")
     t.add_argument("--folds", type=int, default=5, help="C-NMC subject folds")
     t.add_argument("--columns", help="feature columns to use, START:STOP (e.g. one layer of --imagenet-b4 features)")
+    t.add_argument("--split", help="split.json of 'wbc folders': the backbone was fine-tuned on those cells, so PBC's "
+                   "figures are measured on its held-out half only")
     t.add_argument("--all-cnmc-subjects", action="store_true", help="the features' backbone never saw C-NMC (an "
                    "ImageNet backbone): cross-validate over every fold_0 + fold_1 subject")
     e = wsub.add_parser("folders", help="the cells a supervised fine-tune may learn from, one folder per type (for "
@@ -393,8 +405,9 @@ def run(args, cell_finder=None) -> int:
         if args.columns:
             start, stop = (int(v) for v in args.columns.split(":"))
             table.features = table.features[:, :, start:stop]
+        measured = json.loads(Path(args.split).read_text(encoding="utf-8"))["pbc_held_out"] if args.split else None
         report = evaluate(table, args.hidden, args.epochs, k=args.folds, progress=lambda m: print(m, flush=True),
-                          backbone_saw_cnmc=not args.all_cnmc_subjects)
+                          backbone_saw_cnmc=not args.all_cnmc_subjects, pbc_measured=measured)
         if args.evaluation:
             Path(args.evaluation).write_text(json.dumps(report, indent=1), encoding="utf-8")
         if args.out:

@@ -100,3 +100,22 @@ def test_fine_tune_folders_leave_out_every_cell_the_evaluation_measures(cell_tab
     assert data.layout == "folder_per_class" and len(data.samples) == len(train)
     assert {"blast", "lymphoid", "neutrophil"} <= set(data.class_names)
     assert json.loads((tmp_path / "ft" / "split.json").read_text())["train"] == split["train"]
+
+
+def test_after_a_fine_tune_pbc_is_measured_only_on_the_half_the_backbone_never_learned(cell_table, tmp_path):
+    """``wbc fit --split split.json``: the types and PBC's held-out figures count only the PBC cells kept out of the
+    fine-tune; the C-NMC CV is the same as without it."""
+    from training.wbc import CellTable, evaluate, finetune_split
+
+    path, _ = cell_table
+    d = np.load(path)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "f.npy", rng.normal(size=(2, len(d["source"]), 8)).astype(np.float32))
+    table = CellTable.load(path, tmp_path / "f.npy")
+    held = finetune_split(path)["pbc_held_out"]
+    everything = evaluate(table, epochs=2, k=2, progress=lambda m: None)
+    split = evaluate(table, epochs=2, k=2, progress=lambda m: None, pbc_measured=held)
+    n_pbc = int((d["source"] == "pbc").sum())
+    assert everything["pbc_held_out"]["cells"] == n_pbc and split["pbc_held_out"]["cells"] == len(held) < n_pbc
+    assert sum(map(sum, split["pbc_types_cv"]["confusion_matrix"])) == len(held)
+    assert split["cnmc_cv"]["pooled"] == everything["cnmc_cv"]["pooled"]
