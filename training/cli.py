@@ -56,7 +56,8 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
     g.add_argument("--unfreeze", default="all", help="'all' or 'top:N' EfficientNet blocks (default all)")
     g.add_argument("--train-batchnorm", action="store_true",
                    help="with pre-trained weights, let BatchNorm layers learn (default: keep their statistics)")
-    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the unfrozen phase (cosine decay)")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate of the unfrozen phase (cosine decay; "
+                   "default 1e-3, and 1e-4 with --init model: a trained network is fine-tuned gently)")
     g.add_argument("--lr-head", type=float, default=1e-3)
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--patience", type=int, default=4, help="early stopping on the monitored figure (0: off)")
@@ -90,9 +91,11 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from(args):
+    from .config import default_lr
     from .loop import TrainConfig
 
     split = "image" if args.leaky_image_split else "subject"
+    lr = args.lr if args.lr is not None else default_lr(args.init)
     return TrainConfig(
         data=str(Path(args.data).expanduser()), run_dir=args.run_dir, output=getattr(args, "out", None),
         name=args.name, version=args.version, folds=args.folds, backbone=args.backbone,
@@ -107,7 +110,7 @@ def _config_from(args):
         skip_unreadable=args.skip_unreadable, batch_size=args.batch_size, head_epochs=args.head_epochs,
         epochs=args.epochs, lowres_epochs=args.lowres_epochs,
         lowres_size=args.lowres_size, lr_lowres=args.lr_lowres, unfreeze=args.unfreeze,
-        train_batchnorm=args.train_batchnorm, lr_head=args.lr_head, lr=args.lr, patience=args.patience,
+        train_batchnorm=args.train_batchnorm, lr_head=args.lr_head, lr=lr, patience=args.patience,
         max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, tta=args.tta, monitor=args.monitor)
 
 

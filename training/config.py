@@ -12,6 +12,18 @@ from .augment import AugmentConfig
 
 RUO = "For Research Use Only. Not for use in diagnostic procedures."
 
+#: Peak learning rate of the unfrozen phase from ImageNet weights or from scratch (``TrainConfig.lr``) ...
+LR = 1e-3
+#: ... and when fine-tuning a trained model (init "model"): ten times lower. At 1e-3 the whole network of a trained
+#: B3 lost what it knew within five batches (training loss 0.93 -> 2.3, accuracy 0.59 -> 0.25); at 1e-4 it went on
+#: learning (training/results/wbc-finetuned-b3-128px.json).
+FINE_TUNE_LR = 1e-4
+
+
+def default_lr(init: str) -> float:
+    """The unfrozen phase's peak learning rate for a starting point (``TrainConfig.init``) when none is chosen."""
+    return FINE_TUNE_LR if init == "model" else LR
+
 
 def default_runs_dir() -> Path:
     """Where checkpoints go unless told otherwise: the user's cache, never the repository."""
@@ -61,7 +73,7 @@ class TrainConfig:
     unfreeze: str = "all"                # all | top:N
     train_batchnorm: bool = False        # with pre-trained weights: let BatchNorm layers learn (default: frozen)
     lr_head: float = 1e-3
-    lr: float = 1e-3
+    lr: float = LR                       # the CLI and the wizard choose default_lr(init)
     weight_decay: float = 1e-5
     patience: int = 4                    # early stopping on the monitored validation figure (0: off)
     monitor: str = "val_loss"            # val_loss (lower is better) | val_auc (higher; binary) | last (the last

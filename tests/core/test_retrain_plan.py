@@ -1,4 +1,5 @@
 """core/retrain without Qt: the plan (choices -> TrainConfig), the time estimate, the comparison notes, the card."""
+import argparse
 import json
 import shutil
 
@@ -27,6 +28,26 @@ def test_fine_tuning_choices_become_the_train_config_the_library_runs(tiny_model
     assert (config.patience, config.workers) == (0, 2)              # other fields pass through ...
     assert config.name == "leukviewer-retrained"                    # ... chosen ones are never overridden
     assert training.TrainConfig.from_dict(config.to_dict()) == config  # what a session saves, it can resume
+
+
+def test_fine_tuning_a_trained_model_learns_ten_times_more_gently_than_from_imagenet(tiny_model_dir):
+    """At the from-ImageNet rate (1e-3) a trained B3 lost what it knew within five batches of a fine-tune (loss
+    0.93 -> 2.3); the wizard and ``python -m training fit --init model`` start at 1e-4 unless told otherwise."""
+    from training.cli import _add_recipe, _config_from
+
+    def lr(init, extra=None, argv=()):
+        choices = RetrainChoices(init=init, backbone="tiny", input_size=32, parent_model=str(tiny_model_dir),
+                                 imagenet_weights="/w.h5", freeze="unfrozen", extra=extra or {})
+        return train_config(choices, "/data", "/runs/1", None).lr
+
+    assert lr("model") == 1e-4
+    assert lr("imagenet") == lr("scratch") == 1e-3
+    assert lr("model", {"lr": 5e-4}) == 5e-4            # a rate the caller sets is kept
+    parser = argparse.ArgumentParser()
+    _add_recipe(parser)
+    for argv, expected in ((["--init", "model"], 1e-4), ([], 1e-3), (["--init", "model", "--lr", "3e-4"], 3e-4)):
+        args = parser.parse_args(["--data", "/d", "--run-dir", "/r", "--name", "n", "--version", "1"] + argv)
+        assert _config_from(args).lr == expected, argv
 
 
 def test_an_image_split_is_declared_leaky_and_augmentation_can_be_off():

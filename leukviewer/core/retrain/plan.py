@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import training
+from training.config import default_lr
 
 if TYPE_CHECKING:
     from ..model.registry import RegisteredModel
@@ -119,6 +120,7 @@ def train_config(choices: RetrainChoices, data: str, run_dir: str, output: str |
     if choices.init == "model" and not choices.parent_model:
         raise PlanError("fine-tuning needs the model to start from")
     head_epochs, unfrozen = schedule(choices.epochs, choices.freeze)
+    settings = {"lr": default_lr(choices.init), **extra_settings(choices.extra)}   # fine-tuning: a gentle rate
     return training.TrainConfig(
         data=str(data), run_dir=str(run_dir), output=str(output) if output else None,
         name=choices.name.strip() or DEFAULT_NAME, version=choices.version.strip() or DEFAULT_VERSION,
@@ -128,4 +130,4 @@ def train_config(choices: RetrainChoices, data: str, run_dir: str, output: str |
         split="subject" if choices.by_subject else "image", leaky_image_split=not choices.by_subject,
         augment=(AugmentConfig() if choices.augment else AugmentConfig.off()).to_dict(),
         batch_size=choices.batch_size, head_epochs=head_epochs, epochs=unfrozen,
-        unfreeze="all", skip_unreadable=choices.skip_unreadable, **extra_settings(choices.extra))
+        unfreeze="all", skip_unreadable=choices.skip_unreadable, **settings)
