@@ -45,6 +45,17 @@ def worker_plan(cpu_slots: int, gpus: int, cases: int) -> list[int]:
     return plan[:max(1, min(len(plan), cases))] or [0]
 
 
+def limit_to_slot(threads: int) -> None:
+    """Keep this worker process to its CPU slot: several workers on one machine share its cores instead of fighting
+    over them. LiteRT's threads and the image readers read ``LEUKVIEWER_THREADS`` (``engine.cpu_threads``);
+    TensorFlow's pools read ``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS`` when, and only if, the engine
+    imports it, so a LiteRT worker never pays TensorFlow's 5-7 s import."""
+    from leukviewer.core.model.engine import THREADS_ENV
+
+    os.environ[THREADS_ENV] = str(threads)
+    os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
+
+
 def _worker_class(ray):
     @ray.remote(num_cpus=1, max_restarts=RESTARTS, max_task_retries=RESTARTS)
     class CaseWorker:
@@ -53,14 +64,7 @@ def _worker_class(ray):
         def __init__(self, options: dict):
             os.environ.setdefault("KERAS_BACKEND", "tensorflow")
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            # one CPU slot each: several workers on one machine share its cores instead of fighting over them
-            threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
-            from leukviewer.core.model.engine import THREADS_ENV
-
-            os.environ[THREADS_ENV] = str(threads)   # LiteRT's threads and the image readers (engine.cpu_threads)
-            # TensorFlow's pools, through the variables it reads when (and only if) the engine imports it: a LiteRT
-            # worker never imports TensorFlow, which saves each worker 5-7 s of start-up
-            os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
+            limit_to_slot(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
             from leukviewer.cli.archive import load_classifier
 
             self.options = options

@@ -35,7 +35,7 @@ def test_fine_tuning_a_trained_model_learns_ten_times_more_gently_than_from_imag
     0.93 -> 2.3); the wizard and ``python -m training fit --init model`` start at 1e-4 unless told otherwise."""
     from training.cli import _add_recipe, _config_from
 
-    def lr(init, extra=None, argv=()):
+    def lr(init, extra=None):
         choices = RetrainChoices(init=init, backbone="tiny", input_size=32, parent_model=str(tiny_model_dir),
                                  imagenet_weights="/w.h5", freeze="unfrozen", extra=extra or {})
         return train_config(choices, "/data", "/runs/1", None).lr
