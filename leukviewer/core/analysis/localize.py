@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from training.preprocess import channel_max
+from training.preprocess import channel_max, largest_region
 
 from .localize_nuclei import (cell_masks, clean_cell, convex_fill, cytoplasm_mask, label_boxes, nucleus_groups,
                               nucleus_mask)
@@ -182,13 +182,11 @@ def find_single_cell(rgb: np.ndarray) -> CellRegion | None:
     normalisation of these crops does not separate nucleus and cytoplasm reliably.
     """
     rgb = as_rgb(rgb)
-    foreground = (channel_max(rgb) > _NEAR_BLACK).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
-    if count <= 1:
+    region = largest_region((channel_max(rgb) > _NEAR_BLACK).view(np.uint8))
+    if region is None:
         return None
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    mask = (labels == largest).astype(np.uint8) * 255
-    return _region_from_mask(mask, 1.0, rgb.shape[:2], 0.0)
+    return _region_from_mask(region.window_mask(), 1.0, rgb.shape[:2], 0.0, offset=region.offset,
+                             touches_border=region.touches_border)
 
 
 # --------------------------------------------------------------------------- smear fields
