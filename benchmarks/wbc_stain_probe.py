@@ -1,7 +1,9 @@
-"""Stain normalisation as a lever for the white-cell model (issue 15, item 4): a copy of a cell table (from
-``leukviewer cells``) with every cell's colours transformed, for the usual feature and evaluation commands:
+"""Stain normalisation and optical resolution as levers for the white-cell model (issue 15, item 4): a copy of a
+cell table (from ``leukviewer cells``) with every cell's colours or sharpness transformed, for the usual feature and
+evaluation commands:
 
   python benchmarks/wbc_stain_probe.py --cells cells.npz --stain grey|reinhard --out cells_grey.npz
+  python benchmarks/wbc_stain_probe.py --cells cells.npz --resolution 0.5 --out cells_res.npz
   python -m training wbc features --cells cells_grey.npz --imagenet-b4 b4.weights.h5 --views 1 --out feats.npy
   python -m training wbc fit --cells cells_grey.npz --features feats.npy --columns 272:2512 --all-cnmc-subjects \\
       --evaluation eval_grey.json
@@ -10,6 +12,13 @@
 its non-black pixels set to the median of 3,000 cells of the table (Reinhard et al. 2001 colour transfer), the
 black canvas untouched. Measured 2026-12-01 (training/results/wbc-stain-normalisation.json): neither helps the
 held-out sources; both hurt the Aria-style fields.
+
+``--resolution UM``: every cell brought to one optical resolution, UM micrometres per pixel, whatever its source
+(downsampled with area averaging to the pixels UM would give the table's canvas, then resized back up bilinearly,
+as the app resizes a cell up). The cells are all resampled to one physical scale, 23 µm on 128 px (0.18 µm a model
+pixel), but not to one sharpness: C-NMC (0.066 µm a source pixel), BCCD (0.09) and PBC (0.11) are downsampled to
+the model scale and stay sharp, while the Aria-style fields (0.31-0.50 µm a source pixel) are magnified ~2.3x and
+so are the only blurred source, the one on which every backbone so far fails (field ROC-AUC 0.53-0.58).
 """
 from __future__ import annotations
 
@@ -45,14 +54,36 @@ def reinhard(cell: np.ndarray, target_mean: np.ndarray, target_std: np.ndarray) 
     return out
 
 
+def at_resolution(cell: np.ndarray, model_um_per_px: float, um_per_px: float) -> np.ndarray:
+    """A model-scale cell as a camera of ``um_per_px`` would show it (a coarser resolution than the cell's own)."""
+    side = cell.shape[0]
+    small = max(2, int(round(side * model_um_per_px / um_per_px)))
+    if small >= side:
+        return cell
+    down = cv2.resize(cell, (small, small), interpolation=cv2.INTER_AREA)
+    return cv2.resize(down, (side, side), interpolation=cv2.INTER_LINEAR)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cells", required=True)
-    p.add_argument("--stain", choices=("grey", "reinhard"), required=True)
+    p.add_argument("--stain", choices=("grey", "reinhard"))
+    p.add_argument("--resolution", type=float, metavar="UM", help="one optical resolution for every cell, µm a pixel")
     p.add_argument("--out", required=True)
     args = p.parse_args()
+    if not args.stain and not args.resolution:
+        p.error("give --stain or --resolution")
     table = dict(np.load(args.cells))
     x = table["x"]
+    if args.resolution:
+        import json
+
+        prep = json.loads(str(table["summary"]))["preprocessing"]
+        model_um = float(prep["canvas_um"]) / float(prep["size"])
+        table["x"] = np.stack([at_resolution(c, model_um, args.resolution) for c in x])
+        np.savez(args.out, **table)
+        print(f"{len(x)} cells at {args.resolution} µm a pixel (model pixels {model_um:.4f} µm): {args.out}")
+        return
     if args.stain == "grey":
         table["x"] = np.stack([grey(c) for c in x])
     else:
