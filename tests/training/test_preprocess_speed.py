@@ -76,9 +76,11 @@ def test_a_cell_labelled_in_its_window_and_stretched_before_padding_is_the_same_
                 (expected.bbox, expected.centroid, expected.area, expected.partial)
             assert np.array_equal(found.outline, expected.outline)
         box = nonblack_bbox(rgb)
-        for config, pad in ((canvas, lambda c: pad_canvas(c, 352)), (PreprocessConfig(), pad_square)):
+        physical = PreprocessConfig.physical_scale(128, 23.0)        # 23 µm at 0.0655 µm a pixel: a 351-px canvas
+        for config, pad in ((canvas, lambda c: pad_canvas(c, 352)), (PreprocessConfig(), pad_square),
+                            (physical, lambda c: pad_canvas(c, 351))):
             straightforward = normalise_contrast(pad(crop_to_cell(rgb))) if box else normalise_contrast(pad(rgb))
             straightforward = cv2.resize(straightforward, (128, 128), interpolation=cv2.INTER_AREA
                                          if straightforward.shape[0] > 128 else cv2.INTER_LINEAR)
-            assert np.array_equal(preprocess_cell(rgb, config), straightforward)
+            assert np.array_equal(preprocess_cell(rgb, config, um_per_px=0.0655), straightforward)
     assert find_single_cell(touching).partial
