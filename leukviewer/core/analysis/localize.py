@@ -16,6 +16,9 @@ measured in the same field, so other magnifications work):
    large fields are therefore processed at a bounded size and coordinates mapped back.
 2. Nuclei of white cells are the only objects both violet and dark (Romanowsky stains): the
    white-balanced min(blue - green, darkness) is thresholded (Otsu with a floor, hysteresis).
+   Where a stain or camera renders the red cells blue-grey (green above red in at least 5% of the
+   stained pixels), pixels lose score in proportion to how much greener than red they are: a nucleus
+   is purple (red above green), a blue-grey red cell is not (``green_excess``).
 3. Nucleus lobes closer than ``lobe_gap`` red cells are one cell (segmented neutrophils).
    A group too large for one cell is split by a distance-transform watershed, kept only if
    each part holds a whole nucleus and the parts meet at a narrow waist (two touching
@@ -23,10 +26,14 @@ measured in the same field, so other magnifications work):
    (two side by side, clumps of blasts) are told apart: round nuclei at least ~1 red cell
    thick and ``touch_peak_distance`` apart seed a flood of the group, kept only where every
    part is one compact nucleus and the parts meet at a waist (``touch_*`` in ``PARAMS``).
+   Nuclei pressed together with no waist at all (a field packed with blasts) come apart at a
+   higher violet level than the field's own, along their paler contacts; each part must again be
+   one thick, compact nucleus, so the lobes of one cell stay together (``contrast_*``).
 4. Violet objects that are small (platelets), thin (red-cell edge fringes, platelet clumps)
    or faint are dropped.
 5. The outline is the nucleus hull plus the cytoplasm around it: stained pixels clearly
-   less red than the field's red cells, shared out between neighbouring nuclei by a flood
+   less red than the field's red cells (blue-grey red cells counted among them), shared out between
+   neighbouring nuclei by a flood
    from each nucleus (watershed), opened, and with holes filled.
 
 Step 1 lives in ``localize_stain`` (the field's stain and red-cell diameter), steps 2-5 in ``localize_nuclei``; this
@@ -42,8 +49,8 @@ import numpy as np
 
 from training.preprocess import channel_max, largest_region
 
-from .localize_nuclei import (cell_masks, clean_cell, convex_fill, cytoplasm_mask, label_boxes, nucleus_groups,
-                              nucleus_mask)
+from .localize_nuclei import (cell_masks, clean_cell, convex_fill, cytoplasm_mask, green_excess, label_boxes,
+                              nucleus_groups, nucleus_mask)
 from .localize_stain import PREVIEW_PIXELS, as_rgb, downscaled, estimate_rbc_diameter, measure_stain
 
 __all__ = [
@@ -234,11 +241,12 @@ def _find_white_cells_at(rgb: np.ndarray, scale: float, rbc_image: float) -> lis
     rbc = rbc_image * scale  # red-cell diameter in working pixels
     stain = measure_stain(work)
 
-    nuclei = nucleus_mask(stain, rbc)
+    greener = green_excess(stain, rbc)
+    nuclei = nucleus_mask(stain, rbc, greener)
     groups, count = nucleus_groups(nuclei, stain.violet, rbc)
     if count == 0:
         return []
-    cytoplasm = cytoplasm_mask(stain, rbc)
+    cytoplasm = cytoplasm_mask(stain, rbc, greener)
     cells = cell_masks(groups, count, cytoplasm, rbc)
 
     regions: list[CellRegion] = []
