@@ -53,6 +53,9 @@ class CellTable:
     field: np.ndarray
     cell_type: np.ndarray
     summary: dict
+    #: "all": every cell of a weakly labelled source (the Aria-style fields: one label per field) keeps its field's
+    #: label; "filtered": each head first checks them (``weak_label_cells``)
+    weak_labels: str = "all"
 
     @classmethod
     def load(cls, cells: str | Path, features: str | Path) -> "CellTable":
@@ -73,7 +76,43 @@ class CellTable:
         return np.array([g.split(":", 1)[1] if s == "cnmc" else "" for s, g in zip(self.source, self.group)])
 
 
+#: sources whose label is one per field, given to every cell found in it
+WEAK_SOURCES = ("aria",)
+
+
+def weak_label_cells(table: CellTable, train_idx, hidden: int, epochs: int, seed: int = 0) -> np.ndarray:
+    """``train_idx`` with the weakly labelled cells a head cannot vouch for left out (multiple-instance filtering).
+
+    A B-ALL field is mostly blasts but may hold normal cells, red cells, platelets and fragments, and its label is
+    given to every whole cell found in it; a Benign field's cells are hematogones or other normal cells. A head fitted
+    on the other (strongly labelled) training cells only types the weak cells: a cell of a B-ALL field stays a blast
+    only if that head types it blast or lymphoid AND its P(blast) is at least the median of its field's cells (the
+    more blast-like half); a cell of a Benign field stays lymphoid if typed blast or lymphoid. The rest are left out
+    of this head's training. Only ``train_idx`` is used, so a held-out source or test fold never steers the choice."""
+    train_idx = np.asarray(train_idx)
+    weak = np.isin(table.source[train_idx], WEAK_SOURCES)
+    if not weak.any() or weak.all():
+        return train_idx
+    strong, idx = train_idx[~weak], train_idx[weak]
+    proba = softmax(head_logits(_fit_cells(table, strong, hidden, epochs, seed), table.features[0, idx]))
+    blast = WBC_CLASSES.index("blast")
+    keep = np.isin(proba.argmax(1), [blast, WBC_CLASSES.index("lymphoid")])
+    p_blast = proba[:, blast]
+    labelled_blast = table.y[idx] == blast
+    fields = table.field[idx]
+    for f in np.unique(fields[labelled_blast]):
+        cells = labelled_blast & (fields == f)
+        keep[cells] &= p_blast[cells] >= np.median(p_blast[cells])
+    return np.concatenate([strong, idx[keep]])
+
+
 def _fit(table: CellTable, train_idx, hidden: int, epochs: int, seed: int = 0):
+    if table.weak_labels == "filtered":
+        train_idx = weak_label_cells(table, train_idx, hidden, epochs, seed)
+    return _fit_cells(table, train_idx, hidden, epochs, seed)
+
+
+def _fit_cells(table: CellTable, train_idx, hidden: int, epochs: int, seed: int = 0):
     views = table.features.shape[0]
     x = np.concatenate([table.features[v, train_idx] for v in range(views)])
     y = np.tile(table.y[train_idx], views)
@@ -122,6 +161,7 @@ def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, pr
     blast = WBC_CLASSES.index("blast")
     subject = table.subject
     out: dict = {"settings": {"hidden": hidden, "epochs": epochs, "k": k, "views": int(table.features.shape[0]),
+                              "weak_labels": table.weak_labels,
                               "cnmc_subjects_tested": "fold_0 + 32 + H10 (unseen by the backbone)"
                               if backbone_saw_cnmc else "every subject of fold_0 + fold_1",
                               "pbc_measured_on": "every PBC cell" if pbc_measured is None
@@ -346,6 +386,9 @@ def add_parser(sub) -> None:
                    "figures are measured on its held-out half only")
     t.add_argument("--all-cnmc-subjects", action="store_true", help="the features' backbone never saw C-NMC (an "
                    "ImageNet backbone): cross-validate over every fold_0 + fold_1 subject")
+    t.add_argument("--weak-labels", choices=("all", "filtered"), default="all", help="the Aria-style fields' cells "
+                   "(one label per field): 'all' keep their field's label; 'filtered': each head keeps only those a "
+                   "head on the other cells types blast/lymphoid, and of a B-ALL field the more blast-like half")
     e = wsub.add_parser("folders", help="the cells a supervised fine-tune may learn from, one folder per type (for "
                                         "python -m training fit --data), the evaluation's held-out cells left out")
     e.add_argument("--cells", required=True)
@@ -402,6 +445,7 @@ def run(args, cell_finder=None) -> int:
         if args.out and (not args.parent or args.columns):
             raise SystemExit("--out joins the head to the backbone of --parent: give --parent, and no --columns")
         table = CellTable.load(args.cells, args.features)
+        table.weak_labels = args.weak_labels
         if args.columns:
             start, stop = (int(v) for v in args.columns.split(":"))
             table.features = table.features[:, :, start:stop]
