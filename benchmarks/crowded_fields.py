@@ -58,7 +58,8 @@ def measure(fields: list[Path], overlays: Path | None = None) -> dict:
         if overlays is not None:
             image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
             for r in regions:
-                cv2.polylines(image, [r.outline.reshape(-1, 1, 2)], True, (0, 220, 255) if r.partial else (0, 200, 0), 1)
+                colour = (0, 220, 255) if r.partial else (0, 200, 0)
+                cv2.polylines(image, [r.outline.reshape(-1, 1, 2)], True, colour, 1)
             cv2.imwrite(str(overlays / f"{path.parent.name}_{path.stem}.png"), image)
     d = np.array(diameters)
     return {

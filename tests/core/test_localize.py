@@ -300,7 +300,8 @@ def test_two_touching_white_cells_are_two_cells(shared_data: Path, guest: str, o
     assert max(_box_iou(guest_box, f) for f in found) > 0.7
 
 
-@pytest.mark.parametrize("guest, overlap", [("BloodImage_00265", 75), ("BloodImage_00400", 60), ("BloodImage_00083", 75)])
+@pytest.mark.parametrize("guest, overlap",
+                         [("BloodImage_00265", 75), ("BloodImage_00400", 60), ("BloodImage_00083", 75)])
 def test_white_cells_pressed_nucleus_against_nucleus_are_two_cells(shared_data: Path, guest: str, overlap: int) -> None:
     # As above, the guest pushed further in, until its nucleus presses on the host's with no waist between them
     # (a field packed with blasts). They come apart along their paler contact; before, each pair was one outline.

@@ -240,17 +240,23 @@ def _split_touching(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.nd
 
 
 def _split_by_contrast(piece: np.ndarray, nucleus: np.ndarray, violet: np.ndarray, rbc: float) -> np.ndarray:
-    """Label image (int32) of the cells of a clump (``piece``, its ``nucleus`` pixels) whose nuclei press against each other with no waist in the mask
-    (a field packed with blasts): the nuclei are the clump's most violet parts and the lines where they touch are
-    paler, so at a higher violet level than the field's own they come apart. Levels are tried from low to high; the
-    first at which two or more parts are each a round nucleus of its own (as thick, large and compact as
-    ``_split_touching`` asks) seeds a flood over the clump along the violet relief. Otherwise the clump stays whole.
-    A segmented neutrophil's or an eosinophil's lobes are thinner than that and never seed."""
+    """Label image (int32) of the cells of a clump (``piece``, its ``nucleus`` pixels) whose nuclei press against
+    each other with no waist in the mask (a field packed with blasts): the nuclei are the clump's most violet parts
+    and the lines where they touch are paler, so at a higher violet level than the field's own they come apart.
+
+    Levels (``contrast_levels``, percentiles of the clump's violet) are tried from low to high. Where two or more
+    parts come apart, each a compact core of at least ``contrast_min_core`` of a touching cell's nucleus (area and
+    thickness), they seed a flood over the clump along the violet relief, kept only if every part is one compact
+    nucleus at least ``touch_min_thickness`` red cells thick and ``touch_min_part`` red-cell areas large (the seed
+    of a failing part is dropped and the flood run again). Otherwise the clump stays whole. The lobes of a segmented
+    neutrophil or an eosinophil are thinner than that and stay one cell."""
     whole = piece.astype(np.int32)
     inside = piece > 0
     values = cv2.GaussianBlur(violet, (0, 0), max(1.0, rbc * 0.04))
     min_part = PARAMS["touch_min_part"] * np.pi * (rbc / 2.0) ** 2
     opening = disc(rbc * 0.1)
+    relief = cv2.cvtColor(cv2.copyMakeBorder(np.clip(255.0 - values, 0, 255).astype(np.uint8), 1, 1, 1, 1,
+                                             cv2.BORDER_REPLICATE), cv2.COLOR_GRAY2BGR)
     for level in np.percentile(values[inside], PARAMS["contrast_levels"]):
         strict = cv2.morphologyEx(((values > level) & inside).astype(np.uint8), cv2.MORPH_OPEN, opening)
         count, parts = cv2.connectedComponents(strict, connectivity=8)
@@ -267,11 +273,9 @@ def _split_by_contrast(piece: np.ndarray, nucleus: np.ndarray, violet: np.ndarra
             if area < PARAMS["touch_solidity"] * hull:
                 continue
             seeds.append(parts == label)
-        relief = cv2.cvtColor(cv2.copyMakeBorder(np.clip(255.0 - values, 0, 255).astype(np.uint8), 1, 1, 1, 1,
-                                                 cv2.BORDER_REPLICATE), cv2.COLOR_GRAY2BGR)
         while len(seeds) >= 2:   # drop the seed of a part too small to be a cell, one at a time
             outside = len(seeds) + 1
-            markers = np.full(piece.shape, 0, np.int32)
+            markers = np.zeros(piece.shape, np.int32)
             for n, seed in enumerate(seeds, start=1):
                 markers[seed] = n
             markers[~inside] = outside
@@ -285,8 +289,9 @@ def _split_by_contrast(piece: np.ndarray, nucleus: np.ndarray, violet: np.ndarra
                 areas.append(int(own.sum()))
                 points = cv2.findNonZero(own)
                 hull = cv2.contourArea(cv2.convexHull(points)) if points is not None else 0.0
-                thick = 2.0 * float(cv2.distanceTransform(own, cv2.DIST_L2, 5).max()) >= PARAMS["touch_min_thickness"] * rbc
-                compact.append(thick and areas[-1] >= PARAMS["touch_solidity"] * hull)
+                thickness = 2.0 * float(cv2.distanceTransform(own, cv2.DIST_L2, 5).max())
+                compact.append(thickness >= PARAMS["touch_min_thickness"] * rbc
+                               and areas[-1] >= PARAMS["touch_solidity"] * hull)
             if min(areas) >= min_part and all(compact):
                 return markers
             failing = [n for n in range(len(seeds)) if areas[n] < min_part or not compact[n]]
