@@ -149,3 +149,12 @@ def test_weakly_labelled_cells_a_head_cannot_vouch_for_are_left_out_of_training(
     assert kept >= set(range(90))
     assert kept_aria == {i for i in aria if rows[i][3] == "blast"} | {i for i in aria if rows[i][1] == "Benign/f2.jpg"
                                                                     and rows[i][3] == "lymphoid"}
+    # and it is what 'wbc fit' does unless told --weak-labels all (README: "the default")
+    import argparse
+
+    from training.wbc import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["wbc", "fit", "--cells", "c.npz", "--features", "f.npy"]).weak_labels == "filtered"
+    assert table.weak_labels == "filtered"

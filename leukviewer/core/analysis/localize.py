@@ -32,9 +32,9 @@ measured in the same field, so other magnifications work):
 4. Violet objects that are small (platelets), thin (red-cell edge fringes, platelet clumps)
    or faint are dropped.
 5. The outline is the nucleus hull plus the cytoplasm around it: stained pixels clearly
-   less red than the field's red cells (blue-grey red cells counted among them), shared out between
-   neighbouring nuclei by a flood
-   from each nucleus (watershed), opened, and with holes filled.
+   less red than the field's red cells (blue-grey red cells counted among them), shared out
+   between neighbouring nuclei by a flood from each nucleus (watershed), opened, and with holes
+   filled.
 
 Step 1 lives in ``localize_stain`` (the field's stain and red-cell diameter), steps 2-5 in ``localize_nuclei``; this
 module holds what the rest of the app calls.

@@ -15,7 +15,7 @@ def green_excess(stain: Stain, rbc: float) -> np.ndarray | None:
     """How much greener than red each pixel is beyond ``green_margin`` (white-balanced, >= 0, float32 HxW), the
     colour averaged over a tenth of a red cell so that the thin colour fringes at sharp edges (lateral chromatic
     aberration) do not count; ``None`` for a field whose stain shows no blue-grey (fewer than ``green_share`` of
-    its stained pixels greener than red: at most 2% in 40 BCCD and 40 PBC fields, 40-90% in most of another lab's
+    its stained pixels greener than red: at most 2.1% in 40 BCCD and 40 PBC fields, 40-90% in most of another lab's
     smear fields).
 
     Romanowsky nuclei let through more red than green (purple), and so do red cells as most stains and cameras
@@ -169,6 +169,13 @@ def _split_padded(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndar
     return whole
 
 
+def _hull_area(mask: np.ndarray) -> float:
+    """Area of the convex hull of a 0/1 uint8 mask's pixels (0 for an empty mask): a nucleus that fills most of
+    its hull is one compact mass; a lobed or granular one is not."""
+    points = cv2.findNonZero(mask)
+    return float(cv2.contourArea(cv2.convexHull(points))) if points is not None else 0.0
+
+
 def _split_touching(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.ndarray:
     """Label image of the touching cells in one (padded) nucleus group: two cells side by side,
     a clump of blasts. Each part is one round nucleus; a split is kept only when every part is
@@ -221,9 +228,7 @@ def _split_touching(group: np.ndarray, nucleus: np.ndarray, rbc: float) -> np.nd
             depths.append(float(distance[part].max(initial=0.0)))
             grown.append(cv2.dilate(part.astype(np.uint8), cross) > 0)
             # A cell's nucleus is one compact mass; half of a lobed or granular nucleus is not.
-            points = cv2.findNonZero(own)
-            hull = cv2.contourArea(cv2.convexHull(points)) if points is not None else 0.0
-            if areas[-1] < min_part or areas[-1] < PARAMS["touch_solidity"] * hull:
+            if areas[-1] < min_part or areas[-1] < PARAMS["touch_solidity"] * _hull_area(own):
                 failing.add(n - 1)
         for i in range(len(cores)):
             for j in range(i + 1, len(cores)):
@@ -269,8 +274,7 @@ def _split_by_contrast(piece: np.ndarray, nucleus: np.ndarray, violet: np.ndarra
             if 2.0 * float(cv2.distanceTransform(part, cv2.DIST_L2, 5).max()) < PARAMS["touch_min_thickness"] * rbc * \
                     PARAMS["contrast_min_core"]:
                 continue
-            hull = cv2.contourArea(cv2.convexHull(cv2.findNonZero(part)))
-            if area < PARAMS["touch_solidity"] * hull:
+            if area < PARAMS["touch_solidity"] * _hull_area(part):
                 continue
             seeds.append(parts == label)
         while len(seeds) >= 2:   # drop the seed of a part too small to be a cell, one at a time
@@ -287,11 +291,9 @@ def _split_by_contrast(piece: np.ndarray, nucleus: np.ndarray, violet: np.ndarra
             for n in range(1, len(seeds) + 1):
                 own = ((markers == n) & nucleus).astype(np.uint8)
                 areas.append(int(own.sum()))
-                points = cv2.findNonZero(own)
-                hull = cv2.contourArea(cv2.convexHull(points)) if points is not None else 0.0
                 thickness = 2.0 * float(cv2.distanceTransform(own, cv2.DIST_L2, 5).max())
                 compact.append(thickness >= PARAMS["touch_min_thickness"] * rbc
-                               and areas[-1] >= PARAMS["touch_solidity"] * hull)
+                               and areas[-1] >= PARAMS["touch_solidity"] * _hull_area(own))
             if min(areas) >= min_part and all(compact):
                 return markers
             failing = [n for n in range(len(seeds)) if areas[n] < min_part or not compact[n]]
