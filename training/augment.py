@@ -89,11 +89,20 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) 
     return out
 
 
-def dihedral_views(batch: np.ndarray) -> list[np.ndarray]:
-    """The 8 flips/rotations of a batch (N, H, W, C), for test-time augmentation."""
+#: the 8 symmetries of a square (quarter turns, then a left-right flip), in the order whose first 1, 2, 4 or 8 are
+#: each a group: the identity; + the flip; + the half turn and its flip; + the quarter turns and their flips. So a
+#: model that averages N of them (``test_time_augmentation`` in model.json) gives a cell and its mirror image, or a
+#: cell and its half turn, the same call whenever N allows it.
+DIHEDRAL = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
+TTA_VIEWS = (1, 2, 4, 8)
+
+
+def dihedral_views(batch: np.ndarray, n: int = 8) -> list[np.ndarray]:
+    """The first ``n`` (1, 2, 4 or 8) flips/rotations of a batch (N, H, W, C), for test-time augmentation."""
+    if n not in TTA_VIEWS:
+        raise ValueError(f"test-time augmentation takes 1, 2, 4 or 8 views, not {n}")
     views = []
-    for flip in (False, True):
+    for turns, flip in DIHEDRAL[:n]:
         b = batch[:, :, ::-1] if flip else batch
-        for k in range(4):
-            views.append(np.ascontiguousarray(np.rot90(b, k, axes=(1, 2))))
+        views.append(np.ascontiguousarray(np.rot90(b, turns, axes=(1, 2))))
     return views

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .modelfolder import atomic_write_text, read_meta
+from .modelfolder import atomic_write_text, read_meta, tta_views
 
 RUO = "For Research Use Only. Not for use in diagnostic procedures."
 
@@ -118,7 +118,11 @@ def render_card(meta: dict, cv_summary: dict | None = None, paper_protocol: dict
               f"{cal.get('fitted_on')}; ECE on that part {_fmt(cal.get('ece_before'))} before, "
               f"{_fmt(cal.get('ece_after'))} after",
               f"- A cell is ALL when P(ALL) ≥ {_fmt(dec.get('threshold'))}; UNCERTAIN when P(ALL) is inside "
-              f"{[round(b, 3) for b in dec.get('uncertainty_band', [])]}; chosen by: {dec.get('chosen_by')}", ""]
+              f"{[round(b, 3) for b in dec.get('uncertainty_band', [])]}; chosen by: {dec.get('chosen_by')}"]
+    views = tta_views(meta)
+    lines += [f"- Test-time augmentation: the logits of {views} flips/rotations of each cell are averaged (the app does "
+              f"the same; the temperature and threshold were fitted on those averages); it costs {views}x the "
+              "network's time" if views > 1 else "- Test-time augmentation: none (one view of each cell)", ""]
     metrics = meta.get("metrics", {})
     test = metrics.get("test")
     lines += ["## Performance", ""]

@@ -76,7 +76,9 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
     g.add_argument("--brightness", type=float, default=AUG_DEFAULTS.brightness, help="brightness jitter (+- fraction)")
     g.add_argument("--contrast", type=float, default=AUG_DEFAULTS.contrast, help="contrast jitter (+- fraction)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--tta", action="store_true", help="evaluate with the 8 flips/rotations averaged")
+    g.add_argument("--tta", type=int, nargs="?", const=8, default=0, choices=(0, 1, 2, 4, 8), metavar="N",
+                   help="calibrate and evaluate on N flips/rotations averaged (alone: 8); the model folder records "
+                        "it and the app averages the same views")
     g = p.add_argument_group("split")
     g.add_argument("--val-fraction", type=float, default=0.15)
     g.add_argument("--test-fraction", type=float, default=0.15)
@@ -176,7 +178,8 @@ def main(argv=None, *, prog: str = "python -m training", um_per_px_of=None, cell
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--data", required=True, help="labelled data folder")
     p.add_argument("--out", help="folder for metrics.json and figures")
-    p.add_argument("--tta", action="store_true")
+    p.add_argument("--tta", type=int, nargs="?", const=8, default=None, choices=(1, 2, 4, 8), metavar="N",
+                   help="average N flips/rotations (alone: 8); default: what the model folder says")
 
     p = sub.add_parser("export", help="write a model folder from a run's best checkpoint")
     p.add_argument("--run-dir", required=True)
@@ -190,6 +193,9 @@ def main(argv=None, *, prog: str = "python -m training", um_per_px_of=None, cell
     p.add_argument("--section", action="append", default=[], metavar="TITLE=FILE",
                    help="add a section (Markdown from FILE) under TITLE, e.g. the table of recipes compared")
 
+    from .calibrate import add_parser as add_calibrate_parser
+
+    add_calibrate_parser(sub)
     from .wbc import add_parser as add_wbc_parser
 
     add_wbc_parser(sub)
@@ -261,6 +267,15 @@ def main(argv=None, *, prog: str = "python -m training", um_per_px_of=None, cell
             from .wbc import run as run_wbc
 
             return run_wbc(args, cell_finder)
+        elif args.command == "calibrate":
+            from .calibrate import run as run_calibrate
+            from .modelfolder import ModelFolderError
+
+            try:
+                run_calibrate(args)
+            except ModelFolderError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
         elif args.command == "distill":
             from .distill import run as run_distill
 

@@ -81,7 +81,8 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     bn_recalibration_batches: int = 20   # re-estimate BatchNorm statistics before each validation (0: off)
     seed: int = 0
-    tta: bool = False                    # evaluate with 8 flips/rotations averaged
+    tta: bool | int = False              # views averaged (True = 8) to calibrate and evaluate; the model folder
+                                         # records it (test_time_augmentation) and the app averages the same
     uncertainty_target_accuracy: float = 0.95
     workers: int = 0                     # threads for image decoding (0: all cores)
 

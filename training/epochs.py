@@ -159,7 +159,8 @@ class RunCallback:
         return Impl(*args, **kwargs)
 
 
-def predict_logits(model, images: np.ndarray, batch_size: int = 32, tta: bool = False) -> np.ndarray:
+def predict_logits(model, images: np.ndarray, batch_size: int = 32, tta: bool | int = False) -> np.ndarray:
+    """Logits of a Keras network for preprocessed cells; ``tta``: views averaged (True = 8, False = 1, or N)."""
     from .augment import dihedral_views
 
     def run(x):
@@ -167,6 +168,12 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 32, tta: bool = 
                 for i in range(0, len(x), batch_size)]
         return np.concatenate(outs) if outs else np.zeros((0, model.output_shape[-1]), np.float32)
 
-    if tta:
-        return np.mean([run(v) for v in dihedral_views(images)], axis=0)
+    views = tta_view_count(tta)
+    if views > 1:
+        return np.mean([run(v) for v in dihedral_views(images, views)], axis=0)
     return run(images)
+
+
+def tta_view_count(tta: bool | int | None) -> int:
+    """A training config's ``tta`` as a number of views: False/None/0 -> 1, True -> 8, else the number."""
+    return 8 if tta is True else 1 if not tta else int(tta)

@@ -11,6 +11,7 @@ import numpy as np
 from .datasets import POSITIVE_CLASS, DatasetError, load_dataset
 from .loop import ProgressEvent, TrainConfig, train
 from .metrics import classification_metrics, save_figures
+from .epochs import tta_view_count
 from .modelfolder import atomic_write_text, jsonable, load_model_folder
 from .preprocess import preprocess_cell, read_rgb
 
@@ -23,8 +24,29 @@ CV_KEYS = ("weighted_f1", "balanced_accuracy", "sensitivity", "specificity", "ro
 APP_COMMAND = "python -m leukviewer evaluate"
 
 
+def prepared_images(model, samples, layout: str, um_per_px_of=None, report=lambda e: None) -> np.ndarray:
+    """The network's inputs for ``samples`` of a data set, preprocessed by the model folder's own steps; a model that
+    keeps physical cell size gets each image's scale from ``um_per_px_of`` (C-NMC crops: the C-NMC calibration)."""
+    from .scale import CNMC_UM_PER_PX
+
+    if layout == "cnmc":
+        um_per_px_of = lambda rgb, path: CNMC_UM_PER_PX   # noqa: E731 (C-NMC crops: the C-NMC calibration)
+    if model.preprocessing.needs_scale and um_per_px_of is None:
+        raise DatasetError("this model keeps physical cell size, so each image's scale must be measured as the app "
+                           f"measures it (metadata, red cells): evaluate with '{APP_COMMAND}' (the same options)")
+    images = np.zeros((len(samples), *model.meta["input_size"], 3), np.uint8)
+    for i, s in enumerate(samples):
+        rgb = read_rgb(s.path)
+        images[i] = preprocess_cell(rgb, model.preprocessing,
+                                    um_per_px_of(rgb, s.path) if model.preprocessing.needs_scale else None)
+        if i % 100 == 0:
+            report(ProgressEvent("evaluate", f"preprocessing {i + 1}/{len(images)}", fraction=i / len(images)))
+    return images
+
+
 def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path | None = None,
-                    tta: bool = False, batch_size: int = 32, on_progress=None, um_per_px_of=None) -> dict:
+                    tta: bool | int | None = None, batch_size: int = 32, on_progress=None,
+                    um_per_px_of=None) -> dict:
     """Metrics of a model folder on every image of a labelled data set (preprocessing from the folder).
 
     ``um_per_px_of(rgb, path) -> float`` gives an image's micrometres per pixel. Only a model that keeps physical
@@ -32,8 +54,6 @@ def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path
     its own measure (``leukviewer.core.model.evaluation``, ``python -m leukviewer evaluate``), so that images are scaled
     as the app scales them. Without it such an evaluation stops with a DatasetError that says so.
     """
-    from .scale import CNMC_UM_PER_PX
-
     report = on_progress or (lambda e: None)
     model = load_model_folder(model_dir)
     dataset = load_dataset(data)
@@ -42,24 +62,14 @@ def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path
     if unknown:
         raise DatasetError(f"the data has class(es) {', '.join(sorted(unknown))} that the model does not know "
                            f"(it knows {', '.join(names)})")
-    if dataset.layout == "cnmc":
-        um_per_px_of = lambda rgb, path: CNMC_UM_PER_PX   # noqa: E731 (C-NMC crops: the C-NMC calibration)
-    if model.preprocessing.needs_scale and um_per_px_of is None:
-        raise DatasetError("this model keeps physical cell size, so each image's scale must be measured as the app "
-                           f"measures it (metadata, red cells): evaluate with '{APP_COMMAND}' (the same options)")
-    images = np.zeros((len(dataset.samples), *model.meta["input_size"], 3), np.uint8)
-    for i, s in enumerate(dataset.samples):
-        rgb = read_rgb(s.path)
-        images[i] = preprocess_cell(rgb, model.preprocessing,
-                                    um_per_px_of(rgb, s.path) if model.preprocessing.needs_scale else None)
-        if i % 100 == 0:
-            report(ProgressEvent("evaluate", f"preprocessing {i + 1}/{len(images)}", fraction=i / len(images)))
+    images = prepared_images(model, dataset.samples, dataset.layout, um_per_px_of, report)
     y = np.array([names.index(s.label) for s in dataset.samples])
     proba = model.predict_proba(images, batch_size, tta=tta)
     positive = names.index(POSITIVE_CLASS) if POSITIVE_CLASS in names else None
     m = classification_metrics(y, proba, names, [s.subject for s in dataset.samples], positive,
                                model.threshold if len(names) == 2 else None)
     m["model"] = {"name": model.meta.get("name"), "version": model.meta.get("version"), "sha256": model.sha256}
+    m["test_time_augmentation_views"] = model.tta_views if tta is None else tta_view_count(tta)
     m["data"] = dataset.summary()
     training_subjects = set(model.meta.get("training", {}).get("data", {}).get("per_subject", {}))
     overlap = sorted(training_subjects & set(dataset.subjects()))

@@ -12,10 +12,10 @@ import numpy as np
 
 from . import __version__
 from .config import RUO, TrainConfig, TrainResult, ProgressEvent
-from .epochs import positive_index, predict_logits
+from .epochs import positive_index, predict_logits, tta_view_count
 from .metrics import (choose_threshold, choose_uncertainty_band, classification_metrics,
                       expected_calibration_error, fit_temperature, save_figures)
-from .modelfolder import atomic_write_text, jsonable, save_model_folder, softmax
+from .modelfolder import atomic_write_text, jsonable, save_model_folder, softmax, tta_description
 from .runfolder import RunFolder
 from .schedule import initial_model, load_weights
 from .splits import LEAK_WARNING
@@ -84,6 +84,8 @@ def finalize(model, data: PreparedData, config: TrainConfig, state: dict, run: R
         "preprocessing": data.preprocess.to_dict(),
         "temperature": temperature,
         "calibration": calibration,
+        **({"test_time_augmentation": tta_description(tta_view_count(config.tta))}
+           if tta_view_count(config.tta) > 1 else {}),
         "decision": {"threshold": threshold, "uncertainty_band": list(band), "chosen_by": decision_note},
         "training": {
             "data": ds.summary(),

@@ -269,7 +269,31 @@ def read_meta(folder: str | Path) -> dict:
         if key not in meta:
             raise ModelFolderError(f"{meta_path} lacks {key!r}")
     decision_rule(meta, meta_path)
+    tta_views(meta, meta_path)
     return meta
+
+
+def tta_views(meta: dict, where: str | Path = META_FILE) -> int:
+    """How many flips/rotations of each cell the model averages (``test_time_augmentation.views``: 1, 2, 4 or 8;
+    1 when absent). Its temperature and threshold were fitted on outputs averaged that way, so every consumer (the
+    app's engine, evaluation) must average the same views; a value it cannot honour is refused, never ignored."""
+    tta = meta.get("test_time_augmentation")
+    if tta is None:
+        return 1
+    from .augment import TTA_VIEWS
+
+    views = tta.get("views") if isinstance(tta, dict) else None
+    if not isinstance(views, int) or isinstance(views, bool) or views not in TTA_VIEWS:
+        raise ModelFolderError(f"{where} has test_time_augmentation {tta!r}; its views must be one of "
+                               f"{', '.join(map(str, TTA_VIEWS))}")
+    return views
+
+
+def tta_description(views: int) -> dict:
+    """model.json's ``test_time_augmentation`` for a model whose calibration was fitted on ``views`` views."""
+    return {"views": int(views), "combine": "mean of the logits",
+            "transforms": "training.augment.DIHEDRAL: identity, left-right flip, half turn, its flip, quarter turns "
+                          "and their flips (the first N)"}
 
 
 def decision_rule(meta: dict, where: str | Path = META_FILE) -> tuple[float, tuple[float, float]]:
@@ -349,6 +373,11 @@ class LoadedModel:
         return float(self.meta.get("temperature", 1.0))
 
     @property
+    def tta_views(self) -> int:
+        """Views averaged per cell (test-time augmentation; 1 = none), as the calibration was fitted."""
+        return tta_views(self.meta, self.folder / META_FILE)
+
+    @property
     def positive_index(self) -> int:
         return self.class_names.index(self.meta.get("positive_class", self.class_names[-1]))
 
@@ -387,11 +416,13 @@ class LoadedModel:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return np.concatenate(outs, axis=0)
 
-    def predict_proba(self, batch: np.ndarray, batch_size: int = 32, tta: bool = False) -> np.ndarray:
-        """Calibrated class probabilities (N, n_classes) for preprocessed cells."""
-        if tta:
+    def predict_proba(self, batch: np.ndarray, batch_size: int = 32, tta: bool | int | None = None) -> np.ndarray:
+        """Calibrated class probabilities (N, n_classes) for preprocessed cells. ``tta``: None = the folder's own
+        test-time augmentation (what its calibration was fitted on), True = 8 views, False = none, or a number."""
+        views = self.tta_views if tta is None else (8 if tta is True else 1 if tta is False else int(tta))
+        if views > 1:
             from .augment import dihedral_views
-            logits = np.mean([self.logits(v, batch_size) for v in dihedral_views(np.asarray(batch))], axis=0)
+            logits = np.mean([self.logits(v, batch_size) for v in dihedral_views(np.asarray(batch), views)], axis=0)
         else:
             logits = self.logits(batch, batch_size)
         return softmax(logits, self.temperature)

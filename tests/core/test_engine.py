@@ -95,3 +95,48 @@ def test_leukviewer_threads_sets_the_threads_of_the_engine_and_the_readers(model
     assert engine.threads == 1 and reader_threads() == 1
     monkeypatch.setenv(THREADS_ENV, "not a number")
     assert reader_threads() >= 1
+
+
+def _with_tta(tiny_model_dir, dest, views):
+    """A copy of the tiny model folder whose model.json says it averages ``views`` flips/rotations, sealed again."""
+    import json
+    import shutil
+
+    from training.modelfolder import write_manifest
+
+    shutil.copytree(tiny_model_dir, dest)
+    meta = json.loads((dest / "model.json").read_text())
+    meta["test_time_augmentation"] = {"views": views}
+    (dest / "model.json").write_text(json.dumps(meta))
+    if views in (1, 2, 4, 8):
+        write_manifest(dest)
+    return dest
+
+
+def test_a_model_that_averages_flips_gives_a_cell_its_mirror_image_and_its_turns_one_call(
+        tiny_model_dir, model, cells, tmp_path):
+    # the tiny model's outputs are all near 0.5, so its logits are compared: equal to 1e-5, or apart by far more
+    mirrored, turned = cells[:, :, ::-1].copy(), np.rot90(cells, 1, axes=(1, 2)).copy()
+    plain = InferenceEngine(model, "tf", batch_size=16)
+    assert np.max(np.abs(plain.logits(cells) - plain.logits(mirrored))) > 1e-3   # no TTA: a mirror image differs
+
+    two = InferenceEngine(load_model_folder(_with_tta(tiny_model_dir, tmp_path / "two", 2)), "tf", batch_size=16)
+    assert two.views == 2
+    assert np.max(np.abs(two.logits(cells) - two.logits(mirrored))) < 1e-5
+    assert np.max(np.abs(two.logits(cells) - two.logits(turned))) > 1e-3
+
+    eight_model = load_model_folder(_with_tta(tiny_model_dir, tmp_path / "eight", 8))
+    eight = InferenceEngine(eight_model, "tf", batch_size=4)     # more views than a batch holds: still every view
+    logits = eight.logits(cells)
+    assert np.max(np.abs(logits - eight.logits(turned))) < 1e-5
+    assert np.max(np.abs(logits - eight.logits(mirrored))) < 1e-5
+    # the same figures as the training library's evaluation of that folder (its calibration was fitted that way)
+    assert np.max(np.abs(eight.probabilities(cells) - eight_model.predict_proba(cells))) < 1e-5
+    assert np.max(np.abs(model.predict_proba(cells) - eight_model.predict_proba(cells, tta=False))) < 1e-5
+
+
+def test_a_test_time_augmentation_the_app_cannot_honour_is_refused(tiny_model_dir, tmp_path):
+    from training.modelfolder import ModelFolderError, read_meta
+
+    with pytest.raises(ModelFolderError, match="test_time_augmentation.*1, 2, 4, 8"):
+        read_meta(_with_tta(tiny_model_dir, tmp_path / "three", 3))

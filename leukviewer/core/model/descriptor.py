@@ -46,6 +46,14 @@ class ModelDescriptor:
         return tuple(cell_type_of_class(c) for c in self.class_names)
 
     @property
+    def tta_views(self) -> int:
+        """Flips/rotations of each cell whose outputs the model averages (1 = none; model.json's
+        test_time_augmentation)."""
+        from training.modelfolder import tta_views
+
+        return tta_views(self.meta) if self.meta else 1
+
+    @property
     def integrity_warning(self) -> str | None:
         """What the user must be told about a folder without a manifest (its model.json is not verified)."""
         if self.manifest_sha256 or not self.folder:

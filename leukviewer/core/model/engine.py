@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.augment import dihedral_views
 from training.modelfolder import LoadedModel, atomic_write_bytes, atomic_write_text, sha256_file, softmax
 
 log = logging.getLogger(__name__)
@@ -266,22 +267,29 @@ class InferenceEngine:
 
     # ------------------------------------------------------------------ public
 
+    @property
+    def views(self) -> int:
+        """Flips/rotations averaged per cell (the model folder's test-time augmentation; 1 = none)."""
+        return self.model.tta_views
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for prepared cells (N, size, size, 3), any N, in fixed-shape chunks."""
+        """Logits for prepared cells (N, size, size, 3), any N, in fixed-shape chunks. A model folder with test-time
+        augmentation gets the mean of its views' logits, every view of a chunk of cells in one network batch."""
         batch = np.asarray(batch)
         if len(batch) == 0:
             return np.zeros((0, len(self.model.class_names)), np.float32)
         if batch.shape[1:] != (self.size, self.size, 3):
             raise ValueError(f"expected cells of {self.size}x{self.size}x3, got {batch.shape[1:]}")
+        views = self.views
+        cells_per_run = max(1, self.batch_size // views)
         outs = []
         with self._lock:
-            for i in range(0, len(batch), self.batch_size):
-                chunk = batch[i:i + self.batch_size].astype(np.float32)
-                n = len(chunk)
-                if self.backend == "tf":
-                    outs.append(self._run_tf(chunk))
-                else:
-                    outs.append(self._run_tflite(chunk)[:n])
+            for i in range(0, len(batch), cells_per_run):
+                cells = batch[i:i + cells_per_run]
+                chunk = (np.concatenate(dihedral_views(cells, views)) if views > 1 else cells).astype(np.float32)
+                out = np.concatenate([self._run_tf(part) if self.backend == "tf" else self._run_tflite(part)
+                                      for part in np.array_split(chunk, -(-len(chunk) // self.batch_size))])
+                outs.append(out.reshape(views, len(cells), -1).mean(0) if views > 1 else out)
         return np.concatenate(outs)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:

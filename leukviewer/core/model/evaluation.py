@@ -12,7 +12,7 @@ from ..analysis.scale import measured_um_per_px
 
 
 def evaluate_folder(model_dir: str | Path, data: str | Path, out_dir: str | Path | None = None,
-                    tta: bool = False, batch_size: int = 32, on_progress=None) -> dict:
+                    tta: bool | int | None = None, batch_size: int = 32, on_progress=None) -> dict:
     """Metrics of ``model_dir`` on every image of ``data`` (see ``training.evaluate.evaluate_folder``)."""
     from training.evaluate import evaluate_folder as evaluate
 
