@@ -26,10 +26,11 @@ CALIBRATION_SECTION = "## Decision threshold, uncertainty band and calibration"
 
 
 def recalibrate(model_dir: str | Path, data: str | Path, out: str | Path, subjects: list[str] | None = None,
-                folds: list[int] | None = None, tta: int = 1, version: str | None = None,
+                folds: list[int] | None = None, unseen: bool = False, tta: int = 1, version: str | None = None,
                 target_accuracy: float = 0.95, batch_size: int = 32, um_per_px_of=None,
                 on_progress=lambda message: None) -> dict:
-    """Write ``out``: ``model_dir`` with its calibration fitted on ``data`` (only ``subjects`` of it, if given).
+    """Write ``out``: ``model_dir`` with its calibration fitted on ``data`` (only ``subjects`` of it, if given; with
+    ``unseen``, only the subjects its network was not trained on, as its model.json records them).
     Returns the new model.json. Refuses data with a class the model lacks, subjects not found, or one class only."""
     from .augment import TTA_VIEWS, dihedral_views
     from .evaluate import prepared_images
@@ -47,6 +48,17 @@ def recalibrate(model_dir: str | Path, data: str | Path, out: str | Path, subjec
         if missing:
             raise DatasetError(f"subject(s) {', '.join(missing)} not found in {data}")
         samples = [s for s in samples if s.subject in set(subjects)]
+    trained_on = set(model.meta.get("training", {}).get("split", {}).get("train", {}).get("subjects", []))
+    if unseen:
+        if not trained_on:
+            raise DatasetError(f"{model_dir}'s model.json does not name the subjects it was trained on")
+        samples = [s for s in samples if s.subject not in trained_on]
+    seen = sorted({s.subject for s in samples} & trained_on)
+    if seen:
+        raise DatasetError(f"subject(s) {', '.join(seen[:10])} of these cells were in the network's training data: "
+                           "a calibration on them would be optimistic (name other --subjects, or --unseen)")
+    if not samples:
+        raise DatasetError(f"no cells to calibrate on in {data}")
     names = model.class_names
     unknown = sorted({s.label for s in samples} - set(names))
     if unknown:
@@ -72,6 +84,8 @@ def recalibrate(model_dir: str | Path, data: str | Path, out: str | Path, subjec
     threshold = choose_threshold(is_positive, p_pos[:, 1], 1)
     band = choose_uncertainty_band(is_positive, p_pos[:, 1], threshold, 1, target_accuracy)
     described = (f"{len(samples)} images of {data}" + (f", subjects {', '.join(subjects)}" if subjects else "")
+                 + (f", every subject the network was not trained on ({len({s.subject for s in samples})}: "
+                    f"{', '.join(sorted({s.subject for s in samples}))})" if unseen else "")
                  + (f", folds {', '.join(map(str, folds))}" if folds else "")
                  + (f", mean logits of {tta} flips/rotations" if tta > 1 else ""))
     meta = dict(model.meta)
@@ -147,6 +161,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data", required=True, help="labelled cells the network never learnt from")
     p.add_argument("--subjects", help="only these subjects of the data, comma-separated (e.g. 32,H10)")
     p.add_argument("--folds", help="C-NMC folds to read, comma-separated (e.g. 1)")
+    p.add_argument("--unseen", action="store_true",
+                   help="only the subjects the network was not trained on (model.json's training split)")
     p.add_argument("--tta", type=int, nargs="?", const=8, default=1, choices=(1, 2, 4, 8), metavar="N",
                    help="fit on the mean logits of N flips/rotations (alone: 8); the app then averages the same")
     p.add_argument("--target-accuracy", type=float, default=0.95,
@@ -158,7 +174,8 @@ def add_parser(sub) -> None:
 def run(args) -> None:
     meta = recalibrate(args.model, args.data, args.out,
                        subjects=[s.strip() for s in args.subjects.split(",")] if args.subjects else None,
-                       folds=[int(f) for f in args.folds.split(",")] if args.folds else None, tta=args.tta,
+                       folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
+                       unseen=args.unseen, tta=args.tta,
                        version=args.version, target_accuracy=args.target_accuracy, on_progress=print)
     cal, dec = meta["calibration"], meta["decision"]
     print(f"temperature {meta['temperature']:.3f} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}), "

@@ -14,16 +14,18 @@ def test_calibrating_again_keeps_the_weights_records_the_views_and_the_app_avera
     from leukviewer.core.model.classifier import CellClassifier
 
     out = tmp_path / "recalibrated"
-    code = training_main(["calibrate", "--model", str(tiny_model_dir), "--data", str(cnmc_root),
-                          "--subjects", "32,H10,2,H14", "--tta", "2", "--version", "0.0.2", "--out", str(out)])
+    code = training_main(["calibrate", "--model", str(tiny_model_dir), "--data", str(cnmc_root), "--unseen",
+                          "--tta", "2", "--version", "0.0.2", "--out", str(out)])
     assert code in (0, None), capsys.readouterr().err
     assert "views 2" in capsys.readouterr().out
     old, new = load_model_folder(tiny_model_dir), load_model_folder(out)      # verified whole: a new manifest
     assert new.sha256 == old.sha256                                           # the same network
     assert new.meta["version"] == "0.0.2" and new.tta_views == 2 and old.tta_views == 1
-    assert new.temperature != old.temperature
+    assert new.meta["calibration"]["fitted_on"] != old.meta["calibration"]["fitted_on"]
     cal = new.meta["calibration"]
-    assert "24 images" in cal["fitted_on"] and "subjects 32, H10, 2, H14" in cal["fitted_on"]
+    trained_on = old.meta["training"]["split"]["train"]["subjects"]
+    unseen = sorted({p.name.split("_")[1] for p in (cnmc_root / "training_data").rglob("*.png")} - set(trained_on))
+    assert f"{6 * len(unseen)} images" in cal["fitted_on"] and ", ".join(unseen) in cal["fitted_on"]
     assert cal["recalibrated_from"]["version"] == "0.0.1"
     card = (out / "MODEL_CARD.md").read_text()
     assert "tiny-test-model 0.0.2" in card and "logits of 2 flips/rotations" in card
@@ -37,11 +39,15 @@ def test_calibrating_again_keeps_the_weights_records_the_views_and_the_app_avera
     assert np.allclose(p, new.predict_proba(cells)[:, new.positive_index], atol=1e-5)
 
 
-def test_calibration_on_subjects_that_are_not_there_or_over_a_folder_is_refused(tiny_model_dir, cnmc_root, tmp_path,
-                                                                                capsys):
+def test_calibration_on_subjects_that_are_not_there_or_were_trained_on_or_over_a_folder_is_refused(
+        tiny_model_dir, cnmc_root, tmp_path, capsys):
     code = training_main(["calibrate", "--model", str(tiny_model_dir), "--data", str(cnmc_root),
                           "--subjects", "32,H99", "--out", str(tmp_path / "new")])
     assert code == 2 and "H99 not found" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    trained_on = json.loads((tiny_model_dir / "model.json").read_text())["training"]["split"]["train"]["subjects"]
+    code = training_main(["calibrate", "--model", str(tiny_model_dir), "--data", str(cnmc_root),
+                          "--subjects", trained_on[0], "--out", str(tmp_path / "new")])
+    assert code == 2 and "in the network's training data" in capsys.readouterr().err
     (tmp_path / "taken").mkdir()
     code = training_main(["calibrate", "--model", str(tiny_model_dir), "--data", str(cnmc_root),
                           "--out", str(tmp_path / "taken")])
