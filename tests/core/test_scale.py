@@ -20,6 +20,16 @@ def test_a_smear_field_is_measured_by_its_red_cells(field_path):
     assert 0.07 < scale.um_per_px < 0.12
 
 
+def test_red_cells_packed_edge_to_edge_are_measured_not_the_bright_dots_inside_them(shared_data):
+    # BCCD 00043: a higher magnification than the other BCCD fields, red cells ~100 px across and pressed together,
+    # so the usual preview finds too few outlines; a far larger preview found the ~25-px refractile dots inside the
+    # cells instead (a scale 4x too coarse: every white cell looked 4x too big to the model and the localiser)
+    from leukviewer.core.analysis.localize import estimate_rbc_diameter
+
+    rgb = read_image(shared_data / "bccd" / "JPEGImages" / "BloodImage_00043.jpg")
+    assert 80 < estimate_rbc_diameter(rgb) < 120
+
+
 def test_the_users_setting_wins_and_crops_on_black_use_the_cnmc_calibration(field_path, cnmc_root):
     rgb = read_image(field_path)
     assert image_scale(rgb, "smear_field", field_path, user_um_per_px=0.2) == \
