@@ -97,6 +97,11 @@ DIHEDRAL = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True),
 TTA_VIEWS = (1, 2, 4, 8)
 
 
+def tta_view_count(tta: bool | int | None) -> int:
+    """A ``tta`` setting as a number of views: False/None/0 -> 1, True -> 8, else the number."""
+    return 8 if tta is True else 1 if not tta else int(tta)
+
+
 def dihedral_views(batch: np.ndarray, n: int = 8) -> list[np.ndarray]:
     """The first ``n`` (1, 2, 4 or 8) flips/rotations of a batch (N, H, W, C), for test-time augmentation."""
     if n not in TTA_VIEWS:

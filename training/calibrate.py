@@ -32,7 +32,7 @@ def recalibrate(model_dir: str | Path, data: str | Path, out: str | Path, subjec
     """Write ``out``: ``model_dir`` with its calibration fitted on ``data`` (only ``subjects`` of it, if given; with
     ``unseen``, only the subjects its network was not trained on, as its model.json records them).
     Returns the new model.json. Refuses data with a class the model lacks, subjects not found, or one class only."""
-    from .augment import TTA_VIEWS, dihedral_views
+    from .augment import TTA_VIEWS
     from .evaluate import prepared_images
 
     if tta not in TTA_VIEWS:
@@ -68,21 +68,17 @@ def recalibrate(model_dir: str | Path, data: str | Path, out: str | Path, subjec
     y = np.array([names.index(s.label) for s in samples])
     is_positive = (y == positive).astype(int)
     if is_positive.min() == is_positive.max():
-        raise DatasetError(f"the cells to calibrate on are all of one kind ({len(y)} {samples[0].label if samples else ''}"
-                           "): a threshold needs both")
+        raise DatasetError(f"the cells to calibrate on are all of one kind ({len(y)} {samples[0].label}): a "
+                           "threshold needs both")
     on_progress(f"preparing {len(samples)} cells")
     images = prepared_images(model, samples, dataset.layout, um_per_px_of)
-    logits = []
-    for i, view in enumerate(dihedral_views(images, tta)):
-        on_progress(f"view {i + 1}/{tta}")
-        logits.append(model.logits(view, batch_size))
-    logits = np.mean(logits, axis=0)
+    on_progress(f"running the network on {tta} view(s) of each cell")
+    logits = model.mean_logits(images, tta, batch_size)
 
     temperature = fit_temperature(logits, y)
     p_raw, p_cal = softmax(logits), softmax(logits, temperature)
-    p_pos = np.stack([1 - p_cal[:, positive], p_cal[:, positive]], 1)
-    threshold = choose_threshold(is_positive, p_pos[:, 1], 1)
-    band = choose_uncertainty_band(is_positive, p_pos[:, 1], threshold, 1, target_accuracy)
+    threshold = choose_threshold(is_positive, p_cal[:, positive], 1)
+    band = choose_uncertainty_band(is_positive, p_cal[:, positive], threshold, 1, target_accuracy)
     described = (f"{len(samples)} images of {data}" + (f", subjects {', '.join(subjects)}" if subjects else "")
                  + (f", every subject the network was not trained on ({len({s.subject for s in samples})}: "
                     f"{', '.join(sorted({s.subject for s in samples}))})" if unseen else "")

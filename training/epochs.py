@@ -161,7 +161,7 @@ class RunCallback:
 
 def predict_logits(model, images: np.ndarray, batch_size: int = 32, tta: bool | int = False) -> np.ndarray:
     """Logits of a Keras network for preprocessed cells; ``tta``: views averaged (True = 8, False = 1, or N)."""
-    from .augment import dihedral_views
+    from .augment import dihedral_views, tta_view_count
 
     def run(x):
         outs = [np.asarray(model(x[i:i + batch_size].astype("float32"), training=False))
@@ -172,8 +172,3 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 32, tta: bool | 
     if views > 1:
         return np.mean([run(v) for v in dihedral_views(images, views)], axis=0)
     return run(images)
-
-
-def tta_view_count(tta: bool | int | None) -> int:
-    """A training config's ``tta`` as a number of views: False/None/0 -> 1, True -> 8, else the number."""
-    return 8 if tta is True else 1 if not tta else int(tta)

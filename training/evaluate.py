@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .augment import tta_view_count
 from .datasets import POSITIVE_CLASS, DatasetError, load_dataset
 from .loop import ProgressEvent, TrainConfig, train
 from .metrics import classification_metrics, save_figures
-from .epochs import tta_view_count
 from .modelfolder import atomic_write_text, jsonable, load_model_folder
 from .preprocess import preprocess_cell, read_rgb
 

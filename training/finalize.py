@@ -12,7 +12,8 @@ import numpy as np
 
 from . import __version__
 from .config import RUO, TrainConfig, TrainResult, ProgressEvent
-from .epochs import positive_index, predict_logits, tta_view_count
+from .augment import tta_view_count
+from .epochs import positive_index, predict_logits
 from .metrics import (choose_threshold, choose_uncertainty_band, classification_metrics,
                       expected_calibration_error, fit_temperature, save_figures)
 from .modelfolder import atomic_write_text, jsonable, save_model_folder, softmax, tta_description
@@ -84,8 +85,7 @@ def finalize(model, data: PreparedData, config: TrainConfig, state: dict, run: R
         "preprocessing": data.preprocess.to_dict(),
         "temperature": temperature,
         "calibration": calibration,
-        **({"test_time_augmentation": tta_description(tta_view_count(config.tta))}
-           if tta_view_count(config.tta) > 1 else {}),
+        **({"test_time_augmentation": tta_description(views)} if (views := tta_view_count(config.tta)) > 1 else {}),
         "decision": {"threshold": threshold, "uncertainty_band": list(band), "chosen_by": decision_note},
         "training": {
             "data": ds.summary(),

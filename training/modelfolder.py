@@ -416,16 +416,21 @@ class LoadedModel:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return np.concatenate(outs, axis=0)
 
+    def mean_logits(self, batch: np.ndarray, views: int, batch_size: int = 32) -> np.ndarray:
+        """Logits averaged over the first ``views`` flips/rotations of each cell (``training.augment.DIHEDRAL``)."""
+        if views == 1:
+            return self.logits(batch, batch_size)
+        from .augment import dihedral_views
+
+        return np.mean([self.logits(v, batch_size) for v in dihedral_views(np.asarray(batch), views)], axis=0)
+
     def predict_proba(self, batch: np.ndarray, batch_size: int = 32, tta: bool | int | None = None) -> np.ndarray:
         """Calibrated class probabilities (N, n_classes) for preprocessed cells. ``tta``: None = the folder's own
         test-time augmentation (what its calibration was fitted on), True = 8 views, False = none, or a number."""
-        views = self.tta_views if tta is None else (8 if tta is True else 1 if tta is False else int(tta))
-        if views > 1:
-            from .augment import dihedral_views
-            logits = np.mean([self.logits(v, batch_size) for v in dihedral_views(np.asarray(batch), views)], axis=0)
-        else:
-            logits = self.logits(batch, batch_size)
-        return softmax(logits, self.temperature)
+        from .augment import tta_view_count
+
+        views = self.tta_views if tta is None else tta_view_count(tta)
+        return softmax(self.mean_logits(batch, views, batch_size), self.temperature)
 
 
 def _load_network(folder: Path, meta: dict):

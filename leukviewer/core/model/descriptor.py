@@ -51,7 +51,7 @@ class ModelDescriptor:
         test_time_augmentation)."""
         from training.modelfolder import tta_views
 
-        return tta_views(self.meta) if self.meta else 1
+        return tta_views(self.meta)
 
     @property
     def integrity_warning(self) -> str | None:

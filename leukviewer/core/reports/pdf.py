@@ -256,7 +256,7 @@ def _header_block(case, st, width):
         ("Uncertainty band", f"{lo:.3f} &lt; {flag} &lt; {hi:.3f} → UNCERTAIN (needs review)" if hi > lo
          else "none (every cell is ALL or HEM)"),
         *([("Test-time augmentation", f"{flag} of each cell is the mean over {m.tta_views} flips/rotations of it "
-            "(the threshold was fitted on that mean)")] if getattr(m, "tta_views", 1) > 1 else []),
+            "(the threshold was fitted on that mean)")] if m.tta_views > 1 else []),
         *([("Cell types", _p(", ".join(CELL_TYPES[t] for t in CELL_TYPES if t in case.cell_types())
                               + " (each cell gets its most probable type; a cell flagged ALL is a blast)"))]
           if multiclass else []),
