@@ -398,6 +398,12 @@ def test_the_cells_reach_dilated_in_windows_is_exactly_the_whole_field_dilation(
         kernel = disc(float(rng.uniform(1, 90)))
         mask = (labels > 0).astype(np.uint8)
         assert np.array_equal(dilate_near(mask, label_boxes(labels, count)[1:], kernel), cv2.dilate(mask, kernel))
+        # ragged shapes (scattered pixels inside the boxes): the disc's edge, not a Euclidean ball, decides
+        speckled = labels * (rng.random(labels.shape) < 0.05)
+        if speckled.any():
+            mask = (speckled > 0).astype(np.uint8)
+            boxes = label_boxes(speckled, count)[1:]
+            assert np.array_equal(dilate_near(mask, boxes, kernel), cv2.dilate(mask, kernel))
 
 
 def _stain_background_by_sorting(rgb: np.ndarray) -> np.ndarray:
@@ -413,9 +419,11 @@ def _stain_background_by_sorting(rgb: np.ndarray) -> np.ndarray:
     return np.maximum(np.median(image[candidates], axis=0).astype(np.float32), 1.0)
 
 
-def test_the_stain_background_from_value_counts_is_exactly_the_sorted_one(shared_data: Path) -> None:
+def test_the_stain_from_value_counts_and_lookups_is_exactly_the_float_one(shared_data: Path) -> None:
     """The white balance every later threshold is measured against is taken from 8-bit value counts instead of
-    sorts: the very same background, to the last bit, on real fields of three sources and on odd images."""
+    sorts, and the white-balanced stain images are looked up per 8-bit value instead of computed on a float copy of
+    the field: the very same background and images, to the last bit, on real fields of three sources, on
+    non-contiguous views and on odd images."""
     from leukviewer.core.analysis.localize_stain import measure_stain
 
     images = [_read(p) for p in sorted((shared_data / "bccd" / "JPEGImages").glob("*.jpg"))[:15]]
@@ -423,9 +431,16 @@ def test_the_stain_background_from_value_counts_is_exactly_the_sorted_one(shared
     images += [cv2.resize(im, None, fx=0.37, fy=0.41, interpolation=cv2.INTER_AREA) for im in images[:10]]
     rng = np.random.default_rng(1)
     images += [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((1, 1), (2, 3), (7, 5), (64, 33))]
-    images += [np.full((9, 9, 3), 200, np.uint8), np.zeros((4, 4, 3), np.uint8)]
+    images += [np.full((9, 9, 3), 200, np.uint8), np.zeros((4, 4, 3), np.uint8), images[0][::2, ::3]]
     for rgb in images:
-        assert np.array_equal(measure_stain(rgb).background, _stain_background_by_sorting(rgb))
+        stain = measure_stain(rgb)
+        background = _stain_background_by_sorting(rgb)
+        assert np.array_equal(stain.background, background)
+        image = rgb.astype(np.float32)
+        gain = 200.0 / background
+        red, green, blue = image[..., 0] * gain[0], image[..., 1] * gain[1], image[..., 2] * gain[2]
+        for got, expected in ((stain.violet, blue - green), (stain.stained, 200.0 - green), (stain.redness, red - blue)):
+            assert got.dtype == np.float32 and np.array_equal(got, expected)
 
 
 def test_a_large_field_at_another_magnification_measures_its_red_cells_within_15_percent(shared_data: Path) -> None:
@@ -444,3 +459,28 @@ def test_a_large_field_at_another_magnification_measures_its_red_cells_within_15
                 k += 1
         measured = estimate_rbc_diameter(canvas)
         assert measured is not None and abs(measured / truth - 1) < 0.15, (measured, truth)
+
+
+def test_label_boxes_are_each_labels_exact_bounding_box() -> None:
+    """Every cell's window (its label's box) holds all of its pixels and no more: on random label images with
+    ragged, missing and border-touching labels, each box is the label's own min/max row and column."""
+    from leukviewer.core.analysis.localize_nuclei import label_boxes
+
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        height, width = (int(v) for v in rng.integers(1, 120, 2))
+        labels = np.zeros((height, width), np.int32)
+        count = int(rng.integers(0, 7))
+        for n in range(1, count + 1):
+            if rng.random() < 0.8:   # some labels have no pixel
+                y, x = int(rng.integers(0, height)), int(rng.integers(0, width))
+                labels[y:y + int(rng.integers(1, 50)), x:x + int(rng.integers(1, 50))] = n
+        labels *= rng.random(labels.shape) < 0.6
+        boxes = label_boxes(labels, count)
+        assert boxes.shape == (count + 1, 4)
+        for n in range(1, count + 1):
+            ys, xs = np.nonzero(labels == n)
+            if len(ys):
+                assert tuple(boxes[n]) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            else:
+                assert boxes[n, 2] <= boxes[n, 0]    # empty: skipped by every caller (x1 <= x0)

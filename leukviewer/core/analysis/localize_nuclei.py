@@ -5,6 +5,8 @@ All sizes are relative to the red-cell diameter ``rbc`` of the working image.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -360,7 +362,9 @@ def nucleus_groups(
 
 def label_boxes(labels: np.ndarray, count: int) -> np.ndarray:
     """``(count + 1) x 4`` array of (x0, y0, x1, y1) per label (exclusive ends; row 0 unused)."""
-    ys, xs = np.nonzero(labels)
+    points = cv2.findNonZero((labels != 0).view(np.uint8))   # the labelled pixels, a few times faster than numpy
+    points = np.empty((0, 2), np.int32) if points is None else points.reshape(-1, 2)
+    xs, ys = points[:, 0].astype(np.int64), points[:, 1].astype(np.int64)   # ufunc.at is fast on one dtype
     values = labels[ys, xs]
     boxes = np.zeros((count + 1, 4), np.int64)
     boxes[:, 0] = boxes[:, 1] = np.iinfo(np.int64).max
@@ -374,7 +378,9 @@ def label_boxes(labels: np.ndarray, count: int) -> np.ndarray:
 def dilate_near(mask: np.ndarray, boxes: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """``cv2.dilate(mask, kernel)`` (0/1 uint8) computed only around ``boxes`` (x0, y0, x1, y1), which hold every
     pixel of ``mask``: the same pixels, at the cost of the cells' windows instead of the whole field (a disc of two
-    red cells across costs ~10 ms on a whole BCCD field)."""
+    red cells across costs ~10 ms on a whole BCCD field). An elliptic ``kernel`` (``disc``) is applied through a
+    distance transform (:func:`_dilate_by_disc`), a few times cheaper than OpenCV's dilation by a large disc and
+    exactly equal to it."""
     mask = mask.astype(np.uint8)
     out = np.zeros_like(mask)
     ry, rx = kernel.shape[0] // 2, kernel.shape[1] // 2
@@ -384,11 +390,62 @@ def dilate_near(mask: np.ndarray, boxes: np.ndarray, kernel: np.ndarray) -> np.n
     windows = [(max(0, int(x0) - rx), max(0, int(y0) - ry), min(width, int(x1) + rx), min(height, int(y1) + ry))
                for x0, y0, x1, y1 in boxes if x1 > x0]
     if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in windows) >= height * width:
-        return cv2.dilate(mask, kernel)    # crowded (a clump of blasts): the whole field once is cheaper
+        windows = [(0, 0, width, height)]    # crowded (a clump of blasts): the whole field once is cheaper
+    dilate = _dilate_by_disc if _is_disc(kernel) else (lambda m, k: cv2.dilate(m, k))
     for wx0, wy0, wx1, wy1 in windows:
-        grown = cv2.dilate(mask[wy0:wy1, wx0:wx1], kernel)
+        grown = dilate(np.ascontiguousarray(mask[wy0:wy1, wx0:wx1]), kernel)
         np.maximum(out[wy0:wy1, wx0:wx1], grown, out=out[wy0:wy1, wx0:wx1])
     return out
+
+
+def _is_disc(kernel: np.ndarray) -> bool:
+    """Whether ``kernel`` is OpenCV's elliptic structuring element of an odd square size (what ``disc`` makes)."""
+    side = kernel.shape[0]
+    return (kernel.ndim == 2 and side == kernel.shape[1] and side % 2 == 1 and side > 1
+            and np.array_equal(kernel != 0, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)) != 0))
+
+
+@functools.lru_cache(maxsize=64)
+def _disc_geometry(side: int) -> tuple[float, float, np.ndarray]:
+    """(distance below which every pixel is in, distance beyond which every pixel is out, half-width of each row)
+    of OpenCV's elliptic structuring element ``side`` x ``side``."""
+    r = side // 2
+    inside = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)) != 0
+    offsets = np.arange(-r, r + 1)
+    squared = offsets[:, None] ** 2 + offsets[None, :] ** 2
+    inner = min(int(squared[~inside].min()) if (~inside).any() else (r + 1) ** 2, (r + 1) ** 2)
+    outer = int(squared[inside].max())
+    half = np.where(inside.any(axis=1), np.abs(np.argmax(inside, axis=1) - r), -1)
+    # squared distances are whole numbers: compare the distances half a unit of their square away from them
+    return float(np.sqrt(inner - 0.5)), float(np.sqrt(outer + 0.5)), half
+
+
+def _dilate_by_disc(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``cv2.dilate(mask, kernel)`` of a 0/1 mask by an elliptic ``kernel``, exactly, from the Euclidean distance
+    of each pixel to the mask. OpenCV's disc is not a Euclidean ball: it holds every offset of squared length below
+    some ``inner`` and none beyond some ``outer`` (radius 40: 1600 and 1636). A pixel nearer the mask than
+    ``inner`` is in, one farther than ``outer`` out; the thin ring between is decided row by row (the disc's row
+    ``dy`` spans ``|dx| <= half[dy]``: is a mask pixel of row ``y + dy`` within ``half[dy]`` of ``x``?)."""
+    if not mask.any():
+        return np.zeros_like(mask)
+    inner, outer, half = _disc_geometry(kernel.shape[0])
+    distance = cv2.distanceTransform((mask == 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    grown = (distance < inner).astype(np.uint8)
+    ys, xs = np.nonzero((distance >= inner) & (distance <= outer))
+    if len(ys):
+        height, width = mask.shape
+        columns = np.arange(width, dtype=np.int32)
+        big = 4 * (height + width)
+        left = np.maximum.accumulate(np.where(mask != 0, columns, -big), axis=1)
+        right = np.minimum.accumulate(np.where(mask != 0, columns, 2 * big)[:, ::-1], axis=1)[:, ::-1]
+        row_distance = np.minimum(columns - left, right - columns)   # to the nearest mask pixel in the same row
+        r = len(half) // 2
+        rows = ys[:, None] + np.arange(-r, r + 1)[None, :]             # every row of the disc around each pixel
+        valid = (rows >= 0) & (rows < height) & (half >= 0)[None, :]
+        near = row_distance[np.clip(rows, 0, height - 1), xs[:, None]] <= half[None, :]
+        hit = (near & valid).any(axis=1)
+        grown[ys[hit], xs[hit]] = 1
+    return grown
 
 
 def cell_masks(
