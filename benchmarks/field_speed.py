@@ -164,7 +164,7 @@ def main() -> int:
     ap.add_argument("--large-fields", type=int, default=48, help="2592x1944 fields in the larger batch run")
     ap.add_argument("--repeat", type=int, default=3, help="batch runs of each size (the fastest counts)")
     ap.add_argument("--stage-fields", type=int, default=100, help="BCCD fields for the stage timings (large: a "
-                    "tenth)")
+                    "tenth; 0: no stage timings)")
     args = ap.parse_args()
 
     from leukviewer.core.model.active import resolve_model
@@ -178,9 +178,10 @@ def main() -> int:
     try:
         marginal("BCCD", bccd_folder, args.fields, args.repeat, work, model_dir, env)
         marginal("2592x1944", large_folder, args.large_fields, args.repeat, work, model_dir, env)
-        clf = CellClassifier(model_dir, warm_up=True)
-        stages("BCCD", bccd_folder(args.stage_fields, work / "stage-bccd"), clf)
-        stages("2592x1944", large_folder(max(2, args.stage_fields // 10), work / "stage-large"), clf)
+        if args.stage_fields > 0:
+            clf = CellClassifier(model_dir, warm_up=True)
+            stages("BCCD", bccd_folder(args.stage_fields, work / "stage-bccd"), clf)
+            stages("2592x1944", large_folder(max(2, args.stage_fields // 10), work / "stage-large"), clf)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
