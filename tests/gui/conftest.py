@@ -84,6 +84,7 @@ class StallMeter:
         self.longest_own = 0.0
         self.longest_busy = 0.0
         self.ticks = 0
+        self.seconds = 0.0
         self.gaps = []           # (gap seconds, seconds after the start, seconds the OS kept the thread waiting)
         self._last = self._start = None
         self._schedstat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
@@ -123,6 +124,12 @@ class StallMeter:
 
     def __exit__(self, *exc):
         self.timer.stop()
+        self.seconds = time.perf_counter() - self._start
+
+    def watched_throughout(self) -> bool:
+        """Whether the timer really ticked through the run (at least half its 10-ms ticks, and 20 at least), so
+        that its longest gap speaks for the whole run, however fast the machine finished it."""
+        return self.ticks >= max(20, 0.5 * self.seconds / 0.010)
 
 
 @pytest.fixture

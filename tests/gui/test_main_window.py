@@ -36,7 +36,9 @@ def test_bccd_case_overlays_summary_and_screenshot(qtbot, make_window, tiny_mode
           f"{meter.longest_own * 1000:.1f} ms; the GUI thread's own work at most {meter.longest_busy * 1000:.1f} ms "
           f"between ticks (load {busy:.1f} per core; {meter.ticks} ticks; worst: {meter.worst()})")
     # The window never freezes (README): no GUI-thread stall of 100 ms or more while the analysis streams in.
-    assert meter.ticks > 100 and meter.longest_busy < 0.100, meter.worst()
+    # (a newer 2-core machine analyses these 30 fields in ~1 s: ~100 ticks, so the meter is asked to have watched
+    # the whole run, not for a fixed count)
+    assert meter.watched_throughout() and meter.longest_busy < 0.100, (meter.ticks, meter.seconds, meter.worst())
     # The wall clock only where nothing else competes: one test process (./test.sh runs two, pytest-xdist, and the
     # other one's TensorFlow work on the same 2 cores kept this GUI thread from the GIL for up to 106 ms in CI) and
     # a machine not already busy. benchmarks/soak.py measures the wall-clock stall on a quiet machine.
