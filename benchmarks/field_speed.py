@@ -25,24 +25,17 @@ import argparse
 import csv
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = Path(__file__).resolve().parents[1]
-CODE = Path(os.environ.get("LEUKVIEWER_CODE", REPO)).resolve()
-sys.path.insert(0, str(CODE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the crops' benchmark: the same checkout choice (LEUKVIEWER_CODE), data root and batch CLI child process
+from batch_speed import CODE, data_root, run_batch as run_batch_cli  # noqa: E402
 
 LARGE_SHAPE = (1944, 2592)
 LARGE_SHRINK = 0.7
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("LEUKVIEWER_DATA", REPO.parent / "shared" / "data")).expanduser().resolve()
 
 
 def bccd_paths() -> list[Path]:
@@ -88,16 +81,9 @@ def large_folder(n: int, root: Path) -> Path:
 
 def run_batch(folder: Path, out: Path, model_dir: Path, env: dict) -> tuple[float, int]:
     """Seconds of one ``leukviewer batch`` child process, and the white cells it wrote to ``cells.csv``."""
-    cmd = [sys.executable, "-m", "leukviewer", "batch", str(folder), "--out", str(out), "--model", str(model_dir),
-           "--quiet", "--overwrite"]
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=CODE)
-    seconds = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"batch failed: {done.stderr[-2000:]}")
+    seconds, _ = run_batch_cli(folder, out, model_dir, env)
     with open(out / "cells.csv", newline="", encoding="utf-8") as f:
-        cells = sum(1 for _ in csv.DictReader(f))
-    return seconds, cells
+        return seconds, sum(1 for _ in csv.DictReader(f))
 
 
 def marginal(name: str, make, n: int, repeat: int, work: Path, model_dir: Path, env: dict) -> None:
