@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from leukviewer.core.model.classifier import CellClassifier
-from leukviewer.core.analysis.pipeline import analyze_folder
+from leukviewer.core.analysis.pipeline import analyze_folder, analyze_images
 from leukviewer.core.analysis.results import CaseSummary
 
 
@@ -249,3 +249,24 @@ def test_the_batch_command_counts_an_analysis_fault_apart_from_unreadable_files(
     summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     case_summary = summary.get("case", summary)
     assert (case_summary["images_unreadable"], case_summary["images_analysis_failed"]) == (1, 1), case_summary
+
+
+def test_cells_of_consecutive_images_fill_whole_batches_with_the_same_results(shared_data, tiny_model_dir, monkeypatch):
+    """The network runs fixed batch shapes: cells of the next images fill a batch instead of padding (37 cells of a
+    large field as 32 + 5 paid for 32 + 8). Each image's cells are exactly those it gets classified alone (the
+    window's setting), and every image still comes out, in file order."""
+    classifier = CellClassifier(tiny_model_dir, batch_size=5)   # BCCD fields hold 1-3 white cells
+    folder = shared_data / "bccd" / "JPEGImages"
+    images = sorted(folder.glob("*.jpg"))
+    alone = [r for r in analyze_images(images, folder, classifier, max_pending_images=1)]
+    sizes = []
+    real = classifier.class_probabilities
+    monkeypatch.setattr(classifier, "class_probabilities", lambda x: sizes.append(len(x)) or real(x))
+    together = list(analyze_images(images, folder, classifier, max_pending_images=len(images)))
+    assert [r.image for r in together] == [r.image for r in alone] == [p.name for p in images]
+    for a, b in zip(alone, together):
+        assert [c.cell_id for c in a.cells] == [c.cell_id for c in b.cells]
+        assert np.allclose([c.blast_probability for c in a.cells], [c.blast_probability for c in b.cells], atol=1e-5)
+    batch = classifier.batch_size
+    assert sum(sizes) == sum(len(r.cells) for r in alone) > batch
+    assert all(n == batch for n in sizes[:-1]) and 0 < sizes[-1] <= batch

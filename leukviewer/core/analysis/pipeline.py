@@ -265,9 +265,10 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
     """Analyse the given image files (relative names taken against ``root``); see the module docstring.
 
     A reader thread decodes and localises up to ``prefetch`` images ahead while cells are classified, so
-    decoding overlaps inference. Cells of consecutive images are classified together in batches of up to
-    ``classifier.batch_size``; at most ``max_pending_images`` images wait for their batch, which bounds memory and
-    the delay before a result appears. Batches depend only on the input, so results are deterministic. Once
+    decoding overlaps inference. Cells of consecutive images are classified together in batches of
+    ``classifier.batch_size`` (an image's cells may span two); a smaller batch only at the end, or when
+    ``max_pending_images`` images wait for theirs, which bounds the delay before a result appears. Batches depend
+    only on the input, so results are deterministic. Once
     ``should_stop()`` is true no further image is opened. ``um_per_px`` sets every image's scale (the user's
     microscope setting); without it each image's scale comes from its metadata, red cells or calibration.
     ``readers`` > 1 decodes, localises and prepares that many images at once in threads (the batch CLI: one per
@@ -311,17 +312,30 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
                             pass
 
     thread = threading.Thread(target=reader, name="leukviewer-reader", daemon=True)
-    pending: list[tuple[ImageResult, list]] = []
-    pending_cells = 0
+    pending: list[tuple[ImageResult, list]] = []   # images whose results wait for (some of) their cells' batch
+    probs: list[np.ndarray] = []       # class probabilities of the pending images' first cells, in order
+    unclassified = 0                   # cells of the pending images not classified yet
     total = len(images)
     done = 0
 
-    def flush():
-        nonlocal pending, pending_cells, done
-        prepared = [p for _, cells in pending for (_, p) in cells]
-        probs = classifier.class_probabilities(np.stack(prepared)) if prepared else np.zeros((0, 0))
-        k = 0
+    def classify(whole: bool):
+        """Classify the pending cells in whole batches of ``batch_target`` (all of them when ``whole``), then
+        yield, in file order, every image whose cells are all classified. A batch is never padded but at the end:
+        cells of the next images fill it (LiteRT runs fixed shapes; 37 cells as 32 + 5 would pay for 32 + 8)."""
+        nonlocal unclassified
+        n = unclassified if whole else unclassified // batch_target * batch_target
+        if n:
+            prepared = [p for _, cells in pending for (_, p) in cells][len(probs):len(probs) + n]
+            probs.extend(classifier.class_probabilities(np.stack(prepared)))
+            unclassified -= n
+        yield from emit()
+
+    def emit():
+        nonlocal pending, probs, done
+        k = m = 0
         for result, cells in pending:
+            if k + len(cells) > len(probs):
+                break
             for n, (region, _) in enumerate(cells, start=1):
                 p = classifier.blast_probability_of(probs[k])
                 types = {t: round(v, 6) for t, v in classifier.type_probabilities(probs[k]).items()}
@@ -334,11 +348,13 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
                     area=int(region.area), blast_probability=round(p, 6), label=label,
                     partial=bool(region.partial), model_name=info.name, model_version=info.version,
                     model_sha256=info.sha256, cell_type=cell_type_for(types, label), type_probabilities=types))
+            m += 1
+        emitted, pending, probs = pending[:m], pending[m:], probs[k:]
+        for result, _ in emitted:
             done += 1
             if on_progress:
                 on_progress(done, total, result)
             yield result
-        pending, pending_cells = [], 0
 
     thread.start()
     try:
@@ -350,11 +366,10 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
                 break
             result, cells = item
             pending.append((result, cells))
-            pending_cells += len(cells)
-            if pending_cells >= batch_target or len(pending) >= max_pending_images:
-                yield from flush()
+            unclassified += len(cells)
+            yield from classify(whole=len(pending) >= max_pending_images)
         if pending:
-            yield from flush()
+            yield from classify(whole=True)
     finally:
         stop.set()
         while thread.is_alive():
