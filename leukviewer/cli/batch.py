@@ -183,8 +183,8 @@ def partial_fields(partial: bool, summary, out: Path) -> dict:
             "resume": f"rerun the same command with --resume: the images in {RESUME_FILE} are not analysed again"}
 
 
-#: Images whose results may wait for their cells' batch: fields of one or two white cells fill whole batches of 32
-#: instead of padding a batch of 8 (the window shows each image at once instead).
+#: Images whose results may wait for their cells' batch: fields of one or two white cells fill whole batches
+#: instead of padded ones (the window shows each image at once instead).
 PENDING_IMAGES = 64
 
 
@@ -213,8 +213,8 @@ def analyse_remaining(folder: Path, classifier, args, summary, done: list, progr
     offset = len(done)
     for result in analyze_images(todo, folder, classifier, args.kind,
                                  (lambda n, total, r: progress(offset + n, offset + total, r)) if progress else None,
-                                 should_stop, max_pending_images=PENDING_IMAGES, um_per_px=getattr(args, "um_per_px", None),
-                                 readers=reader_threads()):
+                                 should_stop, max_pending_images=PENDING_IMAGES,
+                                 um_per_px=getattr(args, "um_per_px", None), readers=reader_threads()):
         summary.add(result)
         yield result
     if summary.images_processed + summary.images_failed < summary.images_total:

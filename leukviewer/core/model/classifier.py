@@ -69,7 +69,7 @@ def cell_type_for(type_probabilities: dict[str, float], label: str) -> str:
 class CellClassifier:
     """Classifies cell crops (RGB uint8, cell on black) in batches through a model folder."""
 
-    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32, backend: str = "auto",
+    def __init__(self, model_dir: str | Path | None = None, batch_size: int | None = None, backend: str = "auto",
                  warm_up: bool = False):
         from .active import resolve_model
 
@@ -88,12 +88,12 @@ class CellClassifier:
             blast_class = blast_class_of(names, meta.get("positive_class"))
         except ModelFolderError as e:
             raise ModelFolderError(f"{folder} is {e}") from None
-        self.batch_size = batch_size
         self.info = ModelDescriptor.from_meta(folder, meta, self.model.manifest_sha256, read_card(folder))
         self._blast_index = names.index(blast_class)
         from .engine import InferenceEngine
 
         self.engine = InferenceEngine(self.model, backend=backend, batch_size=batch_size)
+        self.batch_size = self.engine.batch_size   # given, or the engine's own (LiteRT 8, TensorFlow 32)
         if warm_up:
             self.engine.warm_up()
 
