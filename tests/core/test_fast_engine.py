@@ -100,7 +100,9 @@ def test_every_litert_batch_shape_is_prepared_at_load_never_during_an_analysis(t
     window mid-analysis. Warmed up at load, batches of any size find theirs ready."""
     folder = shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny")
     monkeypatch.setenv("LEUKVIEWER_CACHE_DIR", str(tmp_path / "cache"))
-    engine = InferenceEngine(load_model_folder(folder), "tflite", batch_size=8)
+    engine = InferenceEngine(load_model_folder(folder), "tflite")   # its own batch: 8 on LiteRT (README)
+    assert engine.batch_size == 8
+    assert InferenceEngine(load_model_folder(folder), "tflite", batch_size=16).batch_size == 16   # asked for: kept
     engine.warm_up()
     prepared = set(engine._interpreters)
     assert prepared == set(engine.buckets()) == {1, 2, 4, 8}

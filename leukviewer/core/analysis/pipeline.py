@@ -268,8 +268,7 @@ def analyze_images(images: list[Path], root: Path, classifier: CellClassifier, k
     decoding overlaps inference. Cells of consecutive images are classified together in batches of
     ``classifier.batch_size`` (an image's cells may span two); a smaller batch only at the end, or when
     ``max_pending_images`` images wait for theirs, which bounds the delay before a result appears. Batches depend
-    only on the input, so results are deterministic. Once
-    ``should_stop()`` is true no further image is opened. ``um_per_px`` sets every image's scale (the user's
+    only on the input, so results are deterministic. Once ``should_stop()`` is true no further image is opened. ``um_per_px`` sets every image's scale (the user's
     microscope setting); without it each image's scale comes from its metadata, red cells or calibration.
     ``readers`` > 1 decodes, localises and prepares that many images at once in threads (the batch CLI: one per
     core), with exactly the results of reading them one by one.
