@@ -58,12 +58,17 @@ def main() -> int:
     ap.add_argument("--cells", required=True)
     ap.add_argument("--features", required=True)
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--balance-size", type=int, default=0, metavar="BINS", help="weigh each head's blast and "
+                    "lymphoid cells so that size within a source tells them apart no more (training.wbc."
+                    "size_balanced_weights; 0: off)")
     ap.add_argument("--out", help="JSON to write")
     args = ap.parse_args()
     table = CellTable.load(args.cells, args.features)
+    table.balance_size = args.balance_size
     source, trainable, blast = table.source, table.y >= 0, WBC_CLASSES.index("blast")
     aria, cnmc = np.where(source == "aria")[0], np.where(source == "cnmc")[0]
-    out = {"cells": {s: int((source == s).sum()) for s in sorted(set(map(str, source)))}, "heads": {}}
+    out = {"cells": {s: int((source == s).sum()) for s in sorted(set(map(str, source)))}, "heads": {},
+           "balance_size_bins": args.balance_size}
     d = np.load(args.cells)
     diameter, whole = d["diameter_um"], ~d["partial"]
     out["diameter_um"] = {}

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .heads import IMAGENET_B4_LAYERS, WBC_CLASSES, fit_head, head_logits
+from .heads import IMAGENET_B4_LAYERS, WBC_CLASSES, class_weights, fit_head, head_logits
 from .metrics import (balanced_accuracy, choose_threshold, choose_uncertainty_band, confusion_matrix,
                       fit_temperature, roc_auc_score, weighted_f1)
 from .modelfolder import softmax
@@ -58,6 +58,12 @@ class CellTable:
     #: label. Filtered is the default: with the Aria-style cells cut as cells, "all" had BCCD's white cells called
     #: blast 21% (filtered 3.3%) and UNCERTAIN 53% (12%); training/results/wbc-localiser-blue-grey-crowded.json
     weak_labels: str = "filtered"
+    #: each cell's diameter in µm and whether the image border cut it (the cell table's ``diameter_um``, ``partial``)
+    diameter_um: np.ndarray | None = None
+    partial: np.ndarray | None = None
+    #: 0: off; B: every head weighs its blast and normal lymphoid cells so that, within each source, cell size
+    #: (B quantile bins of diameter) no longer tells them apart (``size_balanced_weights``)
+    balance_size: int = 0
 
     @classmethod
     def load(cls, cells: str | Path, features: str | Path) -> "CellTable":
@@ -65,7 +71,9 @@ class CellTable:
         f = np.load(features).astype(np.float32)
         if f.shape[1] != len(d["source"]):
             raise ValueError(f"{features} has {f.shape[1]} cells, {cells} has {len(d['source'])}")
-        return cls(f, d["source"], d["group"], d["field"], d["cell_type"], json.loads(str(d["summary"])))
+        return cls(f, d["source"], d["group"], d["field"], d["cell_type"], json.loads(str(d["summary"])),
+                   diameter_um=d["diameter_um"] if "diameter_um" in d else None,
+                   partial=d["partial"] if "partial" in d else None)
 
     @property
     def y(self) -> np.ndarray:
@@ -114,11 +122,46 @@ def _fit(table: CellTable, train_idx, hidden: int, epochs: int, seed: int = 0):
     return _fit_cells(table, train_idx, hidden, epochs, seed)
 
 
+def size_balanced_weights(table: CellTable, idx, bins: int) -> np.ndarray:
+    """A weight per cell of ``idx`` (1 for most) under which cell size no longer tells a blast from a normal lymphoid
+    cell within any one source (inverse-propensity weighting, issue 15).
+
+    C-NMC's blasts are larger than its normal cells (diameter alone ranks them with ROC-AUC 0.85) and a head learns
+    that first; another lab's B-ALL and Benign cells hardly differ in size (0.56), so a head that learned size fails
+    there. Per source, the whole blast and lymphoid cells of ``idx`` are cut into ``bins`` quantile bins of diameter;
+    in a bin where a share p are blasts, a blast weighs 0.5 / p and a lymphoid cell 0.5 / (1 - p) (clipped to
+    0.1-10), so each bin keeps its total weight and holds as much blast as lymphoid. Other types, partial cells,
+    cells without a measured size and bins of one class keep 1. The weights come from ``idx`` alone."""
+    idx = np.asarray(idx)
+    weights = np.ones(len(idx))
+    if table.diameter_um is None or bins < 1:
+        return weights
+    y = table.y[idx]
+    blast, lymphoid = WBC_CLASSES.index("blast"), WBC_CLASSES.index("lymphoid")
+    diameter = np.asarray(table.diameter_um, float)[idx]
+    whole = np.ones(len(idx), bool) if table.partial is None else ~np.asarray(table.partial, bool)[idx]
+    candidates = np.isin(y, [blast, lymphoid]) & whole & np.isfinite(diameter) & (diameter > 0)
+    for source in np.unique(table.source[idx][candidates]):
+        member = np.flatnonzero(candidates & (table.source[idx] == source))
+        edges = np.quantile(diameter[member], np.linspace(0, 1, bins + 1)[1:-1])
+        which = np.searchsorted(edges, diameter[member], side="right")
+        for b in np.unique(which):
+            cells = member[which == b]
+            p = float((y[cells] == blast).mean())
+            if 0 < p < 1:
+                weights[cells] = np.where(y[cells] == blast, 0.5 / p, 0.5 / (1 - p))
+    return np.clip(weights, 0.1, 10.0)
+
+
 def _fit_cells(table: CellTable, train_idx, hidden: int, epochs: int, seed: int = 0):
     views = table.features.shape[0]
     x = np.concatenate([table.features[v, train_idx] for v in range(views)])
     y = np.tile(table.y[train_idx], views)
-    return fit_head(x, y, len(WBC_CLASSES), hidden=hidden, epochs=epochs, seed=seed)
+    weights = None
+    if table.balance_size:
+        weights = class_weights(y, len(WBC_CLASSES)) * np.tile(
+            size_balanced_weights(table, train_idx, table.balance_size), views)
+    return fit_head(x, y, len(WBC_CLASSES), hidden=hidden, epochs=epochs, seed=seed, sample_weight=weights)
 
 
 def _logits(table: CellTable, train_idx, test_idx, hidden: int, epochs: int) -> np.ndarray:
@@ -163,7 +206,7 @@ def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, pr
     blast = WBC_CLASSES.index("blast")
     subject = table.subject
     out: dict = {"settings": {"hidden": hidden, "epochs": epochs, "k": k, "views": int(table.features.shape[0]),
-                              "weak_labels": table.weak_labels,
+                              "weak_labels": table.weak_labels, "balance_size_bins": table.balance_size,
                               "cnmc_subjects_tested": "fold_0 + 32 + H10 (unseen by the backbone)"
                               if backbone_saw_cnmc else "every subject of fold_0 + fold_1",
                               "pbc_measured_on": "every PBC cell" if pbc_measured is None
@@ -392,6 +435,9 @@ def add_parser(sub) -> None:
                    "cells (one label per field): 'filtered' (default): each head keeps only those a head on the other "
                    "cells types blast/lymphoid, and of a B-ALL field the more blast-like half; 'all': every one keeps "
                    "its field's label")
+    t.add_argument("--balance-size", type=int, default=0, metavar="BINS", help="weigh the blast and normal "
+                   "lymphoid cells of each head so that, within each source, cell size (BINS quantile bins of "
+                   "diameter) no longer tells them apart (0: off)")
     e = wsub.add_parser("folders", help="the cells a supervised fine-tune may learn from, one folder per type (for "
                                         "python -m training fit --data), the evaluation's held-out cells left out")
     e.add_argument("--cells", required=True)
@@ -449,6 +495,7 @@ def run(args, cell_finder=None) -> int:
             raise SystemExit("--out joins the head to the backbone of --parent: give --parent, and no --columns")
         table = CellTable.load(args.cells, args.features)
         table.weak_labels = args.weak_labels
+        table.balance_size = args.balance_size
         if args.columns:
             start, stop = (int(v) for v in args.columns.split(":"))
             table.features = table.features[:, :, start:stop]

@@ -163,3 +163,98 @@ def test_weakly_labelled_cells_a_head_cannot_vouch_for_are_left_out_of_training(
     add_parser(parser.add_subparsers(dest="command"))
     assert parser.parse_args(["wbc", "fit", "--cells", "c.npz", "--features", "f.npy"]).weak_labels == "filtered"
     assert table.weak_labels == "filtered"
+
+
+def _weighted_auc(is_positive, score, weight) -> float:
+    """P(score of a positive > score of a negative), pairs weighted by the product of their weights."""
+    pos, neg = score[is_positive], score[~is_positive]
+    wp, wn = weight[is_positive], weight[~is_positive]
+    greater = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    return float((wp[:, None] * wn[None, :] * greater).sum() / (wp.sum() * wn.sum()))
+
+
+def _weighted_logistic_regression(x, y, weight, steps=3000, lr=0.5):
+    """Coefficients of a linear blast score on standardised x, fitted to convergence by gradient descent."""
+    x = (x - x.mean(0)) / x.std(0)
+    x = np.c_[x, np.ones(len(x))]
+    beta = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-x @ beta))
+        beta -= lr * x.T @ (weight * (p - y)) / weight.sum()
+    return beta[:-1]
+
+
+def test_size_balancing_makes_a_linear_head_read_the_cell_not_its_size():
+    """--balance-size: C-NMC's blasts are larger than its normal cells, another lab's are not (issue 15). Weighted
+    within each source, size no longer separates blast from lymphoid, and a linear blast score fitted with those
+    weights ranks the other lab's blasts (the same size as their normal cells) by what else they look like better
+    than one that learned size. 'wbc fit' passes the weights to every head and records the setting."""
+    from training.wbc import CellTable, size_balanced_weights
+
+    rng = np.random.default_rng(0)
+    n = 400
+    is_blast = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+    # C-NMC: blasts 14 µm, normal cells 11 µm; a weaker morphology feature tells them apart too
+    cnmc_d = np.where(is_blast, rng.normal(14, 1.5, 2 * n), rng.normal(11, 1.5, 2 * n))
+    # the other lab: both about 10.5 µm, the same morphology difference
+    other_d = rng.normal(10.5, 1.5, 2 * n)
+    morph = lambda: np.where(is_blast, 1.0, -1.0) + rng.normal(0, 2, 2 * n)
+    features = np.stack([np.r_[cnmc_d, other_d], np.r_[morph(), morph()]], 1).astype(np.float32)
+    labels = np.where(np.r_[is_blast, is_blast], "blast", "lymphoid")
+    source = np.array(["cnmc"] * 2 * n + ["other"] * 2 * n)
+    field = np.array([f"f{i}" for i in range(4 * n)])
+    partial = np.zeros(4 * n, bool)
+    partial[:5] = True                                  # a cut cell's size is not its size: it keeps weight 1
+    table = CellTable(features[None], source, field, field, labels, {}, diameter_um=features[:, 0].copy(),
+                      partial=partial)
+    train = np.arange(2 * n)
+
+    w = size_balanced_weights(table, train, bins=10)
+    assert np.all(w[:5] == 1) and 0.1 <= w.min() and w.max() <= 10
+    whole = ~partial[train]
+    assert _auc(is_blast[whole], cnmc_d[whole]) > 0.85                     # size alone separates C-NMC's cells
+    assert _weighted_auc(is_blast[whole], cnmc_d[whole], w[whole]) < 0.65  # hardly, once weighted
+    # another source's cells are balanced on their own sizes, never on C-NMC's
+    both = np.arange(4 * n)
+    assert np.allclose(size_balanced_weights(table, both, 10)[:2 * n], w)
+
+    other = slice(2 * n, 4 * n)
+
+    def auc_on_other_lab(weight):
+        beta = _weighted_logistic_regression(features[train], is_blast.astype(float), weight)
+        return _auc(is_blast, features[other] @ beta)
+
+    plain, balanced = auc_on_other_lab(np.ones(2 * n)), auc_on_other_lab(w)
+    assert balanced > plain + 0.05, (plain, balanced)
+
+    # 'wbc fit --balance-size 10' (default off) reaches every head and the evaluation says so
+    import argparse
+
+    from training.wbc import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["wbc", "fit", "--cells", "c.npz", "--features", "f.npy"]).balance_size == 0
+    assert parser.parse_args(["wbc", "fit", "--cells", "c", "--features", "f", "--balance-size", "10"]).balance_size == 10
+    seen = []
+    import training.wbc as wbc
+
+    real_fit_head = wbc.fit_head
+
+    def recording_fit_head(x, y, *args, sample_weight=None, **kwargs):
+        seen.append(sample_weight)
+        return real_fit_head(x, y, *args, sample_weight=sample_weight, **kwargs)
+
+    table.balance_size = 10
+    wbc.fit_head = recording_fit_head
+    try:
+        wbc._logits(table, train, np.arange(2 * n, 4 * n), hidden=0, epochs=1)
+    finally:
+        wbc.fit_head = real_fit_head
+    assert len(seen) == 1 and seen[0] is not None and not np.allclose(seen[0], seen[0][0])
+
+
+def _auc(is_positive, score):
+    from training.metrics import roc_auc_score
+
+    return roc_auc_score(np.asarray(is_positive, bool), np.asarray(score, float))
