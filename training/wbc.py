@@ -64,6 +64,8 @@ class CellTable:
     #: 0: off; B: every head weighs its blast and normal lymphoid cells so that, within each source, cell size
     #: (B quantile bins of diameter) no longer tells them apart (``size_balanced_weights``)
     balance_size: int = 0
+    #: how far: the weights are raised to this power (1: size tells nothing; 0.5: half way, in log weight)
+    balance_size_strength: float = 1.0
 
     @classmethod
     def load(cls, cells: str | Path, features: str | Path) -> "CellTable":
@@ -160,7 +162,7 @@ def _fit_cells(table: CellTable, train_idx, hidden: int, epochs: int, seed: int 
     weights = None
     if table.balance_size:
         weights = class_weights(y, len(WBC_CLASSES)) * np.tile(
-            size_balanced_weights(table, train_idx, table.balance_size), views)
+            size_balanced_weights(table, train_idx, table.balance_size) ** table.balance_size_strength, views)
     return fit_head(x, y, len(WBC_CLASSES), hidden=hidden, epochs=epochs, seed=seed, sample_weight=weights)
 
 
@@ -207,6 +209,7 @@ def evaluate(table: CellTable, hidden: int = 0, epochs: int = 30, k: int = 5, pr
     subject = table.subject
     out: dict = {"settings": {"hidden": hidden, "epochs": epochs, "k": k, "views": int(table.features.shape[0]),
                               "weak_labels": table.weak_labels, "balance_size_bins": table.balance_size,
+                              "balance_size_strength": table.balance_size_strength,
                               "cnmc_subjects_tested": "fold_0 + 32 + H10 (unseen by the backbone)"
                               if backbone_saw_cnmc else "every subject of fold_0 + fold_1",
                               "pbc_measured_on": "every PBC cell" if pbc_measured is None
@@ -438,6 +441,8 @@ def add_parser(sub) -> None:
     t.add_argument("--balance-size", type=int, default=0, metavar="BINS", help="weigh the blast and normal "
                    "lymphoid cells of each head so that, within each source, cell size (BINS quantile bins of "
                    "diameter) no longer tells them apart (0: off)")
+    t.add_argument("--balance-size-strength", type=float, default=1.0, metavar="A", help="with --balance-size: "
+                   "the weights raised to A (1: full; 0.5: half way; trades C-NMC's own CV against other labs)")
     e = wsub.add_parser("folders", help="the cells a supervised fine-tune may learn from, one folder per type (for "
                                         "python -m training fit --data), the evaluation's held-out cells left out")
     e.add_argument("--cells", required=True)
@@ -495,7 +500,7 @@ def run(args, cell_finder=None) -> int:
             raise SystemExit("--out joins the head to the backbone of --parent: give --parent, and no --columns")
         table = CellTable.load(args.cells, args.features)
         table.weak_labels = args.weak_labels
-        table.balance_size = args.balance_size
+        table.balance_size, table.balance_size_strength = args.balance_size, args.balance_size_strength
         if args.columns:
             start, stop = (int(v) for v in args.columns.split(":"))
             table.features = table.features[:, :, start:stop]

@@ -248,10 +248,14 @@ def test_size_balancing_makes_a_linear_head_read_the_cell_not_its_size():
     table.balance_size = 10
     wbc.fit_head = recording_fit_head
     try:
-        wbc._logits(table, train, np.arange(2 * n, 4 * n), hidden=0, epochs=1)
+        for strength in (1.0, 0.5):   # --balance-size-strength: the weights raised to it, half way in log weight
+            table.balance_size_strength = strength
+            wbc._logits(table, train, np.arange(2 * n, 4 * n), hidden=0, epochs=1)
     finally:
         wbc.fit_head = real_fit_head
-    assert len(seen) == 1 and seen[0] is not None and not np.allclose(seen[0], seen[0][0])
+    assert len(seen) == 2 and seen[0] is not None and not np.allclose(seen[0], seen[0][0])
+    assert np.allclose(seen[1] / seen[0], w ** -0.5)
+    assert parser.parse_args(["wbc", "fit", "--cells", "c", "--features", "f"]).balance_size_strength == 1.0
 
 
 def _auc(is_positive, score):
