@@ -50,7 +50,8 @@ def test_head_on_a_backbone_gives_a_model_folder_the_app_runs(cell_table, tiny_m
     from leukviewer.core.analysis.pipeline import analyze_folder
     from training.heads import backbone_features, export_wbc_model
     from training.modelfolder import load_model_folder
-    from training.wbc import CellTable, evaluate, fit_final, write_card
+    from training.wbc import CellTable, evaluate, fit_final
+    from training.wbc_card import write_card
 
     path, summary = cell_table
     parent = load_model_folder(tiny_model_dir)
