@@ -494,14 +494,17 @@ def run(args, cell_finder=None) -> int:
         np.save(args.out, features.astype(np.float16))
     elif args.wbc_command == "fit":
         from .heads import export_wbc_model
-        from .wbc_card import write_card
         from .modelfolder import read_meta
+        from .wbc_card import write_card
 
         if args.out and (not args.parent or args.columns):
             raise SystemExit("--out joins the head to the backbone of --parent: give --parent, and no --columns")
         table = CellTable.load(args.cells, args.features)
         table.weak_labels = args.weak_labels
         table.balance_size, table.balance_size_strength = args.balance_size, args.balance_size_strength
+        if args.balance_size and table.diameter_um is None:
+            raise SystemExit(f"--balance-size needs each cell's diameter, and {args.cells} has none (a table from "
+                             f"before sizes were recorded): build it again with '{CELLS_COMMAND}'")
         if args.columns:
             start, stop = (int(v) for v in args.columns.split(":"))
             table.features = table.features[:, :, start:stop]
