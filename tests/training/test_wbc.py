@@ -263,3 +263,24 @@ def _auc(is_positive, score):
     from training.metrics import roc_auc_score
 
     return roc_auc_score(np.asarray(is_positive, bool), np.asarray(score, float))
+
+
+def test_balancing_size_on_a_table_without_cell_sizes_says_so(tmp_path):
+    """A cell table written before sizes were recorded cannot be size-balanced: 'wbc fit' stops with a message that
+    says how to rebuild it, instead of silently fitting unweighted heads."""
+    import argparse
+
+    from training.wbc import CELLS_COMMAND, add_parser, run
+
+    n = 12
+    np.savez(tmp_path / "cells.npz", x=np.zeros((n, 8, 8, 3), np.uint8), source=np.array(["cnmc"] * n),
+             group=np.array(["cnmc:1"] * 6 + ["cnmc:H1"] * 6), field=np.array([f"f{i}" for i in range(n)]),
+             cell_type=np.array(["blast"] * 6 + ["lymphoid"] * 6), summary=json.dumps({}))
+    np.save(tmp_path / "f.npy", np.zeros((1, n, 4), np.float32))
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["wbc", "fit", "--cells", str(tmp_path / "cells.npz"), "--features",
+                              str(tmp_path / "f.npy"), "--balance-size", "10"])
+    with pytest.raises(SystemExit, match="diameter") as stop:
+        run(args)
+    assert CELLS_COMMAND in str(stop.value)
