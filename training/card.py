@@ -44,7 +44,7 @@ def _metrics_rows(m: dict) -> list[str]:
 # The settings that make a recipe (what is trained how), as opposed to where it runs or how the data are split.
 RECIPE_KEYS = ("backbone", "input_size", "canvas_px", "dropout", "init", "parent_model", "train_batchnorm",
                "head_epochs", "lowres_epochs", "lowres_size", "lr_lowres", "epochs", "lr", "unfreeze", "oversample",
-               "class_weights", "augment", "tta")
+               "class_weights", "sample_weights", "augment", "tta")
 
 
 def recipe_differences(a: dict | None, b: dict | None) -> list[str]:

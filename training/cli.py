@@ -68,6 +68,8 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-steps-per-epoch", type=int, help="cap the batches per epoch (quick trials)")
     g.add_argument("--class-weights", action="store_true", help="weight the loss by class (besides oversampling)")
     g.add_argument("--no-oversample", action="store_true", help="do not oversample the minority class")
+    g.add_argument("--sample-weights", metavar="CSV", help="each training image's weight in the loss: rows "
+                   "'path,weight', paths relative to --data (e.g. the weights.csv of 'wbc folders --balance-size')")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
     g.add_argument("--stain-sigma", type=float, default=AUG_DEFAULTS.stain_sigma,
                    help="multiplicative jitter of each stain's optical density")
@@ -106,6 +108,8 @@ def _config_from(args):
         val_fraction=(0.10 if args.leaky_image_split and args.val_fraction == 0.15 else args.val_fraction),
         test_fraction=(0.20 if args.leaky_image_split and args.test_fraction == 0.15 else args.test_fraction),
         oversample=not args.no_oversample, class_weights=args.class_weights,
+        sample_weights=(str(Path(args.sample_weights).expanduser().resolve()) if getattr(args, "sample_weights", None)
+                        else None),
         augment=(AugmentConfig.off() if args.no_augment else AugmentConfig(
             stain_sigma=args.stain_sigma, stain_bias=args.stain_bias, brightness=args.brightness,
             contrast=args.contrast)).to_dict(),

@@ -61,6 +61,8 @@ class TrainConfig:
     # data handling
     oversample: bool = True
     class_weights: bool = False
+    sample_weights: str | None = None    # CSV "path,weight" giving every training image its weight in the loss
+                                         # (paths relative to data; e.g. ``wbc folders --balance-size``'s weights.csv)
     augment: dict = field(default_factory=lambda: AugmentConfig().to_dict())
     skip_unreadable: bool = False
     # schedule

@@ -65,7 +65,8 @@ def _train(config: TrainConfig, on_progress, should_stop, resume: bool, dist) ->
     if resume and run.exists():
         state = run.load_state()
         saved = TrainConfig.from_dict(state["config"])
-        for key in ("data", "backbone", "input_size", "canvas_px", "split", "seed", "cv_fold", "init"):
+        for key in ("data", "backbone", "input_size", "canvas_px", "split", "seed", "cv_fold", "init",
+                    "sample_weights"):
             if getattr(saved, key) != getattr(config, key):
                 raise ValueError(f"cannot resume {run.path}: its {key} was {getattr(saved, key)!r}, "
                                  f"now {getattr(config, key)!r}")
@@ -95,6 +96,10 @@ def _train(config: TrainConfig, on_progress, should_stop, resume: bool, dist) ->
     if config.class_weights:
         counts = np.bincount(data.labels[data.split.train], minlength=n_classes)
         class_weight = {i: float(len(data.split.train) / (n_classes * max(1, c))) for i, c in enumerate(counts)}
+    if data.weights is not None:   # per-image weights: the batches carry them, the class weights folded in
+        if class_weight is not None:
+            data.weights = data.weights * np.array([class_weight[int(c)] for c in data.labels])
+        class_weight = None
 
     scope = dist.strategy.scope() if dist else contextlib.nullcontext()
     with scope:   # the network, its optimizer and every step built and run under the strategy

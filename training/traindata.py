@@ -23,6 +23,7 @@ class PreparedData:
     images: np.ndarray          # (N, size, size, 3) uint8, preprocessed
     labels: np.ndarray          # (N,) int
     preprocess: PreprocessConfig
+    weights: np.ndarray | None = None   # (N,) float: each image's weight in the loss (``sample_weights``), or None
 
 
 def _load_images(dataset: Dataset, pre: PreprocessConfig, workers: int, skip_unreadable: bool,
@@ -83,7 +84,46 @@ def prepare_data(config: TrainConfig, report=lambda e: None) -> PreparedData:
     if missing:
         raise DatasetError("the training part lacks class(es) "
                            + ", ".join(dataset.class_names[i] for i in sorted(missing)))
-    return PreparedData(dataset, split, images, labels, pre)
+    weights = read_sample_weights(config.sample_weights, dataset, split.train) if config.sample_weights else None
+    return PreparedData(dataset, split, images, labels, pre, weights)
+
+
+def read_sample_weights(csv_path: str, dataset: Dataset, train: list[int]) -> np.ndarray:
+    """Each image's weight from a CSV of ``path,weight`` rows (a header row allowed; paths relative to the data
+    folder or absolute). Every training image needs a weight >= 0; images outside the training part may lack one
+    (they get 1 and are never weighed)."""
+    import csv
+    from pathlib import Path
+
+    root = Path(dataset.root)
+    given: dict[Path, float] = {}
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for n, row in enumerate(csv.reader(f), start=1):
+            if not row or (n == 1 and row[0].strip().lower() in ("path", "file", "image")):
+                continue
+            try:
+                weight = float(row[1])
+            except (IndexError, ValueError):
+                raise DatasetError(f"{csv_path}, line {n}: expected 'path,weight', got {','.join(row)!r}") from None
+            if not (weight >= 0 and math.isfinite(weight)):
+                raise DatasetError(f"{csv_path}, line {n}: a weight must be a finite number >= 0, got {row[1]!r}")
+            path = Path(row[0].strip())
+            given[(path if path.is_absolute() else root / path).resolve()] = weight
+    weights = np.ones(len(dataset.samples))
+    training = set(train)
+    missing = []
+    for i, sample in enumerate(dataset.samples):
+        w = given.get(Path(sample.path).resolve())
+        if w is not None:
+            weights[i] = w
+        elif i in training:
+            missing.append(i)
+    if missing:
+        names = ", ".join(str(dataset.samples[i].path) for i in missing[:3])
+        raise DatasetError(f"{csv_path} gives no weight for {len(missing)} training image(s), e.g. {names}")
+    if not weights[train].sum() > 0:
+        raise DatasetError(f"{csv_path} weighs every training image 0: nothing would be learnt")
+    return weights
 
 
 def _epoch_order(labels: np.ndarray, indices: list[int], oversample: bool, rng: np.random.Generator) -> np.ndarray:
@@ -135,6 +175,8 @@ def make_sequence(data: PreparedData, config: TrainConfig, start_epoch: int, ima
             sel = order[i * config.batch_size:(i + 1) * config.batch_size]
             rng = np.random.default_rng([config.seed, self.epoch, i, 7])
             x = np.stack([augment(images[j], rng, aug) for j in sel]).astype("float32")
+            if data.weights is not None:
+                return x, data.labels[sel], data.weights[sel].astype("float32")
             return x, data.labels[sel]
 
         def on_epoch_end(self):

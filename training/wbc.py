@@ -378,22 +378,40 @@ def finetune_split(cells: str | Path, pbc_share: float = 0.5, seed: int = 0) -> 
             "classes": classes, "pbc_share": pbc_share, "seed": seed}
 
 
-def export_finetune_folders(cells: str | Path, out: str | Path, pbc_share: float = 0.5, seed: int = 0) -> dict:
+def export_finetune_folders(cells: str | Path, out: str | Path, pbc_share: float = 0.5, seed: int = 0,
+                            balance_size: int = 0, balance_size_strength: float = 1.0) -> dict:
     """Write the cells ``finetune_split`` allows into ``out/<type>/cell_<index>.png`` (one folder per class, the
     layout ``python -m training fit --data`` reads) and ``out/split.json`` (the split, to keep the evaluation
-    honest). The cells are already at the model's physical scale and size."""
+    honest). The cells are already at the model's physical scale and size.
+
+    ``balance_size`` > 0 also writes ``out/weights.csv`` for ``python -m training fit --sample-weights``: the
+    exported cells' ``size_balanced_weights`` (** ``balance_size_strength``), so that a fine-tuned network, like the
+    heads of ``wbc fit --balance-size``, cannot tell a blast from a normal lymphoid cell of the same source by size."""
     import cv2
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty")
+    d = np.load(cells)
+    if balance_size and "diameter_um" not in d:
+        raise SystemExit(f"{cells} has no cell sizes to balance; rebuild it with {CELLS_COMMAND}")
     split = finetune_split(cells, pbc_share, seed)
-    x, cell_type = np.load(cells)["x"], np.load(cells)["cell_type"]
+    x, cell_type = d["x"], d["cell_type"]
+    names = {}
     for i in split["train"]:
         folder = out / str(cell_type[i])
         folder.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(folder / f"cell_{i:05d}.png"), cv2.cvtColor(x[i], cv2.COLOR_RGB2BGR)):
+        names[i] = f"{cell_type[i]}/cell_{i:05d}.png"
+        if not cv2.imwrite(str(out / names[i]), cv2.cvtColor(x[i], cv2.COLOR_RGB2BGR)):
             raise OSError(f"could not write {folder}")
+    if balance_size:
+        table = CellTable(np.zeros((1, len(d["source"]), 0), np.float32), d["source"], d["group"], d["field"],
+                          d["cell_type"], {}, diameter_um=d["diameter_um"], partial=d["partial"])
+        weights = size_balanced_weights(table, split["train"], balance_size) ** balance_size_strength
+        (out / "weights.csv").write_text("path,weight\n" + "".join(
+            f"{names[i]},{w:.6g}\n" for i, w in zip(split["train"], weights)), encoding="utf-8")
+        split["balance_size"] = {"bins": balance_size, "strength": balance_size_strength,
+                                 "weights": str(out / "weights.csv")}
     (out / "split.json").write_text(json.dumps(split), encoding="utf-8")
     return split
 
@@ -449,6 +467,11 @@ def add_parser(sub) -> None:
     e.add_argument("--out", required=True, help="empty folder to write")
     e.add_argument("--pbc-share", type=float, default=0.5, help="share of PBC's cells of each type to train on")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--balance-size", type=int, default=0, metavar="BINS", help="also write weights.csv (for "
+                   "'python -m training fit --sample-weights'): blast and normal lymphoid cells weighed so that, "
+                   "within each source, size (BINS quantile bins of diameter) no longer tells them apart (0: off)")
+    e.add_argument("--balance-size-strength", type=float, default=1.0, metavar="A",
+                   help="with --balance-size: the weights raised to A")
     k = wsub.add_parser("card", help="(re)write MODEL_CARD.md of a white-cell-type model folder")
     k.add_argument("--model", required=True)
 
@@ -528,9 +551,12 @@ def run(args, cell_finder=None) -> int:
             print(f"model folder: {folder}")
             print(f"model card: {write_card(folder)}")
     elif args.wbc_command == "folders":
-        split = export_finetune_folders(args.cells, args.out, args.pbc_share, args.seed)
+        split = export_finetune_folders(args.cells, args.out, args.pbc_share, args.seed, args.balance_size,
+                                        args.balance_size_strength)
         print(f"{len(split['train'])} cells in {args.out} ({', '.join(f'{k} {v}' for k, v in split['classes'].items())});"
               f" {len(split['pbc_held_out'])} PBC cells kept out for the types; split: {Path(args.out) / 'split.json'}")
+        if args.balance_size:
+            print(f"weights: {split['balance_size']['weights']} (python -m training fit --sample-weights)")
     elif args.wbc_command == "card":
         from .wbc_card import write_card
 

@@ -108,6 +108,28 @@ def test_fine_tune_folders_leave_out_every_cell_the_evaluation_measures(cell_tab
     assert json.loads((tmp_path / "ft" / "split.json").read_text())["train"] == split["train"]
 
 
+def test_fine_tune_folders_carry_size_balancing_weights_that_training_fit_reads(cell_table, tmp_path):
+    """``wbc folders --balance-size``: weights.csv gives every exported cell its ``size_balanced_weights`` (so a
+    fine-tuned network, like the balanced heads, cannot call a C-NMC cell a blast for its size), and
+    ``training fit --sample-weights`` reads it for exactly the exported images."""
+    from training.datasets import load_dataset
+    from training.traindata import read_sample_weights
+    from training.wbc import CellTable, export_finetune_folders, size_balanced_weights
+
+    path, _ = cell_table
+    split = export_finetune_folders(path, tmp_path / "ft", pbc_share=0.5, balance_size=2)
+    d = np.load(path)
+    table = CellTable(np.zeros((1, len(d["source"]), 0), np.float32), d["source"], d["group"], d["field"],
+                      d["cell_type"], {}, diameter_um=d["diameter_um"], partial=d["partial"])
+    expected = size_balanced_weights(table, split["train"], 2)
+    assert not np.allclose(expected, 1)    # the fixture's blasts and lymphoid cells differ in size
+    data = load_dataset(tmp_path / "ft")
+    weights = read_sample_weights(str(tmp_path / "ft" / "weights.csv"), data, list(range(len(data.samples))))
+    index_of = {int(s.path.stem.split("_")[1]): k for k, s in enumerate(data.samples)}
+    assert np.allclose([weights[index_of[i]] for i in split["train"]], expected, rtol=1e-5)
+    assert json.loads((tmp_path / "ft" / "split.json").read_text())["balance_size"]["bins"] == 2
+
+
 def test_after_a_fine_tune_pbc_is_measured_only_on_the_half_the_backbone_never_learned(cell_table, tmp_path):
     """``wbc fit --split split.json``: the types and PBC's held-out figures count only the PBC cells kept out of the
     fine-tune; the C-NMC CV is the same as without it."""
