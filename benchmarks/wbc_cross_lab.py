@@ -13,9 +13,10 @@ BCCD's non-white objects always in training):
   * Aria -> C-NMC: the Aria-style fields (weak labels) in training, C-NMC held out: per-cell ROC-AUC, blast vs
     normal, over all 42 subjects, and per-subject mean P(blast), ALL vs healthy subjects;
   * neither: PBC and BCCD only (no blast example at all): the same two figures, the floor a head reaches from
-    "lymphoid-looking" alone.
+    "lymphoid-looking" alone;
 and, with no head at all, each lab's cells ranked by their diameter in µm (the cell table's ``diameter_um``, whole
 cells only): how much of each lab's "blast" is size. ROC-AUC needs no threshold, so no calibration is fitted here.
+``--align-sources`` first moves each source's features by that source's own statistics (all its cells, no label).
 """
 from __future__ import annotations
 
@@ -53,6 +54,24 @@ def cnmc_cells(table: CellTable, test: np.ndarray, p_blast: np.ndarray) -> dict:
             "subject_roc_auc_mean_p_blast": _auc(ill, mean_p)}
 
 
+ALIGNMENTS = ("none", "center", "standardise")
+
+
+def align_sources(table: CellTable, how: str) -> None:
+    """Each source's features (every view) moved so that its own cells have mean 0 (``center``) and, with
+    ``standardise``, spread 1 per feature: the statistics of all its cells, no label. A lab could give such
+    statistics of its own unlabelled cells; if the lab's look were a shift of the features, this would take it out."""
+    if how == "none":
+        return
+    for name in np.unique(table.source):
+        member = table.source == name
+        cells = table.features[:, member]
+        cells = cells - cells.mean(axis=(0, 1))
+        if how == "standardise":
+            cells = cells / (cells.std(axis=(0, 1)) + 1e-3)
+        table.features[:, member] = cells
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", required=True)
@@ -61,14 +80,18 @@ def main() -> int:
     ap.add_argument("--balance-size", type=int, default=0, metavar="BINS", help="weigh each head's blast and "
                     "lymphoid cells so that size within a source tells them apart no more (training.wbc."
                     "size_balanced_weights; 0: off)")
+    ap.add_argument("--align-sources", choices=ALIGNMENTS, default="none", help="before any head: each source's "
+                    "features shifted by its own mean (center) or also scaled by its own spread (standardise), "
+                    "statistics of all its cells and no label: can a lab's look be taken out of the features?")
     ap.add_argument("--out", help="JSON to write")
     args = ap.parse_args()
     table = CellTable.load(args.cells, args.features)
     table.balance_size = args.balance_size
+    align_sources(table, args.align_sources)
     source, trainable, blast = table.source, table.y >= 0, WBC_CLASSES.index("blast")
     aria, cnmc = np.where(source == "aria")[0], np.where(source == "cnmc")[0]
     out = {"cells": {s: int((source == s).sum()) for s in sorted(set(map(str, source)))}, "heads": {},
-           "balance_size_bins": args.balance_size}
+           "balance_size_bins": args.balance_size, "align_sources": args.align_sources}
     d = np.load(args.cells)
     diameter, whole = d["diameter_um"], ~d["partial"]
     out["diameter_um"] = {}
