@@ -335,8 +335,9 @@ def test_a_weights_file_missing_a_training_image_is_refused_with_its_name(cnmc_r
     lines = csv.read_text().splitlines()
     dropped = lines.pop(5).split(",")[0]
     csv.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DatasetError, match="no weight for"):
+    with pytest.raises(DatasetError, match="no weight for 1 training image") as refused:
         train(tiny_config(cnmc_root, tmp_path, sample_weights=str(csv)))
+    assert dropped.split("/")[-1] in str(refused.value)
     bad = tmp_path / "bad.csv"
     bad.write_text(f"{dropped},-1\n")
     with pytest.raises(DatasetError, match="finite number >= 0"):
